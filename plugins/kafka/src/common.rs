@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! What `kafkasink` and `kafkasrc` share: building the librdkafka client configuration,
+//! routing librdkafka's log into GStreamer's, checking the broker and topic before
+//! streaming, and mapping buffer flags to the envelope's.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use kafkavision::Flags;
+use kafkavision::client_config::ClientConfig;
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+pub const DEFAULT_BROKERS: &str = "localhost:9092";
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
+
+/// Client context shared by both elements: librdkafka's log goes to the element's debug
+/// category, and the last client-level error (e.g. "all brokers down") is kept so that
+/// error messages can name the broker's own reason.
+pub struct ClientLog {
+    cat: gst::DebugCategory,
+    element: glib::WeakRef<gst::Element>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientLog {
+    pub fn new(cat: gst::DebugCategory, element: &gst::Element) -> Self {
+        ClientLog {
+            cat,
+            element: element.downgrade(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap().clone()
+    }
+}
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let level = match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => gst::DebugLevel::Error,
+            RDKafkaLogLevel::Warning => gst::DebugLevel::Warning,
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => gst::DebugLevel::Info,
+            RDKafkaLogLevel::Debug => gst::DebugLevel::Debug,
+        };
+        match self.element.upgrade() {
+            Some(element) => gst::log_with_level!(
+                self.cat,
+                level,
+                obj = element,
+                "librdkafka {facility}: {message}"
+            ),
+            None => gst::log_with_level!(self.cat, level, "librdkafka {facility}: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        gst::warning!(self.cat, "librdkafka error: {error}: {reason}");
+        *self.last_error.lock().unwrap() = Some(format!("{error}: {reason}"));
+    }
+}
+
+/// The librdkafka configuration: our defaults first, then the user's `config` entries
+/// (which win), and `bootstrap.servers` from the `brokers` property.
+pub fn rdkafka_config(
+    brokers: &str,
+    defaults: &[(&str, &str)],
+    user: &ClientConfig,
+) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
+    for (key, value) in user.entries() {
+        config.set(key, value);
+    }
+    if user.get("bootstrap.servers").is_none() {
+        config.set("bootstrap.servers", brokers);
+    }
+    config.set_log_level(RDKafkaLogLevel::Info);
+    config
+}
+
+/// Checks within `timeout` that the brokers answer and `topic` exists; returns its
+/// partition count. The error names what to change.
+pub fn check_topic<C: ClientContext>(
+    client: &Client<C>,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    last_error: impl Fn() -> Option<String>,
+) -> Result<usize, String> {
+    let metadata = client.fetch_metadata(Some(topic), timeout).map_err(|err| {
+        let reason = last_error().unwrap_or_else(|| err.to_string());
+        format!(
+            "could not reach Kafka brokers '{brokers}' within {} ms ({reason}); check the \
+                 'brokers' property (host:port,...) and that the broker is up, or raise \
+                 'connect-timeout'",
+            timeout.as_millis()
+        )
+    })?;
+    let Some(topic_meta) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(format!(
+            "broker '{brokers}' returned no metadata for topic '{topic}'"
+        ));
+    };
+    if let Some(err) = topic_meta.error() {
+        let code = RDKafkaErrorCode::from(err);
+        return Err(if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+            format!(
+                "topic '{topic}' does not exist on brokers '{brokers}'; create it (e.g. \
+                 scripts/broker topic {topic} 4) or enable auto-creation on the broker"
+            )
+        } else {
+            format!("topic '{topic}' on brokers '{brokers}' is not usable: {code}")
+        });
+    }
+    if topic_meta.partitions().is_empty() {
+        return Err(format!(
+            "topic '{topic}' on brokers '{brokers}' has no partitions"
+        ));
+    }
+    Ok(topic_meta.partitions().len())
+}
+
+const FLAG_MAP: [(gst::BufferFlags, Flags); 8] = [
+    (gst::BufferFlags::DISCONT, Flags::DISCONT),
+    (gst::BufferFlags::DELTA_UNIT, Flags::DELTA_UNIT),
+    (gst::BufferFlags::HEADER, Flags::HEADER),
+    (gst::BufferFlags::GAP, Flags::GAP),
+    (gst::BufferFlags::DROPPABLE, Flags::DROPPABLE),
+    (gst::BufferFlags::MARKER, Flags::MARKER),
+    (gst::BufferFlags::CORRUPTED, Flags::CORRUPTED),
+    (gst::BufferFlags::RESYNC, Flags::RESYNC),
+];
+
+pub fn envelope_flags(flags: gst::BufferFlags) -> Flags {
+    let mut out = Flags::empty();
+    for (gst_flag, flag) in FLAG_MAP {
+        out.set(flag, flags.contains(gst_flag));
+    }
+    out
+}
+
+pub fn buffer_flags(flags: Flags) -> gst::BufferFlags {
+    let mut out = gst::BufferFlags::empty();
+    for (gst_flag, flag) in FLAG_MAP {
+        out.set(gst_flag, flags.contains(flag));
+    }
+    out
+}
+
+/// Parses the `config` property; an error is kept and reported when the element starts.
+pub fn parse_config(text: Option<&str>) -> Result<ClientConfig, String> {
+    ClientConfig::parse(text.unwrap_or_default()).map_err(|e| e.to_string())
+}
+
+/// What reading the `config` property returns: never a secret.
+pub fn shown_config(config: &Result<ClientConfig, String>) -> String {
+    match config {
+        Ok(config) => config.redacted(),
+        Err(err) => format!("<invalid: {err}>"),
+    }
+}
+
+/// Unix time now, in ns.
+pub fn unix_time_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_map_both_ways() {
+        let gst_flags = gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT;
+        let flags = envelope_flags(gst_flags);
+        assert_eq!(flags.to_string(), "discont,delta-unit");
+        assert_eq!(buffer_flags(flags), gst_flags);
+    }
+}

@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `kafkasink`: writes each buffer as one Kafka record. See `imp.rs` for the details.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+pub use imp::{Compression, QueueFullPolicy};
+
+glib::wrapper! {
+    pub struct KafkaSink(ObjectSubclass<imp::KafkaSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "kafkasink",
+        gst::Rank::NONE,
+        KafkaSink::static_type(),
+    )
+}

@@ -1,0 +1,120 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# shellcheck shell=bash disable=SC2034
+#
+# Shared shell functions of gst-kafka-vision's scripts. Source it, don't run it:
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Every kv_ensure_* function checks first and returns at once when there is nothing to
+# do, so the scripts can call them on every run.
+
+# Guard against double sourcing (scripts/test sources it and calls scripts/broker).
+if [[ -n "${KV_LIB_SOURCED:-}" ]]; then
+    return 0
+fi
+KV_LIB_SOURCED=1
+
+KV_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KV_VENV="${KV_VENV:-$KV_REPO/.venv}"
+
+# Versions we tested against; bump deliberately.
+KV_TANSU_VERSION="0.6.0"
+KV_PY_PACKAGES=("confluent-kafka==2.16.1" "kafka-python==3.0.12")
+
+KV_DEBS=(
+    libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+    gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+    meson ninja-build pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev python3-venv
+)
+
+# Messages go to stderr so that stdout stays machine-readable (scripts/broker start
+# prints only the bootstrap address there).
+kv_log() { printf '%s: %s\n' "${KV_LOG_TAG:-kv}" "$*" >&2; }
+kv_die() { kv_log "error: $*"; exit 1; }
+
+# Root can run apt-get directly; anybody else needs sudo.
+kv_as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+kv_ensure_debs() {
+    local missing=() p
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        kv_log "warning: not a Debian system; install the equivalents of: ${KV_DEBS[*]}"
+        return 0
+    fi
+    for p in "${KV_DEBS[@]}"; do
+        if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) != "install ok installed" ]]; then
+            missing+=("$p")
+        fi
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    kv_log "installing Debian packages: ${missing[*]}"
+    # Only refresh the package lists when we actually install something: it is slow.
+    kv_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    kv_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" >&2
+}
+
+# Prints the path of the tansu binary, or nothing.
+kv_tansu_path() {
+    if [[ -n "${TANSU:-}" && -x "${TANSU}" ]]; then
+        echo "$TANSU"
+    elif command -v tansu >/dev/null 2>&1; then
+        command -v tansu
+    elif [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]]; then
+        echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+    fi
+}
+
+# True while some other `cargo install tansu` runs (a second one would just compete for
+# the 2 cores and then race on installing the binary).
+kv_tansu_install_running() {
+    pgrep -f 'cargo install( .*)? tansu' >/dev/null 2>&1
+}
+
+kv_ensure_tansu() {
+    [[ -n "$(kv_tansu_path)" ]] && return 0
+    if kv_tansu_install_running; then
+        kv_log "another 'cargo install tansu' is running; waiting for it to finish"
+        while kv_tansu_install_running; do sleep 5; done
+        [[ -n "$(kv_tansu_path)" ]] && return 0
+        kv_log "that install did not produce a tansu binary; installing it myself"
+    fi
+    # Default features have no storage engine at all; dynostore gives memory://, libsql
+    # gives sqlite://. The first build takes ~14 minutes on 2 cores.
+    kv_log "installing the tansu broker $KV_TANSU_VERSION (cargo install, takes ~15 min once)"
+    cargo install tansu --locked --version "$KV_TANSU_VERSION" --features dynostore,libsql >&2
+    [[ -n "$(kv_tansu_path)" ]] || kv_die "cargo install tansu finished but no tansu binary found"
+}
+
+kv_python() { echo "$KV_VENV/bin/python"; }
+
+kv_ensure_venv() {
+    local py
+    py="$(kv_python)"
+    if [[ -x "$py" ]] && "$py" -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
+        return 0
+    fi
+    if [[ ! -x "$py" ]]; then
+        kv_log "creating the Python venv $KV_VENV"
+        "${KV_BASE_PYTHON:-python3}" -m venv "$KV_VENV" >&2
+    fi
+    kv_log "installing ${KV_PY_PACKAGES[*]} into $KV_VENV"
+    "$py" -m pip install -q --disable-pip-version-check "${KV_PY_PACKAGES[@]}" >&2
+}
+
+# Runs "$@" while holding an exclusive lock, so two scripts started at once (say two
+# terminals running scripts/test) don't install the same things concurrently.
+kv_with_setup_lock() {
+    local lock="${XDG_RUNTIME_DIR:-/tmp}/gst-kafka-vision-setup.lock"
+    (
+        flock -x 9
+        "$@"
+    ) 9>"$lock"
+}
+
+kv_setup_all() {
+    kv_with_setup_lock kv_ensure_debs
+    kv_with_setup_lock kv_ensure_tansu
+    kv_with_setup_lock kv_ensure_venv
+}

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The `config` property: librdkafka settings passed through as `key=value,key=value`.
+//!
+//! A comma inside a value is written `\,` (e.g. `ssl.cipher.suites=A\,B`). Values of keys
+//! that hold secrets are never shown back: [`ClientConfig::redacted`] masks them, and it is
+//! what the elements log and return when the property is read.
+
+use std::fmt;
+
+/// librdkafka settings in the order given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientConfig {
+    entries: Vec<(String, String)>,
+}
+
+/// Why a `config` string could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parts of key names whose values are secrets.
+const SECRET_KEY_PARTS: [&str; 5] = ["password", "secret", ".pem", "jaas", "oauthbearer.config"];
+
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
+impl ClientConfig {
+    /// Parses `linger.ms=5,acks=all`. Empty entries are skipped; an entry without `=` or
+    /// with an empty key is an error naming it.
+    pub fn parse(text: &str) -> Result<ClientConfig, ConfigError> {
+        let mut entries = Vec::new();
+        for entry in split_unescaped_commas(text) {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = entry.split_once('=') else {
+                return Err(ConfigError(format!(
+                    "config entry '{}' is not of the form key=value (e.g. linger.ms=5)",
+                    shown_entry(entry)
+                )));
+            };
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(ConfigError(format!(
+                    "config entry '{}' has an empty key",
+                    shown_entry(entry)
+                )));
+            }
+            entries.push((key.to_string(), value.trim().to_string()));
+        }
+        Ok(ClientConfig { entries })
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The settings as `key=value,...` with secret values replaced by `***`.
+    pub fn redacted(&self) -> String {
+        self.entries
+            .iter()
+            .map(|(k, v)| {
+                let value = if is_secret_key(k) {
+                    "***".to_string()
+                } else {
+                    v.replace(',', "\\,")
+                };
+                format!("{k}={value}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// An entry as it may appear in an error message: secret values masked.
+fn shown_entry(entry: &str) -> String {
+    if is_secret_key(entry) {
+        "<entry with a secret>".to_string()
+    } else {
+        entry.to_string()
+    }
+}
+
+fn split_unescaped_commas(text: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&',') => {
+                parts.last_mut().unwrap().push(',');
+                chars.next();
+            }
+            ',' => parts.push(String::new()),
+            _ => parts.last_mut().unwrap().push(c),
+        }
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_entries_in_order_with_escaped_commas() {
+        let config =
+            ClientConfig::parse(" linger.ms=5, acks = all ,ssl.cipher.suites=A\\,B,").unwrap();
+        let entries: Vec<_> = config.entries().collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("linger.ms", "5"),
+                ("acks", "all"),
+                ("ssl.cipher.suites", "A,B")
+            ]
+        );
+        assert_eq!(config.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn malformed_entries_are_named() {
+        let err = ClientConfig::parse("linger.ms=5,bogus").unwrap_err();
+        assert!(err.to_string().contains("'bogus'"), "{err}");
+        assert!(ClientConfig::parse("=5").is_err());
+        assert_eq!(ClientConfig::parse("").unwrap(), ClientConfig::default());
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let config = ClientConfig::parse(
+            "security.protocol=SASL_SSL,sasl.username=bob,sasl.password=hunter2,ssl.key.pem=-----BEGIN",
+        )
+        .unwrap();
+        let shown = config.redacted();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("BEGIN"),
+            "{shown}"
+        );
+        assert!(shown.contains("sasl.username=bob"));
+        let err = ClientConfig::parse("sasl.password").unwrap_err();
+        assert!(!err.to_string().contains("sasl.password"));
+    }
+}
