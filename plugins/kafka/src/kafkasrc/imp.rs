@@ -466,6 +466,22 @@ impl ObjectImpl for KafkaSrc {
         obj.set_live(true);
         obj.set_format(gst::Format::Time);
         obj.set_do_timestamp(false);
+
+        // EOS leaves the streaming thread after the last buffer's push returned, without
+        // another `create` call: the last record is handled, so store its offset here.
+        let weak = obj.downgrade();
+        obj.static_pad("src").unwrap().add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && event.type_() == gst::EventType::Eos
+                    && let Some(obj) = weak.upgrade()
+                {
+                    obj.imp().store_pending_offset();
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
     }
 }
 
@@ -513,6 +529,21 @@ enum Outcome {
 }
 
 impl KafkaSrc {
+    /// The buffer handed out last has been pushed: count it and store its offset.
+    fn store_pending_offset(&self) {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else {
+            return;
+        };
+        if let Some((partition, offset)) = state.pending_store.take() {
+            let stats = self.stats.lock().unwrap().clone();
+            stats.buffers_pushed.fetch_add(1, Ordering::Relaxed);
+            if state.grouped {
+                store_offset(state, partition, offset);
+            }
+        }
+    }
+
     fn stats(&self) -> gst::Structure {
         let stats = self.stats.lock().unwrap().clone();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -627,6 +658,36 @@ impl KafkaSrc {
             return self.read_plain_record(state, message, payload);
         };
 
+        // A bad record must not register its stream: validate before any bookkeeping.
+        let caps = if envelope.kind == RecordKind::Buffer {
+            let caps = match (&envelope.caps, &state.current_caps) {
+                (Some(text), Some((current, caps))) if text == current => {
+                    (text.clone(), caps.clone())
+                }
+                (Some(text), _) => {
+                    let caps = gst::Caps::from_str(text)
+                        .map_err(|_| format!("header gkv-caps '{text}' is not valid caps"))?;
+                    if !caps.is_fixed() {
+                        return Err(format!("header gkv-caps '{text}' is not fixed caps"));
+                    }
+                    (text.clone(), caps)
+                }
+                (None, _) => match &state.fallback_caps {
+                    Some(caps) => (caps.to_string(), caps.clone()),
+                    None => {
+                        return Err(
+                            "record has an envelope but no gkv-caps header; set the caps property"
+                                .into(),
+                        );
+                    }
+                },
+            };
+            check_payload(&caps.1, payload)?;
+            Some(caps)
+        } else {
+            None
+        };
+
         let stream = state
             .by_id
             .entry(envelope.stream_id.clone())
@@ -657,7 +718,7 @@ impl KafkaSrc {
         stream.next_seq = envelope.seq + 1;
         stream.partition = partition;
 
-        if envelope.kind == RecordKind::EndOfStream {
+        let Some(caps) = caps else {
             self.stats
                 .lock()
                 .unwrap()
@@ -671,7 +732,7 @@ impl KafkaSrc {
             } else {
                 Outcome::Consumed
             });
-        }
+        };
         stream.ended = false;
 
         if !stream.synced {
@@ -693,25 +754,6 @@ impl KafkaSrc {
             stream.synced = true;
             discont = true;
         }
-
-        let caps = match (&envelope.caps, &state.current_caps) {
-            (Some(text), Some((current, caps))) if text == current => (text.clone(), caps.clone()),
-            (Some(text), _) => {
-                let caps = gst::Caps::from_str(text)
-                    .map_err(|_| format!("header gkv-caps '{text}' is not valid caps"))?;
-                if !caps.is_fixed() {
-                    return Err(format!("header gkv-caps '{text}' is not fixed caps"));
-                }
-                (text.clone(), caps)
-            }
-            (None, _) => match &state.fallback_caps {
-                Some(caps) => (caps.to_string(), caps.clone()),
-                None => {
-                    return Err("record has an envelope but no caps; set the caps property".into());
-                }
-            },
-        };
-        check_payload(&caps.1, payload)?;
 
         let now = self
             .obj()

@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `kafkasink` against the broker `scripts/test` starts: records, envelope, errors.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gst_check::Harness;
+use kafkavision::envelope::header;
+use support::*;
+
+fn sink_harness(topic: &str, extra: &[(&str, &str)]) -> Harness {
+    init();
+    let mut h = Harness::new("kafkasink");
+    {
+        let sink = h.element().unwrap();
+        sink.set_property("brokers", brokers());
+        sink.set_property("topic", topic);
+        for (name, value) in extra {
+            sink.set_property_from_str(name, value);
+        }
+    }
+    h.play();
+    h
+}
+
+#[test]
+fn each_buffer_becomes_one_record_with_envelope_headers() {
+    let topic = new_topic("sink-envelope", 1);
+    let mut h = sink_harness(&topic, &[("key", "cam1"), ("stream-id", "cam1-test")]);
+    h.set_src_caps_str("video/x-h264, stream-format=(string)byte-stream, alignment=(string)au");
+
+    let payloads: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| vec![0, 0, 0, 1, 0x65 + i, i, i, i])
+        .collect();
+    for (i, payload) in payloads.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(payload.clone());
+        {
+            let b = buffer.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_mseconds(40 * i as u64 + 80));
+            b.set_dts(gst::ClockTime::from_mseconds(40 * i as u64));
+            b.set_duration(gst::ClockTime::from_mseconds(40));
+            if i > 0 {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            } else {
+                b.set_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::HEADER);
+            }
+        }
+        assert_eq!(h.push(buffer), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+
+    let sink = h.element().unwrap();
+    assert_eq!(
+        stat_u64(&sink, "records-sent"),
+        6,
+        "5 buffers + the EOS record"
+    );
+    assert_eq!(stat_u64(&sink, "delivery-failures"), 0);
+
+    let records = consume_raw(&topic, 1, 6, Duration::from_secs(20));
+    for (i, record) in records.iter().take(5).enumerate() {
+        assert_eq!(record.value, payloads[i], "value is the buffer's bytes");
+        assert_eq!(record.key.as_deref(), Some(&b"cam1"[..]));
+        assert_eq!(record.header(header::VERSION), Some("1"));
+        assert_eq!(record.header(header::KIND), Some("buffer"));
+        assert_eq!(record.header(header::STREAM), Some("cam1-test"));
+        assert_eq!(record.header(header::SEQ), Some(i.to_string().as_str()));
+        let caps = record.header(header::CAPS).unwrap();
+        assert!(caps.starts_with("video/x-h264"), "{caps}");
+        let pts = (40 * i as u64 + 80) * 1_000_000;
+        assert_eq!(record.header(header::PTS), Some(pts.to_string().as_str()));
+        let dts = 40 * i as u64 * 1_000_000;
+        assert_eq!(record.header(header::DTS), Some(dts.to_string().as_str()));
+        assert_eq!(record.header(header::DURATION), Some("40000000"));
+        let flags = if i == 0 {
+            "discont,header"
+        } else {
+            "delta-unit"
+        };
+        assert_eq!(record.header(header::FLAGS), Some(flags));
+        let sink_time: u64 = record.header(header::SINK_TIME).unwrap().parse().unwrap();
+        assert!(sink_time > 1_700_000_000_000_000_000, "a Unix time in ns");
+    }
+    let eos = &records[5];
+    assert_eq!(eos.header(header::KIND), Some("eos"));
+    assert_eq!(eos.header(header::SEQ), Some("5"));
+    assert!(eos.value.is_empty());
+}
+
+#[test]
+fn eos_marker_can_be_turned_off() {
+    let topic = new_topic("sink-no-eos", 1);
+    let mut h = sink_harness(&topic, &[("eos-marker", "false")]);
+    h.set_src_caps_str("application/octet-stream");
+    assert_eq!(
+        h.push(gst::Buffer::from_slice(vec![1u8; 10])),
+        Ok(gst::FlowSuccess::Ok)
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    // Write one plain record after it: if an EOS record existed it would come first.
+    produce_raw(&topic, Some(0), &[(b"after".to_vec(), vec![])]);
+    let records = consume_raw(&topic, 1, 2, Duration::from_secs(20));
+    assert_eq!(records[0].header(header::KIND), Some("buffer"));
+    assert_eq!(records[1].value, b"after");
+}
+
+#[test]
+fn fixed_partition_and_key_route_records() {
+    let topic = new_topic("sink-partition", 3);
+    let mut h = sink_harness(&topic, &[("partition", "2")]);
+    h.set_src_caps_str("application/octet-stream");
+    for i in 0..4u8 {
+        assert_eq!(
+            h.push(gst::Buffer::from_slice(vec![i; 4])),
+            Ok(gst::FlowSuccess::Ok)
+        );
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let records = consume_raw(&topic, 3, 5, Duration::from_secs(20));
+    assert!(records.iter().all(|r| r.partition == 2), "{records:?}");
+}
+
+fn start_error(description: &str) -> (String, Duration) {
+    init();
+    let pipeline = launch(description);
+    let started = Instant::now();
+    match run_until_end(&pipeline, Duration::from_secs(60)) {
+        Ended::Error(err) => (err, started.elapsed()),
+        other => panic!("'{description}' should fail, but ended with {other:?}"),
+    }
+}
+
+#[test]
+fn missing_topic_is_a_clear_error() {
+    let (err, _) = start_error(&format!(
+        "fakesrc num-buffers=1 ! kafkasink brokers={} topic=no-such-topic-{}",
+        brokers(),
+        std::process::id()
+    ));
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn unreachable_broker_fails_within_connect_timeout() {
+    let (err, took) = start_error(
+        "fakesrc num-buffers=1 ! kafkasink brokers=127.0.0.1:1 topic=frames connect-timeout=1500",
+    );
+    assert!(
+        err.contains("could not reach Kafka brokers '127.0.0.1:1'"),
+        "{err}"
+    );
+    // A bound on the failure, not a speed measurement: it must not hang.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn missing_topic_property_and_invalid_config_are_reported() {
+    let (err, _) = start_error("fakesrc num-buffers=1 ! kafkasink");
+    assert!(err.contains("No topic set"), "{err}");
+
+    let (err, _) = start_error(&format!(
+        "fakesrc num-buffers=1 ! kafkasink brokers={} topic=frames config=linger.ms",
+        brokers()
+    ));
+    assert!(err.contains("not of the form key=value"), "{err}");
+
+    let (err, _) = start_error(&format!(
+        "fakesrc num-buffers=1 ! kafkasink brokers={} topic=frames config=no.such.property=1",
+        brokers()
+    ));
+    assert!(
+        err.contains("Invalid Kafka producer configuration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_record_over_message_max_bytes_names_its_size() {
+    let topic = new_topic("sink-too-large", 1);
+    init();
+    let pipeline = launch(&format!(
+        "fakesrc num-buffers=1 sizetype=fixed sizemax=5000 filltype=zero ! \
+         kafkasink brokers={} topic={topic} config=message.max.bytes=2000",
+        brokers()
+    ));
+    let Ended::Error(err) = run_until_end(&pipeline, Duration::from_secs(30)) else {
+        panic!("a 5000-byte record over a 2000-byte limit must fail");
+    };
+    assert!(err.contains("5000 bytes"), "{err}");
+    assert!(err.contains("message.max.bytes"), "{err}");
+}
+
+#[test]
+fn secrets_in_config_are_never_read_back() {
+    init();
+    let sink = gst::ElementFactory::make("kafkasink")
+        .property(
+            "config",
+            "security.protocol=SASL_SSL,sasl.mechanism=PLAIN,sasl.username=bob,sasl.password=hunter2",
+        )
+        .build()
+        .unwrap();
+    let shown: String = sink.property("config");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("sasl.username=bob") && shown.contains("sasl.password=***"));
+}
+
+#[test]
+fn caps_changes_travel_with_the_records() {
+    let topic = new_topic("sink-caps-change", 1);
+    let mut h = sink_harness(&topic, &[]);
+    h.set_src_caps_str(
+        "video/x-raw, format=(string)GRAY8, width=(int)4, height=(int)2, framerate=(fraction)1/1",
+    );
+    assert_eq!(
+        h.push(gst::Buffer::from_slice(vec![0u8; 8])),
+        Ok(gst::FlowSuccess::Ok)
+    );
+    h.set_src_caps_str(
+        "video/x-raw, format=(string)GRAY8, width=(int)2, height=(int)2, framerate=(fraction)1/1",
+    );
+    assert_eq!(
+        h.push(gst::Buffer::from_slice(vec![0u8; 4])),
+        Ok(gst::FlowSuccess::Ok)
+    );
+    assert!(h.push_event(gst::event::Eos::new()));
+    let records = consume_raw(&topic, 1, 2, Duration::from_secs(20));
+    assert!(
+        records[0]
+            .header(header::CAPS)
+            .unwrap()
+            .contains("width=(int)4")
+    );
+    assert!(
+        records[1]
+            .header(header::CAPS)
+            .unwrap()
+            .contains("width=(int)2")
+    );
+}

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Runs the README's gst-launch examples as written, with the broker address and topic
+//! names swapped for the test's own, in README order.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+const README_BROKER: &str = "127.0.0.1:9092";
+
+/// The gst-launch command lines of the README's `sh` blocks, continuation lines joined.
+fn readme_pipelines() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut pipelines = Vec::new();
+    let mut in_sh = false;
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let text = line.trim();
+        let (body, continues) = match text.strip_suffix('\\') {
+            Some(body) => (body.trim(), true),
+            None => (text, false),
+        };
+        match current.as_mut() {
+            Some(pipeline) => {
+                pipeline.push(' ');
+                pipeline.push_str(body);
+            }
+            None if body.starts_with("gst-launch-1.0 ") => current = Some(body.to_string()),
+            None => continue,
+        }
+        if !continues && let Some(done) = current.take() {
+            pipelines.push(done);
+        }
+    }
+    pipelines
+}
+
+#[test]
+fn readme_examples_run_as_written() {
+    init();
+    let pipelines = readme_pipelines();
+    assert!(pipelines.len() >= 5, "found {pipelines:?}");
+    let dir = std::env::temp_dir().join(unique_name("readme"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut topics: HashMap<String, String> = HashMap::new();
+    let mut ran = 0;
+    for original in &pipelines {
+        // Runs until stopped and needs a display: documented as such.
+        if original.contains("autovideosink") {
+            continue;
+        }
+        let mut description = original
+            .trim_start_matches("gst-launch-1.0 ")
+            .replace(README_BROKER, &brokers())
+            .replace(
+                "location=frame-",
+                &format!("location={}/frame-", dir.display()),
+            );
+        let words: Vec<String> = description.split_whitespace().map(String::from).collect();
+        for word in words {
+            if let Some(name) = word.strip_prefix("topic=") {
+                let topic = topics
+                    .entry(name.to_string())
+                    .or_insert_with(|| {
+                        let topic = new_topic(name, 1);
+                        if name == "from-other-clients" {
+                            let jpeg = std::fs::read(dir.join("frame-00000.jpg"))
+                                .expect("the archive example ran first");
+                            let records: Vec<_> = (0..10).map(|_| (jpeg.clone(), vec![])).collect();
+                            produce_raw(&topic, None, &records);
+                        }
+                        topic
+                    })
+                    .clone();
+                description = description.replace(&word, &format!("topic={topic}"));
+            }
+        }
+        run_to_eos(&description, Duration::from_secs(120));
+        ran += 1;
+    }
+    assert_eq!(ran, pipelines.len() - 1);
+    let frames = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(
+        frames, 300,
+        "the archive example saved every published frame"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
