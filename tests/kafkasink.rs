@@ -12,17 +12,18 @@ use support::*;
 
 fn sink_harness(topic: &str, extra: &[(&str, &str)]) -> Harness {
     init();
-    let mut h = Harness::new("kafkasink");
-    {
-        let sink = h.element().unwrap();
-        sink.set_property("brokers", brokers());
-        sink.set_property("topic", topic);
-        for (name, value) in extra {
-            sink.set_property_from_str(name, value);
-        }
+    let sink = gst::ElementFactory::make("kafkasink")
+        .property("brokers", brokers())
+        .property("topic", topic)
+        // The harness wants PLAYING at once; a sink would otherwise wait for preroll.
+        .property("async", false)
+        .build()
+        .unwrap();
+    for (name, value) in extra {
+        sink.set_property_from_str(name, value);
     }
-    h.play();
-    h
+    // The harness starts an element with a sink pad right away: properties go first.
+    Harness::with_element(&sink, Some("sink"), None)
 }
 
 #[test]

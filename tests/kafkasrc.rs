@@ -124,6 +124,7 @@ fn h264_joined_mid_stream_decodes_from_the_first_keyframe() {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", brokers())
+            .set("group.id", unique_name("time-probe"))
             .create()
             .unwrap();
         let mut tpl = rdkafka::TopicPartitionList::new();

@@ -24,6 +24,10 @@ use rdkafka::{Offset, TopicPartitionList};
 const PRODUCER_CONFIG: &str =
     "acks=all,enable.idempotence=true,linger.ms=5,message.max.bytes=4000000";
 
+/// kafkasrc's defaults without a group (librdkafka needs a group id for assign()).
+const BARE_CONSUMER_CONFIG: &str =
+    "fetch.wait.max.ms=20,group.id=kafka-bench-reader,enable.auto.commit=false";
+
 struct Options {
     brokers: String,
     frames: usize,
@@ -208,7 +212,7 @@ fn wait_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
 
 /// Seconds between the first and the last of `frames` records, bare BaseConsumer.
 fn bare_consume(brokers: &str, topic: &str, frames: usize) -> Result<f64, String> {
-    let consumer: BaseConsumer = rdkafka_config(brokers, "fetch.wait.max.ms=20")
+    let consumer: BaseConsumer = rdkafka_config(brokers, BARE_CONSUMER_CONFIG)
         .create()
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
@@ -414,7 +418,7 @@ fn bare_latency(options: &Options, bytes: &[u8]) -> Result<Vec<f64>, String> {
     let topic = topic_name("latency-bare");
     create_topic(&options.brokers, &topic)?;
     let frames = options.latency_seconds * 30;
-    let consumer: BaseConsumer = rdkafka_config(&options.brokers, "fetch.wait.max.ms=20")
+    let consumer: BaseConsumer = rdkafka_config(&options.brokers, BARE_CONSUMER_CONFIG)
         .create()
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();

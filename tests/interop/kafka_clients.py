@@ -117,14 +117,20 @@ def produce_kafka_python(args, value, headers):
     producer = KafkaProducer(
         acks="all",
         max_request_size=MAX_BYTES,
-        buffer_memory=max(32 * 1024 * 1024, 2 * (len(value) + 1024)),
         request_timeout_ms=int(args.timeout * 1000),
+        # send() blocks this long for metadata; an unknown topic (tansu never creates
+        # one) would otherwise hang for the default 60 s.
+        max_block_ms=int(args.timeout * 1000),
         **kafka_python_common(args.brokers),
     )
-    futures = [producer.send(args.topic, value=value, headers=headers)
-               for _ in range(args.count)]
-    producer.flush(timeout=args.timeout)
+    futures = []
     delivered = 0
+    try:
+        for _ in range(args.count):
+            futures.append(producer.send(args.topic, value=value, headers=headers))
+    except Exception as e:  # noqa: BLE001 - e.g. KafkaTimeoutError for a missing topic
+        print(f"kafka_clients: send failed: {e!r}", file=sys.stderr)
+    producer.flush(timeout=args.timeout)
     for fut in futures:
         try:
             fut.get(timeout=0)

@@ -96,6 +96,9 @@ pub fn consume_raw(
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("enable.partition.eof", "false")
+        // librdkafka needs a group for assign(), even when nothing is committed.
+        .set("group.id", unique_name("raw-reader"))
+        .set("enable.auto.commit", "false")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();

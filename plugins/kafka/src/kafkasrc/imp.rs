@@ -900,15 +900,26 @@ impl BaseSrcImpl for KafkaSrc {
             "earliest"
         };
         let mut defaults = vec![
-            ("enable.auto.commit", "true"),
+            (
+                "enable.auto.commit",
+                if settings.group_id.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
             ("enable.auto.offset.store", "false"),
             ("auto.commit.interval.ms", "1000"),
             ("auto.offset.reset", reset),
             // Low latency while idle; a busy stream is fetched without waiting anyway.
             ("fetch.wait.max.ms", "20"),
         ];
-        if let Some(group) = &settings.group_id {
-            defaults.push(("group.id", group));
+        // librdkafka's assign() needs a group id even when nothing is committed: a
+        // throw-away one, with commits off, when no group was asked for.
+        let private_group = format!("gst-kafka-vision-nogroup-{}", std::process::id());
+        match &settings.group_id {
+            Some(group) => defaults.push(("group.id", group)),
+            None => defaults.push(("group.id", &private_group)),
         }
         let config = common::rdkafka_config(&settings.brokers, &defaults, &user_config);
         gst::info!(
