@@ -241,3 +241,140 @@ fn caps_changes_travel_with_the_records() {
             .contains("width=(int)2")
     );
 }
+
+mod faults {
+    //! Fault injection with librdkafka's mock cluster (not a stand-in for the broker).
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    fn mock_with_topic() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+        init();
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("frames", 1, 1).unwrap();
+        cluster
+    }
+
+    /// `appsrc ! kafkasink` against the mock cluster, playing; frames are pushed by hand.
+    fn appsrc_pipeline(brokers: &str, sink_props: &str) -> (gst::Pipeline, gst_app::AppSrc) {
+        let pipeline = launch(&format!(
+            "appsrc name=src format=time caps=application/octet-stream ! \
+             kafkasink name=sink brokers={brokers} topic=frames {sink_props}"
+        ));
+        let src = pipeline
+            .by_name("src")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        (pipeline, src)
+    }
+
+    fn first_error(pipeline: &gst::Pipeline, timeout: Duration) -> Option<String> {
+        let bus = pipeline.bus().unwrap();
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(timeout.as_millis() as u64),
+            &[gst::MessageType::Error],
+        )?;
+        match msg.view() {
+            gst::MessageView::Error(e) => Some(e.error().to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_delivery_failure_becomes_an_error_with_the_brokers_reason() {
+        let cluster = mock_with_topic();
+        // Not retriable: librdkafka gives up at once and reports it.
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50],
+        );
+        let (pipeline, src) = appsrc_pipeline(&cluster.bootstrap_servers(), "");
+        for _ in 0..3 {
+            let _ = src.push_buffer(gst::Buffer::from_slice(vec![7u8; 100]));
+        }
+        let _ = src.end_of_stream();
+        let err = first_error(&pipeline, Duration::from_secs(30)).expect("an error");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(
+            err.contains("could not be delivered to topic 'frames'"),
+            "{err}"
+        );
+        assert!(err.to_lowercase().contains("authorization"), "{err}");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_when_asked() {
+        let cluster = mock_with_topic();
+        let (pipeline, src) = appsrc_pipeline(
+            &cluster.bootstrap_servers(),
+            "queue-full=drop flush-timeout=500 config=queue.buffering.max.messages=5",
+        );
+        cluster.broker_down(1).unwrap();
+        for _ in 0..20 {
+            src.push_buffer(gst::Buffer::from_slice(vec![1u8; 100]))
+                .unwrap();
+        }
+        let sink = pipeline.by_name("sink").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stat_u64(&sink, "records-dropped") < 15 {
+            assert!(Instant::now() < deadline, "stats: {}", stats(&sink));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(stats(&sink).get::<u32>("queue-depth").unwrap(), 5);
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_fails_when_asked() {
+        let cluster = mock_with_topic();
+        let (pipeline, src) = appsrc_pipeline(
+            &cluster.bootstrap_servers(),
+            "queue-full=error flush-timeout=500 config=queue.buffering.max.messages=5",
+        );
+        cluster.broker_down(1).unwrap();
+        for _ in 0..20 {
+            let _ = src.push_buffer(gst::Buffer::from_slice(vec![1u8; 100]));
+        }
+        let err = first_error(&pipeline, Duration::from_secs(20)).expect("an error");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(err.contains("producer queue is full"), "{err}");
+    }
+
+    #[test]
+    fn a_sink_blocked_on_a_full_queue_stops_promptly() {
+        let cluster = mock_with_topic();
+        let (pipeline, src) = appsrc_pipeline(
+            &cluster.bootstrap_servers(),
+            "flush-timeout=1000 config=queue.buffering.max.messages=5",
+        );
+        cluster.broker_down(1).unwrap();
+        for _ in 0..20 {
+            src.push_buffer(gst::Buffer::from_slice(vec![1u8; 100]))
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(1)); // the streaming thread is blocked now
+        let sink = pipeline.by_name("sink").unwrap();
+        assert_eq!(stat_u64(&sink, "records-dropped"), 0, "block never drops");
+        // Catch the report as it is posted: the bus is flushed on the way to NULL.
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = errors.clone();
+        pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Error(e) = msg.view() {
+                store.lock().unwrap().push(e.error().to_string());
+            }
+            gst::BusSyncReply::Pass
+        });
+        let started = Instant::now();
+        let _ = pipeline.set_state(gst::State::Null);
+        let took = started.elapsed();
+        // flush-timeout (1 s) bounds the final flush; the undelivered records are reported.
+        assert!(took < Duration::from_secs(8), "stopping took {took:?}");
+        let errors = errors.lock().unwrap().join("; ");
+        assert!(
+            errors.contains("undelivered"),
+            "stop reports what was not delivered: {errors}"
+        );
+    }
+}
