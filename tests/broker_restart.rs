@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The broker's default storage keeps records and committed group offsets across a
+//! restart. Its own test binary: restarting the broker would disturb other tests, and
+//! cargo runs test binaries one after another.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+fn restart_broker() {
+    let script = std::env::var("KV_BROKER_SCRIPT")
+        .expect("KV_BROKER_SCRIPT is not set: run the tests through scripts/test");
+    let dir = std::env::var("KV_BROKER_DIR").expect("KV_BROKER_DIR is not set");
+    let status = Command::new(script)
+        .arg("restart")
+        .env("BROKER_DIR", dir)
+        .status()
+        .expect("running scripts/broker restart");
+    assert!(status.success(), "scripts/broker restart failed");
+}
+
+fn offsets(samples: &[gst::Sample]) -> Vec<u64> {
+    samples.iter().map(|s| s.buffer().unwrap().offset()).collect()
+}
+
+fn read(description: &str) -> Vec<gst::Sample> {
+    init();
+    let pipeline = launch(description);
+    let samples = collect_samples(&pipeline, "out");
+    match run_until_end(&pipeline, Duration::from_secs(90)) {
+        Ended::Eos => {}
+        other => panic!("'{description}' ended with {other:?}"),
+    }
+    samples.lock().unwrap().clone()
+}
+
+#[test]
+fn records_and_committed_offsets_survive_a_broker_restart() {
+    init();
+    let topic = new_topic("restart", 1);
+    let group = unique_name("restart-group");
+    run_to_eos(
+        &format!(
+            "videotestsrc num-buffers=10 ! video/x-raw,width=64,height=48 ! jpegenc ! \
+             kafkasink brokers={} topic={topic}",
+            brokers()
+        ),
+        Duration::from_secs(60),
+    );
+    let source = format!("kafkasrc brokers={} topic={topic} group-id={group}", brokers());
+    let first = read(&format!("{source} num-buffers=4 ! appsink name=out sync=false"));
+    assert_eq!(offsets(&first), vec![0, 1, 2, 3]);
+
+    restart_broker();
+
+    let rest = read(&format!("{source} stop-on-eos=true ! appsink name=out sync=false"));
+    assert_eq!(offsets(&rest), (4..10).collect::<Vec<_>>(), "resumed after the restart");
+}
