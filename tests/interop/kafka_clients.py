@@ -5,7 +5,7 @@ project venv's python ($KV_PYTHON) to check that what kafkasink writes is readab
 by other clients, and that kafkasrc reads what other clients write.
 
   produce     --client kafka-python|confluent --brokers B --topic T --file F
-              [--count N] [--header k=v ...]
+              [--count N] [--header k=v ...] [--timeout S]
       Writes the bytes of F as the value of N records (no key), flushes, and prints
       {"written": N}. Exits 1 when not all records were acknowledged.
   consume     --client kafka-python|confluent --brokers B --topic T --count N
@@ -29,10 +29,11 @@ import sys
 import time
 
 # kafka-python against tansu 0.6.0 (checked with kafka-python 3.0.12): its ApiVersions
-# probe settles on (3, 9), which works, and so does (2, 8); (0, 11) and (4, 0) get the
-# connection dropped by tansu ("socket disconnected"). Pinned to the probed value so a
-# different guess by another kafka-python release can't break the tests, and one
-# round trip is saved.
+# probe settles on (3, 9); (4, 0), (3, 9), (2, 8) and (2, 5) all work. (2, 0) and older
+# must NOT be used: the idempotent producer then sends InitProducerId without a producer
+# id, tansu's sqlite engine panics (todo!() in tansu-storage lite.rs) and the broker drops
+# every connection ("socket disconnected") until it is restarted. Pinned so another
+# kafka-python release can't guess differently; it also saves the probe's round trip.
 KAFKA_PYTHON_API_VERSION = (3, 9)
 
 # Room for big records (video frames): clients refuse records above their limits.
