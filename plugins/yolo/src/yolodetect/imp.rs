@@ -1,0 +1,675 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/**
+ * element-yolodetect:
+ *
+ * YOLO object detection on ONNX Runtime, in place. Takes plain Ultralytics-style ONNX
+ * exports (YOLOv5, YOLOv8/v9/v11/v12, end-to-end YOLOv10/YOLO26; the layout is read from the
+ * output shape, labels and input size from the model's metadata) and raw video in the
+ * usual formats at any size: the letterbox, colour conversion and normalisation happen in
+ * one pass, so no `videoconvert ! videoscale` is needed before it.
+ *
+ * Each detection becomes a `GstVideoRegionOfInterestMeta` (roi type = label) in frame
+ * pixels, with a `detection` structure (`class-id`, `label`, `confidence`, `inferred`).
+ * With `post-messages=true` an element message `yolodetect` per frame lists them.
+ *
+ * ONNX Runtime is loaded at start from `ort-library`, else `ORT_DYLIB_PATH`, else the
+ * system library path; the plugin itself loads without it.
+ *
+ * ## Example
+ * ```sh
+ * gst-launch-1.0 videotestsrc pattern=ball num-buffers=100 ! video/x-raw,width=640,height=480 ! \
+ *     yolodetect model-location=models/blob-yolov8.onnx draw=true ! videoconvert ! autovideosink
+ * ```
+ */
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_video::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use super::draw::Canvas;
+use super::letterbox::{Letterbox, Planes, PixelLayout, Preprocessor, YuvMatrix};
+use super::model::{self, Model, Provider, SessionOptions};
+use super::postprocess::{self, Detection, Filter};
+
+const DEFAULT_CONF_THRESHOLD: f64 = 0.25;
+const DEFAULT_IOU_THRESHOLD: f64 = 0.45;
+const DEFAULT_CLASS_AGNOSTIC: bool = false;
+const DEFAULT_MAX_DETECTIONS: u32 = 300;
+const DEFAULT_INTERVAL: u32 = 1;
+const DEFAULT_DRAW: bool = false;
+const DEFAULT_POST_MESSAGES: bool = false;
+const DEFAULT_THREADS: u32 = 0;
+const DEFAULT_SPINNING: bool = false;
+const DEFAULT_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstYoloDetectExecutionProvider")]
+pub enum ExecutionProvider {
+    #[enum_value(name = "CPU", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(name = "CUDA (falls back to CPU with a warning when unavailable)", nick = "cuda")]
+    Cuda = 1,
+    #[enum_value(name = "TensorRT (falls back to CPU with a warning when unavailable)", nick = "tensorrt")]
+    TensorRt = 2,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model_location: Option<String>,
+    labels_file: Option<String>,
+    ort_library: Option<String>,
+    conf_threshold: f64,
+    iou_threshold: f64,
+    class_agnostic: bool,
+    max_detections: u32,
+    classes: Option<String>,
+    interval: u32,
+    draw: bool,
+    post_messages: bool,
+    provider: ExecutionProvider,
+    threads: u32,
+    spinning: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model_location: None,
+            labels_file: None,
+            ort_library: None,
+            conf_threshold: DEFAULT_CONF_THRESHOLD,
+            iou_threshold: DEFAULT_IOU_THRESHOLD,
+            class_agnostic: DEFAULT_CLASS_AGNOSTIC,
+            max_detections: DEFAULT_MAX_DETECTIONS,
+            classes: None,
+            interval: DEFAULT_INTERVAL,
+            draw: DEFAULT_DRAW,
+            post_messages: DEFAULT_POST_MESSAGES,
+            provider: DEFAULT_PROVIDER,
+            threads: DEFAULT_THREADS,
+            spinning: DEFAULT_SPINNING,
+        }
+    }
+}
+
+/// Counters for `stats`; times in microseconds, summed.
+#[derive(Default)]
+struct Stats {
+    frames_in: AtomicU64,
+    inferred: AtomicU64,
+    skipped: AtomicU64,
+    dropped: AtomicU64,
+    pre_us: AtomicU64,
+    infer_us: AtomicU64,
+    post_us: AtomicU64,
+}
+
+struct State {
+    model: Model,
+    /// Per class: kept by the `classes` allow-list.
+    allowed: Option<Vec<bool>>,
+    preprocessor: Option<Preprocessor>,
+    info: Option<gst_video::VideoInfo>,
+    input: Vec<f32>,
+    frame_index: u64,
+    /// The last inferred frame's detections, for the frames `interval` skips.
+    last: Vec<Detection>,
+}
+
+pub struct YoloDetect {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    stats: Arc<Stats>,
+    /// Earliest running time downstream still wants, from QoS events.
+    earliest: Mutex<Option<gst::ClockTime>>,
+}
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "yolodetect",
+        gst::DebugColorFlags::empty(),
+        Some("YOLO detection on ONNX Runtime"),
+    )
+});
+
+impl Default for YoloDetect {
+    fn default() -> Self {
+        YoloDetect {
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(None),
+            stats: Arc::new(Stats::default()),
+            earliest: Mutex::new(None),
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for YoloDetect {
+    const NAME: &'static str = "GstYoloDetect";
+    type Type = super::YoloDetect;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for YoloDetect {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model-location")
+                    .nick("Model")
+                    .blurb("Path of a YOLO ONNX export, e.g. yolov8n.onnx. Required.")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("labels-file")
+                    .nick("Labels file")
+                    .blurb(
+                        "Text file with one label per line, e.g. labels.txt; used when the \
+                         model's metadata has no names.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("ort-library")
+                    .nick("ONNX Runtime library")
+                    .blurb(
+                        "Path of libonnxruntime.so, e.g. .venv/lib/python3.11/site-packages/\
+                         onnxruntime/capi/libonnxruntime.so.1.31.1. Unset: ORT_DYLIB_PATH, then \
+                         the system library path.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("conf-threshold")
+                    .nick("Confidence threshold")
+                    .blurb("Keep detections scoring above this, e.g. 0.25.")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_CONF_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("iou-threshold")
+                    .nick("IoU threshold")
+                    .blurb("Non-maximum suppression drops boxes overlapping a better one by more than this, e.g. 0.45.")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_IOU_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("class-agnostic")
+                    .nick("Class-agnostic NMS")
+                    .blurb("Suppress overlapping boxes whatever their class (default: per class).")
+                    .default_value(DEFAULT_CLASS_AGNOSTIC)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-detections")
+                    .nick("Maximum detections")
+                    .blurb("At most this many detections per frame, best first, e.g. 300.")
+                    .minimum(1)
+                    .default_value(DEFAULT_MAX_DETECTIONS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("classes")
+                    .nick("Classes")
+                    .blurb(
+                        "Only these classes, by label or id, comma-separated, e.g. \
+                         person,car,7. Unset: all.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("interval")
+                    .nick("Interval")
+                    .blurb(
+                        "Infer every Nth frame, e.g. 3; the frames between carry the last \
+                         result, marked inferred=false.",
+                    )
+                    .minimum(1)
+                    .default_value(DEFAULT_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("draw")
+                    .nick("Draw")
+                    .blurb("Draw boxes and labels onto the frames, for viewers.")
+                    .default_value(DEFAULT_DRAW)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb("Post an element message 'yolodetect' per frame listing its detections.")
+                    .default_value(DEFAULT_POST_MESSAGES)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", DEFAULT_PROVIDER)
+                    .nick("Execution provider")
+                    .blurb("Where ONNX Runtime runs the model: cpu, cuda or tensorrt.")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads, e.g. 2; 0 = one per core.")
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("spinning")
+                    .nick("Spinning")
+                    .blurb(
+                        "Let ONNX Runtime's threads spin while idle: lower latency, but they \
+                         starve decoders on small machines. Off by default.",
+                    )
+                    .default_value(DEFAULT_SPINNING)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "Frames in, inferred, skipped by interval, dropped by QoS, and mean \
+                         pre/infer/post milliseconds.",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model-location" => settings.model_location = value.get().unwrap(),
+            "labels-file" => settings.labels_file = value.get().unwrap(),
+            "ort-library" => settings.ort_library = value.get().unwrap(),
+            "conf-threshold" => settings.conf_threshold = value.get().unwrap(),
+            "iou-threshold" => settings.iou_threshold = value.get().unwrap(),
+            "class-agnostic" => settings.class_agnostic = value.get().unwrap(),
+            "max-detections" => settings.max_detections = value.get().unwrap(),
+            "classes" => settings.classes = value.get().unwrap(),
+            "interval" => settings.interval = value.get().unwrap(),
+            "draw" => settings.draw = value.get().unwrap(),
+            "post-messages" => settings.post_messages = value.get().unwrap(),
+            "execution-provider" => settings.provider = value.get().unwrap(),
+            "threads" => settings.threads = value.get().unwrap(),
+            "spinning" => settings.spinning = value.get().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model-location" => settings.model_location.to_value(),
+            "labels-file" => settings.labels_file.to_value(),
+            "ort-library" => settings.ort_library.to_value(),
+            "conf-threshold" => settings.conf_threshold.to_value(),
+            "iou-threshold" => settings.iou_threshold.to_value(),
+            "class-agnostic" => settings.class_agnostic.to_value(),
+            "max-detections" => settings.max_detections.to_value(),
+            "classes" => settings.classes.to_value(),
+            "interval" => settings.interval.to_value(),
+            "draw" => settings.draw.to_value(),
+            "post-messages" => settings.post_messages.to_value(),
+            "execution-provider" => settings.provider.to_value(),
+            "threads" => settings.threads.to_value(),
+            "spinning" => settings.spinning.to_value(),
+            "stats" => self.stats().to_value(),
+            _ => unreachable!(),
+        }
+    }
+}
+
+impl GstObjectImpl for YoloDetect {}
+
+impl ElementImpl for YoloDetect {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "YOLO Detector",
+                "Filter/Analyzer/Video",
+                "Detects objects with a YOLO ONNX model and attaches them as region-of-interest metadata",
+                "gst-kafka-vision developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            use gst_video::VideoFormat as F;
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list([
+                    F::Rgb, F::Bgr, F::Rgbx, F::Bgrx, F::Xrgb, F::Xbgr, F::Rgba, F::Bgra, F::Argb,
+                    F::Abgr, F::I420, F::Nv12,
+                ])
+                .build();
+            vec![
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
+                    .unwrap(),
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
+                    .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl YoloDetect {
+    fn stats(&self) -> gst::Structure {
+        let s = &self.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let inferred = load(&s.inferred);
+        let mean_ms = |c: &AtomicU64| {
+            if inferred == 0 { 0.0 } else { load(c) as f64 / inferred as f64 / 1000.0 }
+        };
+        gst::Structure::builder("yolodetect-stats")
+            .field("frames-in", load(&s.frames_in))
+            .field("inferred", inferred)
+            .field("skipped", load(&s.skipped))
+            .field("dropped", load(&s.dropped))
+            .field("pre-ms", mean_ms(&s.pre_us))
+            .field("infer-ms", mean_ms(&s.infer_us))
+            .field("post-ms", mean_ms(&s.post_us))
+            .build()
+    }
+
+    /// The allow-list from `classes`: labels or ids, checked against the model's classes.
+    fn allowed_classes(text: Option<&str>, model: &Model) -> Result<Option<Vec<bool>>, String> {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let count = match model.layout {
+            postprocess::Layout::V5 { classes } | postprocess::Layout::V8 { classes } => classes,
+            postprocess::Layout::EndToEnd => model.labels.len().max(1),
+        };
+        let mut allowed = vec![false; count.max(model.labels.len())];
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let index = item
+                .parse::<usize>()
+                .ok()
+                .or_else(|| model.labels.iter().position(|l| l == item))
+                .filter(|i| *i < allowed.len())
+                .ok_or_else(|| {
+                    format!("classes: '{item}' is neither a label of this model nor a class id below {}", allowed.len())
+                })?;
+            allowed[index] = true;
+        }
+        Ok(Some(allowed))
+    }
+
+    /// Drops a buffer that QoS says is too late to be worth inferring.
+    fn is_late(&self, buffer: &gst::BufferRef) -> bool {
+        let Some(earliest) = *self.earliest.lock().unwrap() else {
+            return false;
+        };
+        let obj = self.obj();
+        let segment = obj.segment();
+        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
+            return false;
+        };
+        let running_time = segment.to_running_time(buffer.pts());
+        let end = running_time.map(|t| t + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
+        end.is_some_and(|end| end < earliest)
+    }
+
+    fn attach(
+        &self,
+        buffer: &mut gst::BufferRef,
+        detections: &[Detection],
+        model: &Model,
+        inferred: bool,
+    ) -> Vec<gst::Structure> {
+        let mut structures = Vec::with_capacity(detections.len());
+        for d in detections {
+            let label = model.label(d.class_id);
+            let (x, y) = (d.x1.round() as u32, d.y1.round() as u32);
+            let w = (d.x2.round() as u32).saturating_sub(x);
+            let h = (d.y2.round() as u32).saturating_sub(y);
+            let detection = gst::Structure::builder("detection")
+                .field("class-id", d.class_id as u32)
+                .field("label", label.as_str())
+                .field("confidence", d.score as f64)
+                .field("inferred", inferred)
+                .build();
+            let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, &label, (x, y, w, h));
+            meta.add_param(detection.clone());
+            structures.push(
+                gst::Structure::builder("detection")
+                    .field("class-id", d.class_id as u32)
+                    .field("label", label.as_str())
+                    .field("confidence", d.score as f64)
+                    .field("x", d.x1 as f64)
+                    .field("y", d.y1 as f64)
+                    .field("width", (d.x2 - d.x1) as f64)
+                    .field("height", (d.y2 - d.y1) as f64)
+                    .build(),
+            );
+        }
+        structures
+    }
+}
+
+fn planes_of<'a>(frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>) -> Result<Planes<'a>, glib::BoolError> {
+    let mut data: [&[u8]; 3] = [&[], &[], &[]];
+    let mut strides = [0usize; 3];
+    for plane in 0..frame.n_planes() as usize {
+        data[plane] = frame.plane_data(plane as u32)?;
+        strides[plane] = frame.plane_stride()[plane] as usize;
+    }
+    Ok(Planes { data, strides })
+}
+
+impl BaseTransformImpl for YoloDetect {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let Some(location) = settings.model_location.clone().filter(|l| !l.is_empty()) else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("No model set; set model-location to a YOLO ONNX export, e.g. model-location=yolov8n.onnx")
+            ));
+        };
+        let provider = match settings.provider {
+            ExecutionProvider::Cpu => Provider::Cpu,
+            ExecutionProvider::Cuda => Provider::Cuda,
+            ExecutionProvider::TensorRt => Provider::TensorRt,
+        };
+        let labels = model::labels_path(settings.labels_file.as_deref());
+        let model = Model::load(
+            &PathBuf::from(&location),
+            labels.as_deref(),
+            &SessionOptions {
+                provider,
+                threads: settings.threads as usize,
+                spinning: settings.spinning,
+                library: settings.ort_library.as_deref(),
+            },
+        )
+        .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
+        if let Some(warning) = &model.provider_fallback {
+            gst::warning!(CAT, imp = self, "{warning}");
+            gst::element_imp_warning!(self, gst::ResourceError::Settings, ("{warning}"));
+        }
+        let allowed = Self::allowed_classes(settings.classes.as_deref(), &model)
+            .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "Loaded {location}: input {}x{}, layout {}, {} labels",
+            model.input_width,
+            model.input_height,
+            model.layout,
+            model.labels.len()
+        );
+        let input = vec![0.0; 3 * model.input_width * model.input_height];
+        *self.state.lock().unwrap() = Some(State {
+            model,
+            allowed,
+            preprocessor: None,
+            info: None,
+            input,
+            frame_index: 0,
+            last: Vec::new(),
+        });
+        *self.earliest.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        gst::info!(CAT, imp = self, "Stopped: {:?}", self.stats());
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "Unsupported caps {incaps}"))?;
+        let layout = PixelLayout::of(info.format())
+            .ok_or_else(|| gst::loggable_error!(CAT, "Unsupported format {}", info.format()))?;
+        let mut state = self.state.lock().unwrap();
+        let state = state
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "Caps before start"))?;
+        let colorimetry = info.colorimetry();
+        let matrix = YuvMatrix::new(
+            colorimetry.matrix() == gst_video::VideoColorMatrix::Bt709,
+            colorimetry.range() == gst_video::VideoColorRange::Range0_255,
+        );
+        let letterbox = Letterbox::new(
+            info.width() as usize,
+            info.height() as usize,
+            state.model.input_width,
+            state.model.input_height,
+        );
+        gst::debug!(CAT, imp = self, "Caps {incaps}: {letterbox:?}");
+        state.preprocessor = Some(Preprocessor::new(letterbox, layout, matrix));
+        state.info = Some(info);
+        Ok(())
+    }
+
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Qos(qos) = event.view() {
+            let (_, _, diff, timestamp) = qos.get();
+            // Downstream is late by `diff`: frames due before timestamp + diff are stale.
+            let earliest = timestamp.map(|t| {
+                if diff > 0 {
+                    t + gst::ClockTime::from_nseconds(diff as u64)
+                } else {
+                    t
+                }
+            });
+            *self.earliest.lock().unwrap() = earliest;
+        }
+        self.parent_src_event(event)
+    }
+
+    fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings.lock().unwrap().clone();
+        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        if self.is_late(buffer) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            gst::debug!(CAT, imp = self, "Dropping late frame {:?}", buffer.pts());
+            return Ok(gst_base::BASE_TRANSFORM_FLOW_DROPPED);
+        }
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
+        let (Some(pre), Some(info)) = (state.preprocessor.as_ref(), state.info.clone()) else {
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let index = state.frame_index;
+        state.frame_index += 1;
+        let inferred = index % settings.interval as u64 == 0;
+
+        if inferred {
+            let started = Instant::now();
+            {
+                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buffer, &info)
+                    .map_err(|_| {
+                        gst::element_imp_error!(self, gst::CoreError::Failed, ("Could not map the frame"));
+                        gst::FlowError::Error
+                    })?;
+                let planes = planes_of(&frame).map_err(|_| gst::FlowError::Error)?;
+                pre.fill(&planes, &mut state.input);
+            }
+            let pre_done = Instant::now();
+            let (shape, output) = state.model.run(&state.input).map_err(|err| {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
+                gst::FlowError::Error
+            })?;
+            let infer_done = Instant::now();
+            let filter = Filter {
+                conf_threshold: settings.conf_threshold as f32,
+                iou_threshold: settings.iou_threshold as f32,
+                class_agnostic: settings.class_agnostic,
+                max_detections: settings.max_detections as usize,
+                allowed: state.allowed.as_deref(),
+            };
+            let letterbox = pre.letterbox;
+            state.last = postprocess::decode(state.model.layout, &output, &shape, &filter)
+                .iter()
+                .map(|d| letterbox.to_frame(d))
+                .filter(|d| d.x2 > d.x1 && d.y2 > d.y1)
+                .collect();
+            let done = Instant::now();
+            self.stats.inferred.fetch_add(1, Ordering::Relaxed);
+            let us = |a: Instant, b: Instant| (b - a).as_micros() as u64;
+            self.stats.pre_us.fetch_add(us(started, pre_done), Ordering::Relaxed);
+            self.stats.infer_us.fetch_add(us(pre_done, infer_done), Ordering::Relaxed);
+            self.stats.post_us.fetch_add(us(infer_done, done), Ordering::Relaxed);
+        } else {
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+
+        let detections = state.last.clone();
+        let structures = self.attach(buffer, &detections, &state.model, inferred);
+        if settings.draw && !detections.is_empty() {
+            let layout = PixelLayout::of(info.format()).unwrap();
+            let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
+                .map_err(|_| {
+                    gst::element_imp_error!(self, gst::CoreError::Failed, ("Could not map the frame for drawing"));
+                    gst::FlowError::Error
+                })?;
+            let strides: Vec<usize> = frame.plane_stride().iter().map(|s| *s as usize).collect();
+            let n_planes = frame.n_planes() as usize;
+            let mut planes: Vec<&mut [u8]> = Vec::with_capacity(3);
+            // Split the frame's planes into independent mutable slices.
+            let all = frame.planes_data_mut();
+            for plane in all.into_iter().take(n_planes) {
+                planes.push(plane);
+            }
+            while planes.len() < 3 {
+                planes.push(&mut []);
+            }
+            let [p0, p1, p2]: [&mut [u8]; 3] = planes.try_into().map_err(|_| gst::FlowError::Error)?;
+            let mut canvas = Canvas {
+                layout,
+                width: info.width() as usize,
+                height: info.height() as usize,
+                planes: [p0, p1, p2],
+                strides: [strides[0], *strides.get(1).unwrap_or(&0), *strides.get(2).unwrap_or(&0)],
+            };
+            for d in &detections {
+                canvas.draw(d, &state.model.label(d.class_id));
+            }
+        }
+        drop(guard);
+
+        if settings.post_messages {
+            let s = gst::Structure::builder("yolodetect")
+                .field("pts", buffer.pts())
+                .field("frame-width", info.width())
+                .field("frame-height", info.height())
+                .field("inferred", inferred)
+                .field("detections", gst::Array::new(structures.iter().map(|s| s.to_send_value())))
+                .build();
+            let _ = self
+                .obj()
+                .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `yolodetect`: YOLO detection on ONNX Runtime. The element is in `imp.rs`; the model
+//! (`model.rs`), pre-processing (`letterbox.rs`), post-processing (`postprocess.rs`) and
+//! drawing (`draw.rs`) are plain Rust, tested on their own.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod draw;
+mod imp;
+mod labels;
+mod letterbox;
+mod model;
+mod postprocess;
+
+pub use imp::ExecutionProvider;
+
+glib::wrapper! {
+    pub struct YoloDetect(ObjectSubclass<imp::YoloDetect>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "yolodetect",
+        gst::Rank::NONE,
+        YoloDetect::static_type(),
+    )
+}
