@@ -17,7 +17,12 @@ KV_VENV="${KV_VENV:-$KV_REPO/.venv}"
 
 # Versions we tested against; bump deliberately.
 KV_TANSU_VERSION="0.6.0"
-KV_PY_PACKAGES=("confluent-kafka==2.16.1" "kafka-python==3.0.12")
+KV_PY_PACKAGES=(
+    "confluent-kafka==2.16.1" "kafka-python==3.0.12"
+    # ONNX Runtime for yolodetect (the wheel ships libonnxruntime.so), and what
+    # models/make_models.py and models/reference.py need.
+    "onnxruntime==1.31.1" "onnx==1.23.2" "numpy==2.4.6" "opencv-python-headless==5.0.0.93"
+)
 
 KV_DEBS=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
@@ -89,10 +94,18 @@ kv_ensure_tansu() {
 
 kv_python() { echo "$KV_VENV/bin/python"; }
 
+# The libonnxruntime.so that the onnxruntime wheel in the venv ships (for yolodetect).
+kv_ort_library() {
+    local lib
+    lib="$(ls "$KV_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -n 1)"
+    [[ -n "$lib" ]] || kv_die "no libonnxruntime.so in $KV_VENV; run scripts/setup venv"
+    echo "$lib"
+}
+
 kv_ensure_venv() {
     local py
     py="$(kv_python)"
-    if [[ -x "$py" ]] && "$py" -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
+    if [[ -x "$py" ]] && "$py" -c 'import confluent_kafka, kafka, onnxruntime, onnx, numpy, cv2' >/dev/null 2>&1; then
         return 0
     fi
     if [[ ! -x "$py" ]]; then
