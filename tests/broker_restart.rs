@@ -23,7 +23,10 @@ fn restart_broker() {
 }
 
 fn offsets(samples: &[gst::Sample]) -> Vec<u64> {
-    samples.iter().map(|s| s.buffer().unwrap().offset()).collect()
+    samples
+        .iter()
+        .map(|s| s.buffer().unwrap().offset())
+        .collect()
 }
 
 fn read(description: &str) -> Vec<gst::Sample> {
@@ -50,12 +53,23 @@ fn records_and_committed_offsets_survive_a_broker_restart() {
         ),
         Duration::from_secs(60),
     );
-    let source = format!("kafkasrc brokers={} topic={topic} group-id={group}", brokers());
-    let first = read(&format!("{source} num-buffers=4 ! appsink name=out sync=false"));
+    let source = format!(
+        "kafkasrc brokers={} topic={topic} group-id={group}",
+        brokers()
+    );
+    let first = read(&format!(
+        "{source} num-buffers=4 ! appsink name=out sync=false"
+    ));
     assert_eq!(offsets(&first), vec![0, 1, 2, 3]);
 
     restart_broker();
 
-    let rest = read(&format!("{source} stop-on-eos=true ! appsink name=out sync=false"));
-    assert_eq!(offsets(&rest), (4..10).collect::<Vec<_>>(), "resumed after the restart");
+    let rest = read(&format!(
+        "{source} stop-on-eos=true ! appsink name=out sync=false"
+    ));
+    assert_eq!(
+        offsets(&rest),
+        (4..10).collect::<Vec<_>>(),
+        "resumed after the restart"
+    );
 }

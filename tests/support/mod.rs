@@ -21,6 +21,7 @@ pub fn init() {
     INIT.call_once(|| {
         gst::init().unwrap();
         gstkafka::plugin_register_static().expect("registering the kafka plugin");
+        gstyolo::plugin_register_static().expect("registering the yolo plugin");
     });
 }
 

@@ -1,0 +1,501 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `yolodetect` on our own models (`models/`): the same boxes as an independent Python
+//! reference (onnxruntime + numpy, `models/reference.py`) for every layout, frame shape and
+//! raw format; thresholds, allow-list, interval, max-detections; bad input.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gst::prelude::*;
+use support::*;
+
+const MODELS: [&str; 4] = [
+    "blob-yolov8",
+    "blob-yolov5",
+    "blob-yolo26",
+    "blob-yolov8-dynamic",
+];
+const SIZES: [(usize, usize); 3] = [(1920, 1080), (480, 640), (333, 517)];
+const FORMATS: [&str; 5] = ["RGB", "BGRx", "RGBA", "I420", "NV12"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model(name: &str) -> PathBuf {
+    repo().join("models").join(format!("{name}.onnx"))
+}
+
+fn python() -> String {
+    std::env::var("KV_PYTHON").expect("KV_PYTHON is not set: run the tests through scripts/test")
+}
+
+/// A black RGB frame with white squares at the given (x, y, size) places.
+fn frame_with_squares(width: usize, height: usize, squares: &[(usize, usize, usize)]) -> Vec<u8> {
+    let mut rgb = vec![0u8; width * height * 3];
+    for &(x0, y0, size) in squares {
+        for y in y0..(y0 + size).min(height) {
+            for x in x0..(x0 + size).min(width) {
+                rgb[(y * width + x) * 3..(y * width + x) * 3 + 3].fill(255);
+            }
+        }
+    }
+    rgb
+}
+
+/// Two squares, far apart, big enough at model scale for any of our frame shapes.
+fn two_squares(width: usize, height: usize) -> Vec<(usize, usize, usize)> {
+    let side = width.min(height) * 3 / 10;
+    vec![
+        (width / 10, height / 10, side),
+        (width * 6 / 10, height * 6 / 10, side * 3 / 4),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Found {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    class_id: u32,
+    label: String,
+    confidence: f64,
+    inferred: bool,
+}
+
+/// Runs RGB frames through `videoconvert ! <format> ! yolodetect <props>` and returns each
+/// frame's detections from its region-of-interest metas, and the element's stats.
+fn detect(
+    rgb_frames: &[Vec<u8>],
+    width: usize,
+    height: usize,
+    format: &str,
+    props: &str,
+) -> Result<(Vec<Vec<Found>>, gst::Structure), String> {
+    init();
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=RGB,width={width},height={height},framerate=30/1 ! \
+         videoconvert ! video/x-raw,format={format} ! yolodetect name=detect {props} ! \
+         appsink name=out sync=false"
+    ));
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let samples = collect_samples(&pipeline, "out");
+    for (i, rgb) in rgb_frames.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(rgb.clone());
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(33 * i as u64));
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let detect = pipeline.by_name("detect").unwrap();
+    match run_until_end(&pipeline, Duration::from_secs(120)) {
+        Ended::Eos => {}
+        Ended::Error(err) => return Err(err),
+        Ended::Timeout => panic!("timed out"),
+    }
+    let frames = samples
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|sample| {
+            let buffer = sample.buffer().unwrap();
+            buffer
+                .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+                .map(|meta| {
+                    let (x, y, w, h) = meta.rect();
+                    let param = meta.param("detection").expect("a detection structure");
+                    Found {
+                        x: x as f64,
+                        y: y as f64,
+                        w: w as f64,
+                        h: h as f64,
+                        class_id: param.get("class-id").unwrap(),
+                        label: param.get("label").unwrap(),
+                        confidence: param.get("confidence").unwrap(),
+                        inferred: param.get("inferred").unwrap(),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Ok((frames, stats(&detect)))
+}
+
+#[derive(Debug)]
+struct Reference {
+    x1: f64,
+    y1: f64,
+    x2: f64,
+    y2: f64,
+    score: f64,
+    class_id: u32,
+}
+
+/// Boxes from the Python reference for the same model and RGB frame.
+fn reference(model: &Path, rgb: &[u8], width: usize, height: usize) -> Vec<Reference> {
+    let path = std::env::temp_dir()
+        .join(unique_name("frame"))
+        .with_extension("rgb");
+    std::fs::write(&path, rgb).unwrap();
+    let output = Command::new(python())
+        .arg(repo().join("models/reference.py"))
+        .args([
+            "--model",
+            model.to_str().unwrap(),
+            "--frame",
+            path.to_str().unwrap(),
+        ])
+        .args([
+            "--width",
+            &width.to_string(),
+            "--height",
+            &height.to_string(),
+        ])
+        .output()
+        .expect("running models/reference.py");
+    std::fs::remove_file(&path).ok();
+    assert!(
+        output.status.success(),
+        "reference: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    parse_reference(&text)
+}
+
+/// Reads `{"boxes": [{"x1":..,"y1":..,"x2":..,"y2":..,"score":..,"class_id":..}, ...]}`.
+fn parse_reference(json: &str) -> Vec<Reference> {
+    let number = |obj: &str, key: &str| -> f64 {
+        let at = obj
+            .find(&format!("\"{key}\""))
+            .unwrap_or_else(|| panic!("{key} in {obj}"));
+        let rest = &obj[at + key.len() + 2..];
+        let rest = rest.trim_start_matches([':', ' ']);
+        let end = rest.find([',', '}']).unwrap();
+        rest[..end].trim().parse().unwrap()
+    };
+    json.split('{')
+        .filter(|part| part.contains("\"x1\""))
+        .map(|obj| Reference {
+            x1: number(obj, "x1"),
+            y1: number(obj, "y1"),
+            x2: number(obj, "x2"),
+            y2: number(obj, "y2"),
+            score: number(obj, "score"),
+            class_id: number(obj, "class_id") as u32,
+        })
+        .collect()
+}
+
+fn sorted_by_position(mut found: Vec<Found>) -> Vec<Found> {
+    found.sort_by(|a, b| (a.x + a.y).total_cmp(&(b.x + b.y)));
+    found
+}
+
+#[test]
+fn boxes_match_the_python_reference_for_every_layout_shape_and_format() {
+    let mut checked = 0;
+    for name in MODELS {
+        for (width, height) in SIZES {
+            let squares = two_squares(width, height);
+            let rgb = frame_with_squares(width, height, &squares);
+            let mut expected = reference(&model(name), &rgb, width, height);
+            expected.sort_by(|a, b| (a.x1 + a.y1).total_cmp(&(b.x1 + b.y1)));
+            assert_eq!(
+                expected.len(),
+                2,
+                "{name} {width}x{height}: the reference finds both squares"
+            );
+            // The reference itself is right: each box hugs its square (the models work on a
+            // grid of 8 model pixels, a few frame pixels each).
+            let tolerance = 6.0 * (width.max(height) as f64 / 320.0);
+            for (r, &(x, y, side)) in expected.iter().zip(&squares) {
+                for (got, want) in [(r.x1, x), (r.y1, y), (r.x2, x + side), (r.y2, y + side)] {
+                    assert!(
+                        (got - want as f64).abs() <= tolerance,
+                        "{name} {width}x{height}: {r:?} vs square {x},{y} side {side}"
+                    );
+                }
+            }
+            for format in FORMATS {
+                let props = format!("model-location={}", model(name).display());
+                let (frames, _) = detect(&[rgb.clone()], width, height, format, &props).unwrap();
+                let found = sorted_by_position(frames[0].clone());
+                assert_eq!(
+                    found.len(),
+                    2,
+                    "{name} {width}x{height} {format}: {found:?}"
+                );
+                // YUV formats went through videoconvert's colour conversion: the pixels the
+                // model sees differ slightly from the RGB frame the reference saw.
+                let px = if format == "I420" || format == "NV12" {
+                    2.0
+                } else {
+                    1.0
+                };
+                for (f, r) in found.iter().zip(&expected) {
+                    let close = |a: f64, b: f64| (a - b).abs() <= px;
+                    assert!(
+                        close(f.x, r.x1.round())
+                            && close(f.y, r.y1.round())
+                            && close(f.x + f.w, r.x2.round())
+                            && close(f.y + f.h, r.y2.round()),
+                        "{name} {width}x{height} {format}: {f:?} vs reference {r:?}"
+                    );
+                    assert_eq!(f.class_id, r.class_id);
+                    assert!((f.confidence - r.score).abs() < 0.02, "{f:?} vs {r:?}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, MODELS.len() * SIZES.len() * FORMATS.len());
+}
+
+#[test]
+fn labels_come_from_metadata_or_coco() {
+    let rgb = frame_with_squares(640, 480, &two_squares(640, 480));
+    for (name, label) in [
+        ("blob-yolov8", "sports ball"),
+        ("blob-yolov5", "ball"),
+        ("blob-yolo26", "sports ball"),
+    ] {
+        let props = format!("model-location={}", model(name).display());
+        let (frames, _) = detect(&[rgb.clone()], 640, 480, "RGB", &props).unwrap();
+        assert!(!frames[0].is_empty(), "{name}");
+        assert!(
+            frames[0].iter().all(|f| f.label == label),
+            "{name}: {:?}",
+            frames[0]
+        );
+    }
+}
+
+#[test]
+fn thresholds_allow_list_max_detections_and_interval() {
+    let (w, h) = (640, 480);
+    let rgb = frame_with_squares(w, h, &two_squares(w, h));
+    let base = format!("model-location={}", model("blob-yolov8").display());
+    let run = |props: &str, frames: usize| {
+        detect(
+            &vec![rgb.clone(); frames],
+            w,
+            h,
+            "RGB",
+            &format!("{base} {props}"),
+        )
+        .unwrap()
+    };
+
+    let (all, _) = run("", 1);
+    assert_eq!(all[0].len(), 2);
+    let lowest = all[0].iter().map(|f| f.confidence).fold(1.0, f64::min);
+    let (strict, _) = run(&format!("conf-threshold={}", lowest + 1e-4), 1);
+    assert_eq!(
+        strict[0].len(),
+        1,
+        "the weaker square is under the threshold"
+    );
+
+    let (one, _) = run("max-detections=1", 1);
+    assert_eq!(one[0].len(), 1);
+    assert!(one[0][0].confidence >= lowest, "the best one is kept");
+
+    let (only_balls, _) = run("classes=sports\\ ball", 1);
+    assert_eq!(only_balls[0].len(), 2);
+    let (by_id, _) = run("classes=32", 1);
+    assert_eq!(by_id[0].len(), 2);
+    let (no_people, _) = run("classes=person,car", 1);
+    assert!(no_people[0].is_empty());
+
+    let (frames, stats) = run("interval=3", 7);
+    assert_eq!(
+        stats.get::<u64>("inferred").unwrap(),
+        3,
+        "frames 0, 3 and 6"
+    );
+    assert_eq!(stats.get::<u64>("skipped").unwrap(), 4);
+    assert_eq!(stats.get::<u64>("frames-in").unwrap(), 7);
+    for (i, frame) in frames.iter().enumerate() {
+        assert_eq!(frame.len(), 2, "frame {i} carries detections");
+        assert!(
+            frame.iter().all(|f| f.inferred == (i % 3 == 0)),
+            "frame {i}: {frame:?}"
+        );
+    }
+    assert!(stats.get::<f64>("infer-ms").unwrap() > 0.0);
+}
+
+#[test]
+fn draw_marks_the_frame_and_messages_list_detections() {
+    let (w, h) = (320, 240);
+    let rgb = frame_with_squares(w, h, &two_squares(w, h));
+    init();
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=RGB,width={w},height={h},framerate=30/1 ! \
+         yolodetect model-location={} draw=true post-messages=true ! appsink name=out sync=false",
+        model("blob-yolov8").display()
+    ));
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let samples = collect_samples(&pipeline, "out");
+    // Element messages are caught as posted (waiting for EOS discards others).
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = messages.clone();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let Some(s) = msg.structure().filter(|s| s.name() == "yolodetect") {
+            store.lock().unwrap().push(s.to_owned());
+        }
+        gst::BusSyncReply::Pass
+    });
+    src.push_buffer(gst::Buffer::from_slice(rgb.clone()))
+        .unwrap();
+    src.end_of_stream().unwrap();
+    assert!(matches!(
+        run_until_end(&pipeline, Duration::from_secs(60)),
+        Ended::Eos
+    ));
+    let out = samples.lock().unwrap()[0]
+        .buffer()
+        .unwrap()
+        .map_readable()
+        .unwrap()
+        .to_vec();
+    assert_ne!(out, rgb, "boxes were drawn");
+    let message = messages
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("a yolodetect message");
+    let detections = message.get::<gst::Array>("detections").unwrap();
+    assert_eq!(detections.len(), 2);
+}
+
+fn start_error(props: &str, format: &str) -> String {
+    match detect(&[vec![0; 64 * 48 * 3]], 64, 48, format, props) {
+        Err(err) => err,
+        Ok(_) => panic!("'{props}' should fail"),
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let err = start_error("", "RGB");
+    assert!(err.contains("No model set"), "{err}");
+
+    let err = start_error("model-location=/no/such/model.onnx", "RGB");
+    assert!(err.contains("is not a file"), "{err}");
+
+    let not_onnx = std::env::temp_dir()
+        .join(unique_name("not-onnx"))
+        .with_extension("onnx");
+    std::fs::write(&not_onnx, b"this is not a protobuf").unwrap();
+    let err = start_error(&format!("model-location={}", not_onnx.display()), "RGB");
+    assert!(
+        err.contains("could not be loaded as an ONNX model"),
+        "{err}"
+    );
+    std::fs::remove_file(&not_onnx).ok();
+
+    // A valid ONNX model whose output is no YOLO layout: the input reshaped to [1, 3, 1024].
+    let odd = std::env::temp_dir()
+        .join(unique_name("odd-layout"))
+        .with_extension("onnx");
+    let script = format!(
+        "import onnx, numpy as np\n\
+         from onnx import helper, TensorProto, numpy_helper\n\
+         shape = numpy_helper.from_array(np.array([1, 3, 1024], dtype=np.int64), 'shape')\n\
+         node = helper.make_node('Reshape', ['images', 'shape'], ['output0'])\n\
+         g = helper.make_graph([node], 'odd', [helper.make_tensor_value_info('images', TensorProto.FLOAT, [1, 3, 32, 32])],\n\
+             [helper.make_tensor_value_info('output0', TensorProto.FLOAT, [1, 3, 1024])], [shape])\n\
+         m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)]); m.ir_version = 8\n\
+         onnx.save(m, r'{}')\n",
+        odd.display()
+    );
+    let status = Command::new(python())
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let err = start_error(&format!("model-location={}", odd.display()), "RGB");
+    assert!(err.contains("not a known YOLO layout"), "{err}");
+    std::fs::remove_file(&odd).ok();
+
+    let err = start_error(
+        &format!(
+            "model-location={} classes=unicorn",
+            model("blob-yolov8").display()
+        ),
+        "RGB",
+    );
+    assert!(err.contains("'unicorn'"), "{err}");
+
+    // Unsupported caps: GRAY8 cannot link.
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,format=GRAY8 ! yolodetect model-location={} ! fakesink",
+        model("blob-yolov8").display()
+    ));
+    assert!(pipeline.is_err(), "GRAY8 is not accepted");
+
+    // Thresholds out of range are refused when set.
+    let element = gst::ElementFactory::make("yolodetect").build().unwrap();
+    for (name, value) in [("conf-threshold", 1.5f64), ("iou-threshold", -0.1)] {
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            element.set_property(name, value)
+        }));
+        assert!(refused.is_err(), "{name}={value} must be refused");
+        assert_eq!(
+            element.property::<f64>(name),
+            if name == "conf-threshold" { 0.25 } else { 0.45 }
+        );
+    }
+}
+
+#[test]
+fn a_missing_runtime_fails_in_start_with_install_instructions() {
+    // ONNX Runtime loads once per process: a fresh gst-launch shows what a user sees.
+    let output = Command::new("gst-launch-1.0")
+        .args([
+            "videotestsrc",
+            "num-buffers=1",
+            "!",
+            "yolodetect",
+            &format!("model-location={}", model("blob-yolov8").display()),
+            "ort-library=/no/such/libonnxruntime.so",
+            "!",
+            "fakesink",
+        ])
+        .env("GST_PLUGIN_PATH", repo().join("target/release"))
+        .env_remove("ORT_DYLIB_PATH")
+        .env("LD_LIBRARY_PATH", "/nonexistent")
+        .output()
+        .expect("gst-launch-1.0");
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(text.contains("could not load ONNX Runtime"), "{text}");
+    assert!(text.contains("pip install onnxruntime"), "{text}");
+    // The plugin itself loaded: the Kafka elements never depend on the runtime.
+    let inspect = Command::new("gst-inspect-1.0")
+        .arg("yolodetect")
+        .env("GST_PLUGIN_PATH", repo().join("target/release"))
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .unwrap();
+    assert!(inspect.status.success());
+}
