@@ -132,14 +132,21 @@ impl Canvas<'_> {
         let advance = (GLYPH_W + 1) * TEXT_SCALE;
         let tag_h = (GLYPH_H + 2) * TEXT_SCALE;
         let tag_y = if y1 >= tag_h { y1 - tag_h } else { y1 };
-        self.fill(x1, tag_y, x1 + advance * text.chars().count() + TEXT_SCALE, tag_y + tag_h, rgb);
+        self.fill(
+            x1,
+            tag_y,
+            x1 + advance * text.chars().count() + TEXT_SCALE,
+            tag_y + tag_h,
+            rgb,
+        );
         for (i, c) in text.chars().enumerate() {
             let rows = glyph(c);
             let gx = x1 + TEXT_SCALE + i * advance;
             for (row, bits) in rows.iter().enumerate() {
                 for col in 0..GLYPH_W {
                     if bits & (1 << (GLYPH_W - 1 - col)) != 0 {
-                        let (px, py) = (gx + col * TEXT_SCALE, tag_y + TEXT_SCALE + row * TEXT_SCALE);
+                        let (px, py) =
+                            (gx + col * TEXT_SCALE, tag_y + TEXT_SCALE + row * TEXT_SCALE);
                         self.fill(px, py, px + TEXT_SCALE, py + TEXT_SCALE, [0, 0, 0]);
                     }
                 }
@@ -158,13 +165,25 @@ mod tests {
         let mut rgb = vec![0u8; w * h * 3];
         let (mut u, mut v) = (vec![], vec![]);
         let mut canvas = Canvas {
-            layout: PixelLayout::Packed { bytes: 3, r: 0, g: 1, b: 2 },
+            layout: PixelLayout::Packed {
+                bytes: 3,
+                r: 0,
+                g: 1,
+                b: 2,
+            },
             width: w,
             height: h,
             planes: [&mut rgb, &mut u, &mut v],
             strides: [w * 3, 0, 0],
         };
-        let d = Detection { x1: 10.0, y1: 30.0, x2: 40.0, y2: 45.0, score: 0.9, class_id: 0 };
+        let d = Detection {
+            x1: 10.0,
+            y1: 30.0,
+            x2: 40.0,
+            y2: 45.0,
+            score: 0.9,
+            class_id: 0,
+        };
         canvas.draw(&d, "ball");
         let px = |x: usize, y: usize| &rgb[(y * w + x) * 3..(y * w + x) * 3 + 3];
         assert_eq!(px(25, 45), &class_colour(0)[..], "bottom edge");

@@ -30,11 +30,11 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
-use gst_video::prelude::*;
 use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
 
 use super::draw::Canvas;
-use super::letterbox::{Letterbox, Planes, PixelLayout, Preprocessor, YuvMatrix};
+use super::letterbox::{Letterbox, PixelLayout, Planes, Preprocessor, YuvMatrix};
 use super::model::{self, Model, Provider, SessionOptions};
 use super::postprocess::{self, Detection, Filter};
 
@@ -55,9 +55,15 @@ const DEFAULT_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
 pub enum ExecutionProvider {
     #[enum_value(name = "CPU", nick = "cpu")]
     Cpu = 0,
-    #[enum_value(name = "CUDA (falls back to CPU with a warning when unavailable)", nick = "cuda")]
+    #[enum_value(
+        name = "CUDA (falls back to CPU with a warning when unavailable)",
+        nick = "cuda"
+    )]
     Cuda = 1,
-    #[enum_value(name = "TensorRT (falls back to CPU with a warning when unavailable)", nick = "tensorrt")]
+    #[enum_value(
+        name = "TensorRT (falls back to CPU with a warning when unavailable)",
+        nick = "tensorrt"
+    )]
     TensorRt = 2,
 }
 
@@ -340,15 +346,35 @@ impl ElementImpl for YoloDetect {
             use gst_video::VideoFormat as F;
             let caps = gst_video::VideoCapsBuilder::new()
                 .format_list([
-                    F::Rgb, F::Bgr, F::Rgbx, F::Bgrx, F::Xrgb, F::Xbgr, F::Rgba, F::Bgra, F::Argb,
-                    F::Abgr, F::I420, F::Nv12,
+                    F::Rgb,
+                    F::Bgr,
+                    F::Rgbx,
+                    F::Bgrx,
+                    F::Xrgb,
+                    F::Xbgr,
+                    F::Rgba,
+                    F::Bgra,
+                    F::Argb,
+                    F::Abgr,
+                    F::I420,
+                    F::Nv12,
                 ])
                 .build();
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                    .unwrap(),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
-                    .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
             ]
         });
         PAD_TEMPLATES.as_ref()
@@ -361,7 +387,11 @@ impl YoloDetect {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let inferred = load(&s.inferred);
         let mean_ms = |c: &AtomicU64| {
-            if inferred == 0 { 0.0 } else { load(c) as f64 / inferred as f64 / 1000.0 }
+            if inferred == 0 {
+                0.0
+            } else {
+                load(c) as f64 / inferred as f64 / 1000.0
+            }
         };
         gst::Structure::builder("yolodetect-stats")
             .field("frames-in", load(&s.frames_in))
@@ -450,7 +480,9 @@ impl YoloDetect {
     }
 }
 
-fn planes_of<'a>(frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>) -> Result<Planes<'a>, glib::BoolError> {
+fn planes_of<'a>(
+    frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>,
+) -> Result<Planes<'a>, glib::BoolError> {
     let mut data: [&[u8]; 3] = [&[], &[], &[]];
     let mut strides = [0usize; 3];
     for plane in 0..frame.n_planes() as usize {
@@ -461,7 +493,8 @@ fn planes_of<'a>(frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>) -> Res
 }
 
 impl BaseTransformImpl for YoloDetect {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -567,7 +600,10 @@ impl BaseTransformImpl for YoloDetect {
         self.parent_src_event(event)
     }
 
-    fn transform_ip(&self, buffer: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform_ip(
+        &self,
+        buffer: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings.lock().unwrap().clone();
         self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
         if self.is_late(buffer) {
@@ -589,7 +625,11 @@ impl BaseTransformImpl for YoloDetect {
             {
                 let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buffer, &info)
                     .map_err(|_| {
-                        gst::element_imp_error!(self, gst::CoreError::Failed, ("Could not map the frame"));
+                        gst::element_imp_error!(
+                            self,
+                            gst::CoreError::Failed,
+                            ("Could not map the frame")
+                        );
                         gst::FlowError::Error
                     })?;
                 let planes = planes_of(&frame).map_err(|_| gst::FlowError::Error)?;
@@ -617,9 +657,15 @@ impl BaseTransformImpl for YoloDetect {
             let done = Instant::now();
             self.stats.inferred.fetch_add(1, Ordering::Relaxed);
             let us = |a: Instant, b: Instant| (b - a).as_micros() as u64;
-            self.stats.pre_us.fetch_add(us(started, pre_done), Ordering::Relaxed);
-            self.stats.infer_us.fetch_add(us(pre_done, infer_done), Ordering::Relaxed);
-            self.stats.post_us.fetch_add(us(infer_done, done), Ordering::Relaxed);
+            self.stats
+                .pre_us
+                .fetch_add(us(started, pre_done), Ordering::Relaxed);
+            self.stats
+                .infer_us
+                .fetch_add(us(pre_done, infer_done), Ordering::Relaxed);
+            self.stats
+                .post_us
+                .fetch_add(us(infer_done, done), Ordering::Relaxed);
         } else {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
         }
@@ -630,7 +676,11 @@ impl BaseTransformImpl for YoloDetect {
             let layout = PixelLayout::of(info.format()).unwrap();
             let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
                 .map_err(|_| {
-                    gst::element_imp_error!(self, gst::CoreError::Failed, ("Could not map the frame for drawing"));
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Failed,
+                        ("Could not map the frame for drawing")
+                    );
                     gst::FlowError::Error
                 })?;
             let strides: Vec<usize> = frame.plane_stride().iter().map(|s| *s as usize).collect();
@@ -644,13 +694,18 @@ impl BaseTransformImpl for YoloDetect {
             while planes.len() < 3 {
                 planes.push(&mut []);
             }
-            let [p0, p1, p2]: [&mut [u8]; 3] = planes.try_into().map_err(|_| gst::FlowError::Error)?;
+            let [p0, p1, p2]: [&mut [u8]; 3] =
+                planes.try_into().map_err(|_| gst::FlowError::Error)?;
             let mut canvas = Canvas {
                 layout,
                 width: info.width() as usize,
                 height: info.height() as usize,
                 planes: [p0, p1, p2],
-                strides: [strides[0], *strides.get(1).unwrap_or(&0), *strides.get(2).unwrap_or(&0)],
+                strides: [
+                    strides[0],
+                    *strides.get(1).unwrap_or(&0),
+                    *strides.get(2).unwrap_or(&0),
+                ],
             };
             for d in &detections {
                 canvas.draw(d, &state.model.label(d.class_id));
@@ -664,7 +719,10 @@ impl BaseTransformImpl for YoloDetect {
                 .field("frame-width", info.width())
                 .field("frame-height", info.height())
                 .field("inferred", inferred)
-                .field("detections", gst::Array::new(structures.iter().map(|s| s.to_send_value())))
+                .field(
+                    "detections",
+                    gst::Array::new(structures.iter().map(|s| s.to_send_value())),
+                )
                 .build();
             let _ = self
                 .obj()

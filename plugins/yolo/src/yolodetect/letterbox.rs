@@ -24,8 +24,14 @@ pub struct Letterbox {
 }
 
 impl Letterbox {
-    pub fn new(frame_width: usize, frame_height: usize, model_width: usize, model_height: usize) -> Self {
-        let r = (model_width as f64 / frame_width as f64).min(model_height as f64 / frame_height as f64);
+    pub fn new(
+        frame_width: usize,
+        frame_height: usize,
+        model_width: usize,
+        model_height: usize,
+    ) -> Self {
+        let r = (model_width as f64 / frame_width as f64)
+            .min(model_height as f64 / frame_height as f64);
         let width = ((frame_width as f64 * r + 0.5).floor() as usize).clamp(1, model_width);
         let height = ((frame_height as f64 * r + 0.5).floor() as usize).clamp(1, model_height);
         Letterbox {
@@ -83,7 +89,12 @@ fn taps(input: usize, output: usize) -> Vec<Tap> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelLayout {
     /// One plane, `stride` bytes per pixel, red/green/blue at these byte offsets.
-    Packed { bytes: usize, r: usize, g: usize, b: usize },
+    Packed {
+        bytes: usize,
+        r: usize,
+        g: usize,
+        b: usize,
+    },
     /// Y plane, then U and V planes at half resolution.
     I420,
     /// Y plane, then interleaved UV at half resolution.
@@ -123,7 +134,11 @@ pub struct YuvMatrix {
 impl YuvMatrix {
     /// `bt709` picks BT.709 over BT.601; `full_range` 0..255 luma over 16..235.
     pub fn new(bt709: bool, full_range: bool) -> Self {
-        let (kr, kb) = if bt709 { (0.2126f32, 0.0722f32) } else { (0.299, 0.114) };
+        let (kr, kb) = if bt709 {
+            (0.2126f32, 0.0722f32)
+        } else {
+            (0.299, 0.114)
+        };
         let kg = 1.0 - kr - kb;
         let (y_offset, y_scale, uv_scale) = if full_range {
             (0.0, 1.0, 1.0)
@@ -212,7 +227,8 @@ impl Preprocessor {
                         let (p0, p1) = (tx.first * bytes, tx.second * bytes);
                         let sample = |c: usize| {
                             let top = lerp(line0[p0 + c] as f32, line0[p1 + c] as f32, tx.weight);
-                            let bottom = lerp(line1[p0 + c] as f32, line1[p1 + c] as f32, tx.weight);
+                            let bottom =
+                                lerp(line1[p0 + c] as f32, line1[p1 + c] as f32, tx.weight);
                             lerp(top, bottom, ty.weight) * scale
                         };
                         red[ox] = sample(r);
@@ -280,10 +296,23 @@ mod tests {
     #[test]
     fn boxes_map_back_to_frame_pixels_and_are_clipped() {
         let lb = Letterbox::new(1920, 1080, 640, 640);
-        let d = Detection { x1: 320.0, y1: 140.0, x2: 640.0, y2: 320.0, score: 1.0, class_id: 0 };
+        let d = Detection {
+            x1: 320.0,
+            y1: 140.0,
+            x2: 640.0,
+            y2: 320.0,
+            score: 1.0,
+            class_id: 0,
+        };
         let f = lb.to_frame(&d);
         assert_eq!((f.x1, f.y1, f.x2, f.y2), (960.0, 0.0, 1920.0, 540.0));
-        let outside = Detection { x1: -10.0, y1: 0.0, x2: 700.0, y2: 700.0, ..d };
+        let outside = Detection {
+            x1: -10.0,
+            y1: 0.0,
+            x2: 700.0,
+            y2: 700.0,
+            ..d
+        };
         let f = lb.to_frame(&outside);
         assert_eq!((f.x1, f.y1, f.x2, f.y2), (0.0, 0.0, 1920.0, 1080.0));
     }
@@ -291,17 +320,51 @@ mod tests {
     #[test]
     fn packed_and_planar_frames_fill_the_same_tensor() {
         // A 4x2 frame: left half white, right half black, in RGB and in BGRx.
-        let rgb: Vec<u8> = (0..8).flat_map(|i| if i % 4 < 2 { [255u8; 3] } else { [0u8; 3] }).collect();
-        let bgrx: Vec<u8> = (0..8).flat_map(|i| if i % 4 < 2 { [255u8; 4] } else { [0, 0, 0, 255] }).collect();
+        let rgb: Vec<u8> = (0..8)
+            .flat_map(|i| if i % 4 < 2 { [255u8; 3] } else { [0u8; 3] })
+            .collect();
+        let bgrx: Vec<u8> = (0..8)
+            .flat_map(|i| {
+                if i % 4 < 2 {
+                    [255u8; 4]
+                } else {
+                    [0, 0, 0, 255]
+                }
+            })
+            .collect();
         let lb = Letterbox::new(4, 2, 8, 8);
         let fill = |layout, data: &[u8], stride| {
             let pre = Preprocessor::new(lb, layout, YuvMatrix::new(false, false));
             let mut tensor = vec![0.0; 3 * 64];
-            pre.fill(&Planes { data: [data, &[], &[]], strides: [stride, 0, 0] }, &mut tensor);
+            pre.fill(
+                &Planes {
+                    data: [data, &[], &[]],
+                    strides: [stride, 0, 0],
+                },
+                &mut tensor,
+            );
             tensor
         };
-        let a = fill(PixelLayout::Packed { bytes: 3, r: 0, g: 1, b: 2 }, &rgb, 12);
-        let b = fill(PixelLayout::Packed { bytes: 4, r: 2, g: 1, b: 0 }, &bgrx, 16);
+        let a = fill(
+            PixelLayout::Packed {
+                bytes: 3,
+                r: 0,
+                g: 1,
+                b: 2,
+            },
+            &rgb,
+            12,
+        );
+        let b = fill(
+            PixelLayout::Packed {
+                bytes: 4,
+                r: 2,
+                g: 1,
+                b: 0,
+            },
+            &bgrx,
+            16,
+        );
         assert_eq!(a, b);
         // Rows 0, 1 and 6, 7 are padding; row 2 starts white and ends black.
         assert!((a[0] - PAD).abs() < 1e-6 && (a[7 * 8 + 7] - PAD).abs() < 1e-6);
@@ -312,7 +375,13 @@ mod tests {
         let uv = [128u8; 2];
         let pre = Preprocessor::new(lb, PixelLayout::I420, YuvMatrix::new(false, true));
         let mut c = vec![0.0; 3 * 64];
-        pre.fill(&Planes { data: [&y, &uv, &uv], strides: [4, 2, 2] }, &mut c);
+        pre.fill(
+            &Planes {
+                data: [&y, &uv, &uv],
+                strides: [4, 2, 2],
+            },
+            &mut c,
+        );
         for (i, (x, z)) in a.iter().zip(&c).enumerate() {
             assert!((x - z).abs() < 1e-5, "element {i}: {x} vs {z}");
         }

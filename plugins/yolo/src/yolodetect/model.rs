@@ -28,7 +28,11 @@ pub fn runtime(library: Option<&str>) -> Result<Arc<Environment>, String> {
     }
     let mut candidates: Vec<String> = Vec::new();
     candidates.extend(library.map(String::from));
-    candidates.extend(std::env::var("ORT_DYLIB_PATH").ok().filter(|p| !p.is_empty()));
+    candidates.extend(
+        std::env::var("ORT_DYLIB_PATH")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    );
     candidates.extend(SYSTEM_LIBRARIES.iter().map(|s| s.to_string()));
     let mut tried = Vec::new();
     for candidate in &candidates {
@@ -82,7 +86,11 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn load(path: &Path, labels_file: Option<&Path>, options: &SessionOptions<'_>) -> Result<Model, String> {
+    pub fn load(
+        path: &Path,
+        labels_file: Option<&Path>,
+        options: &SessionOptions<'_>,
+    ) -> Result<Model, String> {
         if !path.is_file() {
             return Err(format!(
                 "model-location '{}' is not a file; point it at a YOLO ONNX export (e.g. from \
@@ -104,7 +112,10 @@ impl Model {
             .map_err(builder_error)?;
         let provider_fallback = register_provider(&mut builder, options.provider);
         let session = builder.commit_from_file(path).map_err(|e| {
-            format!("'{}' could not be loaded as an ONNX model: {e}", path.display())
+            format!(
+                "'{}' could not be loaded as an ONNX model: {e}",
+                path.display()
+            )
         })?;
 
         let input = session.inputs().first().ok_or("the model has no input")?;
@@ -131,7 +142,9 @@ impl Model {
             (h, w) if h > 0 && w > 0 => (h as usize, w as usize),
             _ => imgsz.unwrap_or((DEFAULT_INPUT_SIZE, DEFAULT_INPUT_SIZE)),
         };
-        let names = custom("names").map(|s| parse_names(&s)).filter(|n| !n.is_empty());
+        let names = custom("names")
+            .map(|s| parse_names(&s))
+            .filter(|n| !n.is_empty());
         let end2end = custom("end2end").is_some_and(|s| s.eq_ignore_ascii_case("true"));
         drop(metadata);
 
@@ -209,7 +222,11 @@ fn choose_labels(
     if let Some(path) = labels_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("labels-file '{}' cannot be read: {e}", path.display()))?;
-        return Ok(text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect());
+        return Ok(text
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect());
     }
     if classes.is_none_or(|n| n == COCO_NAMES.len()) {
         return Ok(COCO_NAMES.iter().map(|s| s.to_string()).collect());
@@ -224,12 +241,16 @@ pub fn parse_names(text: &str) -> Vec<String> {
     loop {
         rest = rest.trim_start_matches([',', ' ', '\n']);
         let Some(colon) = rest.find(':') else { break };
-        let Ok(index) = rest[..colon].trim().parse::<usize>() else { break };
+        let Ok(index) = rest[..colon].trim().parse::<usize>() else {
+            break;
+        };
         let value = rest[colon + 1..].trim_start();
         let Some(quote) = value.chars().next().filter(|c| *c == '\'' || *c == '"') else {
             break;
         };
-        let Some(end) = value[1..].find(quote) else { break };
+        let Some(end) = value[1..].find(quote) else {
+            break;
+        };
         names.push((index, value[1..1 + end].to_string()));
         rest = &value[end + 2..];
     }
@@ -266,7 +287,10 @@ mod tests {
 
     #[test]
     fn names_metadata_is_parsed_from_python_dict_literals() {
-        assert_eq!(parse_names("{0: 'person', 1: \"traffic light\", 2: 'x'}"), vec!["person", "traffic light", "x"]);
+        assert_eq!(
+            parse_names("{0: 'person', 1: \"traffic light\", 2: 'x'}"),
+            vec!["person", "traffic light", "x"]
+        );
         assert_eq!(parse_names("{1: 'b', 0: 'a'}"), vec!["a", "b"]);
         assert_eq!(parse_names("{0: 'a', 2: 'c'}"), vec!["a", "class 1", "c"]);
         assert!(parse_names("garbage").is_empty());
@@ -282,8 +306,14 @@ mod tests {
     #[test]
     fn labels_come_from_metadata_then_file_then_coco() {
         let names = vec!["ball".to_string()];
-        assert_eq!(choose_labels(Some(names.clone()), None, Some(1)).unwrap(), names);
-        assert_eq!(choose_labels(None, None, Some(80)).unwrap()[32], "sports ball");
+        assert_eq!(
+            choose_labels(Some(names.clone()), None, Some(1)).unwrap(),
+            names
+        );
+        assert_eq!(
+            choose_labels(None, None, Some(80)).unwrap()[32],
+            "sports ball"
+        );
         assert!(choose_labels(None, None, Some(3)).unwrap().is_empty());
         let err = choose_labels(None, Some(Path::new("/no/such/labels.txt")), Some(3)).unwrap_err();
         assert!(err.contains("labels-file '/no/such/labels.txt'"), "{err}");

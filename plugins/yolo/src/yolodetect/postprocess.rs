@@ -32,7 +32,11 @@ impl Layout {
     /// is YOLOv5 with one class) and the model does not say `end2end`. Otherwise the
     /// smaller of the last two dimensions is the per-box one: `[1, small, N]` is YOLOv8,
     /// `[1, N, small]` YOLOv5.
-    pub fn detect(shape: &[i64], class_count: Option<usize>, end2end: bool) -> Result<Layout, String> {
+    pub fn detect(
+        shape: &[i64],
+        class_count: Option<usize>,
+        end2end: bool,
+    ) -> Result<Layout, String> {
         let unknown = || {
             format!(
                 "output shape {shape:?} is not a known YOLO layout (YOLOv5 [1, N, 5+nc], \
@@ -108,7 +112,12 @@ impl Filter<'_> {
 
 /// Decodes `output` (the model's first output, row-major, of the given layout) into boxes
 /// over the threshold, after NMS (not for end-to-end models), best first.
-pub fn decode(layout: Layout, output: &[f32], shape: &[i64], filter: &Filter<'_>) -> Vec<Detection> {
+pub fn decode(
+    layout: Layout,
+    output: &[f32],
+    shape: &[i64],
+    filter: &Filter<'_>,
+) -> Vec<Detection> {
     let (a, b) = (shape[1] as usize, shape[2] as usize);
     let mut candidates = Vec::new();
     match layout {
@@ -226,20 +235,51 @@ mod tests {
 
     #[test]
     fn layouts_are_told_apart_by_shape() {
-        assert_eq!(Layout::detect(&[1, 84, 8400], None, false), Ok(Layout::V8 { classes: 80 }));
-        assert_eq!(Layout::detect(&[1, 25200, 85], None, false), Ok(Layout::V5 { classes: 80 }));
-        assert_eq!(Layout::detect(&[1, 300, 6], None, false), Ok(Layout::EndToEnd));
-        assert_eq!(Layout::detect(&[1, 300, 6], Some(1), false), Ok(Layout::V5 { classes: 1 }));
-        assert_eq!(Layout::detect(&[1, 300, 6], Some(1), true), Ok(Layout::EndToEnd));
-        assert_eq!(Layout::detect(&[1, 5, 8400], None, false), Ok(Layout::V8 { classes: 1 }));
-        for bad in [&[1, 84][..], &[2, 84, 8400], &[1, 4, 8400], &[1, 8400, 5], &[1, 1, 2, 3]] {
+        assert_eq!(
+            Layout::detect(&[1, 84, 8400], None, false),
+            Ok(Layout::V8 { classes: 80 })
+        );
+        assert_eq!(
+            Layout::detect(&[1, 25200, 85], None, false),
+            Ok(Layout::V5 { classes: 80 })
+        );
+        assert_eq!(
+            Layout::detect(&[1, 300, 6], None, false),
+            Ok(Layout::EndToEnd)
+        );
+        assert_eq!(
+            Layout::detect(&[1, 300, 6], Some(1), false),
+            Ok(Layout::V5 { classes: 1 })
+        );
+        assert_eq!(
+            Layout::detect(&[1, 300, 6], Some(1), true),
+            Ok(Layout::EndToEnd)
+        );
+        assert_eq!(
+            Layout::detect(&[1, 5, 8400], None, false),
+            Ok(Layout::V8 { classes: 1 })
+        );
+        for bad in [
+            &[1, 84][..],
+            &[2, 84, 8400],
+            &[1, 4, 8400],
+            &[1, 8400, 5],
+            &[1, 1, 2, 3],
+        ] {
             let err = Layout::detect(bad, None, false).unwrap_err();
             assert!(err.contains("not a known YOLO layout"), "{err}");
         }
     }
 
     fn d(x1: f32, y1: f32, x2: f32, y2: f32, score: f32, class_id: usize) -> Detection {
-        Detection { x1, y1, x2, y2, score, class_id }
+        Detection {
+            x1,
+            y1,
+            x2,
+            y2,
+            score,
+            class_id,
+        }
     }
 
     #[test]
@@ -251,13 +291,28 @@ mod tests {
             d(20.0, 20.0, 30.0, 30.0, 0.6, 0),
         ];
         let kept = nms(boxes.clone(), &ALL);
-        assert_eq!(kept.iter().map(|k| k.score).collect::<Vec<_>>(), vec![0.9, 0.7, 0.6]);
-        let agnostic = Filter { class_agnostic: true, ..ALL };
+        assert_eq!(
+            kept.iter().map(|k| k.score).collect::<Vec<_>>(),
+            vec![0.9, 0.7, 0.6]
+        );
+        let agnostic = Filter {
+            class_agnostic: true,
+            ..ALL
+        };
         let kept = nms(boxes.clone(), &agnostic);
-        assert_eq!(kept.iter().map(|k| k.score).collect::<Vec<_>>(), vec![0.9, 0.6]);
-        let loose = Filter { iou_threshold: 0.7, ..ALL };
+        assert_eq!(
+            kept.iter().map(|k| k.score).collect::<Vec<_>>(),
+            vec![0.9, 0.6]
+        );
+        let loose = Filter {
+            iou_threshold: 0.7,
+            ..ALL
+        };
         assert_eq!(nms(boxes.clone(), &loose).len(), 4);
-        let two = Filter { max_detections: 2, ..ALL };
+        let two = Filter {
+            max_detections: 2,
+            ..ALL
+        };
         assert_eq!(nms(boxes, &two).len(), 2);
     }
 
@@ -278,11 +333,20 @@ mod tests {
         assert_eq!(all[0], d(8.0, 9.0, 12.0, 11.0, 0.9, 0));
         assert_eq!((all[1].class_id, all[1].score), (1, 0.6));
         let allowed = [false, true];
-        let only_1 = Filter { allowed: Some(&allowed), ..ALL };
+        let only_1 = Filter {
+            allowed: Some(&allowed),
+            ..ALL
+        };
         let some = decode(Layout::V8 { classes: 2 }, &output, &shape, &only_1);
         assert_eq!(some.iter().map(|d| d.class_id).collect::<Vec<_>>(), vec![1]);
-        let strict = Filter { conf_threshold: 0.85, ..ALL };
-        assert_eq!(decode(Layout::V8 { classes: 2 }, &output, &shape, &strict).len(), 1);
+        let strict = Filter {
+            conf_threshold: 0.85,
+            ..ALL
+        };
+        assert_eq!(
+            decode(Layout::V8 { classes: 2 }, &output, &shape, &strict).len(),
+            1
+        );
     }
 
     #[test]
@@ -306,8 +370,14 @@ mod tests {
             0.0, 0.0, 0.0, 0.0, 0.0, 0.0, //
         ];
         let found = decode(Layout::EndToEnd, &output, &[1, 3, 6], &ALL);
-        assert_eq!(found, vec![d(5.0, 6.0, 7.0, 8.0, 0.9, 2), d(1.0, 2.0, 3.0, 4.0, 0.3, 5)]);
-        let one = Filter { max_detections: 1, ..ALL };
+        assert_eq!(
+            found,
+            vec![d(5.0, 6.0, 7.0, 8.0, 0.9, 2), d(1.0, 2.0, 3.0, 4.0, 0.3, 5)]
+        );
+        let one = Filter {
+            max_detections: 1,
+            ..ALL
+        };
         assert_eq!(decode(Layout::EndToEnd, &output, &[1, 3, 6], &one).len(), 1);
     }
 }
