@@ -61,8 +61,15 @@ fn readme_examples_run_as_written() {
         if original.contains("autovideosink") {
             continue;
         }
-        let mut description = original
+        // gst-launch's own flags (-m, -e, -v) are not part of the pipeline.
+        let mut words = original
             .trim_start_matches("gst-launch-1.0 ")
+            .split(' ')
+            .peekable();
+        while words.next_if(|w| w.starts_with('-')).is_some() {}
+        let mut description = words
+            .collect::<Vec<_>>()
+            .join(" ")
             .replace(README_BROKER, &brokers())
             .replace(
                 "location=frame-",

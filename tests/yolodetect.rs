@@ -88,8 +88,18 @@ fn detect(
         .downcast::<gst_app::AppSrc>()
         .unwrap();
     let samples = collect_samples(&pipeline, "out");
+    // GStreamer's RGB rows are padded to 4 bytes (333 pixels: 999 bytes, stride 1000).
+    let info =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width as u32, height as u32)
+            .build()
+            .unwrap();
+    let stride = info.stride()[0] as usize;
     for (i, rgb) in rgb_frames.iter().enumerate() {
-        let mut buffer = gst::Buffer::from_slice(rgb.clone());
+        let mut padded = vec![0u8; info.size()];
+        for (row, line) in rgb.chunks_exact(width * 3).enumerate() {
+            padded[row * stride..row * stride + width * 3].copy_from_slice(line);
+        }
+        let mut buffer = gst::Buffer::from_slice(padded);
         buffer
             .get_mut()
             .unwrap()
