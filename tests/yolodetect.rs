@@ -509,3 +509,68 @@ fn a_missing_runtime_fails_in_start_with_install_instructions() {
         .unwrap();
     assert!(inspect.status.success());
 }
+
+#[test]
+fn late_frames_are_dropped_under_qos_instead_of_inferred() {
+    init();
+    // A live camera at 30 frames/s and a sink that needs 100 ms a frame: downstream falls
+    // behind, QoS events reach yolodetect, and it drops frames that are already late.
+    let pipeline = launch(&format!(
+        "videotestsrc is-live=true num-buffers=60 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         yolodetect name=detect model-location={} ! identity sleep-time=100000 ! fakesink sync=true qos=true",
+        model("blob-yolov8").display()
+    ));
+    let detect = pipeline.by_name("detect").unwrap();
+    assert!(matches!(
+        run_until_end(&pipeline, Duration::from_secs(60)),
+        Ended::Eos
+    ));
+    let stats = stats(&detect);
+    let (dropped, inferred) = (
+        stats.get::<u64>("dropped").unwrap(),
+        stats.get::<u64>("inferred").unwrap(),
+    );
+    assert!(dropped > 0, "{stats}");
+    assert_eq!(dropped + inferred, 60, "{stats}");
+}
+
+#[test]
+fn an_unavailable_execution_provider_falls_back_to_the_cpu_with_a_warning() {
+    let (w, h) = (320, 240);
+    let rgb = frame_with_squares(w, h, &two_squares(w, h));
+    init();
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=RGB,width={w},height={h},framerate=30/1 ! \
+         yolodetect model-location={} execution-provider=cuda ! appsink name=out sync=false",
+        model("blob-yolov8").display()
+    ));
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = warnings.clone();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Warning(w) = msg.view() {
+            store.lock().unwrap().push(w.error().to_string());
+        }
+        gst::BusSyncReply::Pass
+    });
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let samples = collect_samples(&pipeline, "out");
+    src.push_buffer(gst::Buffer::from_slice(rgb)).unwrap();
+    src.end_of_stream().unwrap();
+    assert!(matches!(
+        run_until_end(&pipeline, Duration::from_secs(60)),
+        Ended::Eos
+    ));
+    let warnings = warnings.lock().unwrap().join("; ");
+    assert!(warnings.contains("using the CPU"), "{warnings}");
+    let buffer = samples.lock().unwrap()[0].buffer_owned().unwrap();
+    assert_eq!(
+        buffer
+            .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+            .count(),
+        2
+    );
+}
