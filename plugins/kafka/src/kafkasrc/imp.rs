@@ -529,18 +529,10 @@ enum Outcome {
 }
 
 impl KafkaSrc {
-    /// The buffer handed out last has been pushed: count it and store its offset.
+    /// The buffer handed out last has been pushed (EOS follows it): its record is handled.
     fn store_pending_offset(&self) {
-        let mut guard = self.state.lock().unwrap();
-        let Some(state) = guard.as_mut() else {
-            return;
-        };
-        if let Some((partition, offset)) = state.pending_store.take() {
-            let stats = self.stats.lock().unwrap().clone();
-            stats.buffers_pushed.fetch_add(1, Ordering::Relaxed);
-            if state.grouped {
-                store_offset(state, partition, offset);
-            }
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.pending_pushed(&self.stats.lock().unwrap());
         }
     }
 
@@ -1100,14 +1092,8 @@ impl PushSrcImpl for KafkaSrc {
         };
         let stats = self.stats.lock().unwrap().clone();
 
-        // We are called again, so the previous buffer's push has returned: its record is
-        // now handled and its offset may be committed.
-        if let Some((partition, offset)) = state.pending_store.take() {
-            stats.buffers_pushed.fetch_add(1, Ordering::Relaxed);
-            if state.grouped {
-                store_offset(state, partition, offset);
-            }
-        }
+        // We are called again, so the previous buffer's push has returned.
+        state.pending_pushed(&stats);
 
         loop {
             if self.flushing.load(Ordering::SeqCst) {
@@ -1196,6 +1182,19 @@ impl PushSrcImpl for KafkaSrc {
                     }
                     return Ok(CreateSuccess::NewBuffer(buffer));
                 }
+            }
+        }
+    }
+}
+
+impl Started {
+    /// The buffer handed out last has been pushed downstream: count it, and store its
+    /// record's offset for the next commit.
+    fn pending_pushed(&mut self, stats: &Stats) {
+        if let Some((partition, offset)) = self.pending_store.take() {
+            stats.buffers_pushed.fetch_add(1, Ordering::Relaxed);
+            if self.grouped {
+                store_offset(self, partition, offset);
             }
         }
     }
