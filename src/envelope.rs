@@ -18,6 +18,8 @@
 //! | `gkv-duration`    | duration in ns (absent if none)                            |
 //! | `gkv-flags`       | comma-separated buffer flags, e.g. `delta-unit,discont`    |
 //! | `gkv-sink-time`   | Unix time in ns when the buffer reached `kafkasink`         |
+//! | `gkv-capture-time`| Unix time in ns the frame entered the system: its first `kafkasink`, carried on by later hops |
+//! | `gkv-detections`  | the frame's detections as `gkv.detections` JSON (see `detections`), when it has any |
 //!
 //! Readers ignore headers they do not know, so later minor additions stay compatible; a
 //! record whose `gkv-version` is higher than [`ENVELOPE_VERSION`] is refused.
@@ -39,6 +41,8 @@ pub mod header {
     pub const DURATION: &str = "gkv-duration";
     pub const FLAGS: &str = "gkv-flags";
     pub const SINK_TIME: &str = "gkv-sink-time";
+    pub const CAPTURE_TIME: &str = "gkv-capture-time";
+    pub const DETECTIONS: &str = "gkv-detections";
 }
 
 /// What a record carries.
@@ -149,6 +153,10 @@ pub struct Envelope {
     pub flags: Flags,
     /// Unix time in ns when the buffer reached the sink.
     pub sink_time_ns: Option<u64>,
+    /// Unix time in ns when the frame entered the system (its first sink).
+    pub capture_time_ns: Option<u64>,
+    /// The frame's detections, `gkv.detections` JSON.
+    pub detections: Option<String>,
 }
 
 /// Why a record's headers could not be read as an envelope.
@@ -205,6 +213,12 @@ impl Envelope {
         if let Some(t) = self.sink_time_ns {
             headers.push((header::SINK_TIME, t.to_string()));
         }
+        if let Some(t) = self.capture_time_ns {
+            headers.push((header::CAPTURE_TIME, t.to_string()));
+        }
+        if let Some(json) = &self.detections {
+            headers.push((header::DETECTIONS, json.clone()));
+        }
         headers
     }
 
@@ -226,6 +240,8 @@ impl Envelope {
         let mut duration = None;
         let mut flags = None;
         let mut sink_time_ns = None;
+        let mut capture_time_ns = None;
+        let mut detections = None;
 
         for (name, value) in headers {
             let (name, slot): (&'static str, &mut Option<String>) = match name {
@@ -239,6 +255,8 @@ impl Envelope {
                 header::DURATION => (header::DURATION, &mut duration),
                 header::FLAGS => (header::FLAGS, &mut flags),
                 header::SINK_TIME => (header::SINK_TIME, &mut sink_time_ns),
+                header::CAPTURE_TIME => (header::CAPTURE_TIME, &mut capture_time_ns),
+                header::DETECTIONS => (header::DETECTIONS, &mut detections),
                 _ => continue,
             };
             *slot = Some(text(name, value)?);
@@ -273,6 +291,8 @@ impl Envelope {
             duration: number(header::DURATION, duration)?,
             flags: flags.as_deref().map(Flags::parse).unwrap_or_default(),
             sink_time_ns: number(header::SINK_TIME, sink_time_ns)?,
+            capture_time_ns: number(header::CAPTURE_TIME, capture_time_ns)?,
+            detections,
         }))
     }
 }
@@ -312,6 +332,8 @@ mod tests {
             duration: Some(33_333_333),
             flags,
             sink_time_ns: Some(1_763_700_000_000_000_000),
+            capture_time_ns: Some(1_763_699_999_000_000_000),
+            detections: Some("{\"schema\":\"gkv.detections\"}".into()),
         }
     }
 
@@ -336,6 +358,8 @@ mod tests {
             duration: None,
             flags: Flags::empty(),
             sink_time_ns: None,
+            capture_time_ns: None,
+            detections: None,
             ..sample()
         };
         let headers = env.to_headers();

@@ -358,6 +358,8 @@ fn write_good_and_bad_records(topic: &str) {
         duration: None,
         flags: Flags::empty(),
         sink_time_ns: None,
+        capture_time_ns: None,
+        detections: None,
     };
     let with = |header: &'static str, value: &str, env: Envelope| {
         let mut headers = envelope_headers(&env);

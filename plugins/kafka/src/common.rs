@@ -10,6 +10,7 @@ use gst::glib;
 use gst::prelude::*;
 use kafkavision::Flags;
 use kafkavision::client_config::ClientConfig;
+use kafkavision::detections::{Detection, FrameDetections, Rect};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
@@ -191,4 +192,98 @@ mod tests {
         assert_eq!(flags.to_string(), "discont,delta-unit");
         assert_eq!(buffer_flags(flags), gst_flags);
     }
+}
+
+/// The `timestamp/x-unix` reference timestamp of a buffer (capture time), in Unix ns.
+pub fn unix_reference_time(buffer: &gst::BufferRef) -> Option<u64> {
+    buffer
+        .iter_meta::<gst::ReferenceTimestampMeta>()
+        .find(|m| {
+            m.reference()
+                .structure(0)
+                .is_some_and(|s| s.name() == UNIX_TIME_CAPS)
+        })
+        .map(|m| m.timestamp().nseconds())
+}
+
+pub const UNIX_TIME_CAPS: &str = "timestamp/x-unix";
+
+/// Where one frame came from, for its detections record.
+pub struct FrameOrigin<'a> {
+    pub stream: &'a str,
+    pub camera: Option<&'a str>,
+    pub seq: u64,
+    pub width: u32,
+    pub height: u32,
+    pub capture_time_ns: Option<u64>,
+}
+
+/// The frame's detections, read from the region-of-interest metas a detector attached
+/// (those with a `detection` structure, as `yolodetect` writes them).
+pub fn frame_detections(buffer: &gst::BufferRef, origin: &FrameOrigin<'_>) -> FrameDetections {
+    let detections = buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .filter_map(|meta| {
+            let param = meta.param("detection")?;
+            let (x, y, w, h) = meta.rect();
+            let label = param
+                .get::<String>("label")
+                .unwrap_or_else(|_| meta.roi_type().to_string());
+            Some(Detection::new(
+                &label,
+                param.get::<u32>("class-id").unwrap_or(0),
+                param.get::<f64>("confidence").unwrap_or(0.0),
+                param.get::<bool>("inferred").unwrap_or(true),
+                Rect {
+                    x: x as f64,
+                    y: y as f64,
+                    width: w as f64,
+                    height: h as f64,
+                },
+                origin.width,
+                origin.height,
+            ))
+        })
+        .collect();
+    FrameDetections {
+        schema: kafkavision::detections::SCHEMA.to_string(),
+        version: kafkavision::detections::SCHEMA_VERSION,
+        stream: origin.stream.to_string(),
+        camera: origin.camera.map(String::from),
+        seq: origin.seq,
+        pts_ns: buffer.pts().map(|t| t.nseconds()),
+        capture_time_ns: origin.capture_time_ns,
+        width: origin.width,
+        height: origin.height,
+        detections,
+    }
+}
+
+/// Attaches detections as region-of-interest metas, as `yolodetect` does.
+pub fn attach_detections(buffer: &mut gst::BufferRef, frame: &FrameDetections) {
+    for d in &frame.detections {
+        let b = &d.bbox;
+        let rect = (
+            b.x.max(0.0).round() as u32,
+            b.y.max(0.0).round() as u32,
+            b.width.max(0.0).round() as u32,
+            b.height.max(0.0).round() as u32,
+        );
+        let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, &d.label, rect);
+        meta.add_param(
+            gst::Structure::builder("detection")
+                .field("class-id", d.class_id)
+                .field("label", d.label.as_str())
+                .field("confidence", d.confidence)
+                .field("inferred", d.inferred)
+                .build(),
+        );
+    }
+}
+
+/// Width and height of caps that have them (raw video, JPEG, H.264 after parsing).
+pub fn frame_size(caps: &gst::CapsRef) -> (u32, u32) {
+    let s = caps.structure(0);
+    let get = |f: &str| s.and_then(|s| s.get::<i32>(f).ok()).unwrap_or(0).max(0) as u32;
+    (get("width"), get("height"))
 }

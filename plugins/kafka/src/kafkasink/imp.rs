@@ -95,6 +95,22 @@ pub enum QueueFullPolicy {
     Error = 2,
 }
 
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSinkPayload")]
+pub enum Payload {
+    #[enum_value(
+        name = "The buffer's bytes (detections, if any, in the gkv-detections header)",
+        nick = "buffer"
+    )]
+    Buffer = 0,
+    #[enum_value(
+        name = "Only the frame's detections as gkv.detections JSON (small, no image)",
+        nick = "detections"
+    )]
+    Detections = 1,
+}
+
 #[derive(Debug, Clone)]
 struct Settings {
     brokers: String,
@@ -109,6 +125,7 @@ struct Settings {
     eos_marker: bool,
     connect_timeout_ms: u32,
     stream_id: Option<String>,
+    payload: Payload,
 }
 
 impl Default for Settings {
@@ -125,6 +142,7 @@ impl Default for Settings {
             eos_marker: DEFAULT_EOS_MARKER,
             connect_timeout_ms: common::DEFAULT_CONNECT_TIMEOUT_MS,
             stream_id: None,
+            payload: Payload::Buffer,
         }
     }
 }
@@ -191,6 +209,8 @@ enum State {
         stream_id: String,
         next_seq: u64,
         caps: Option<String>,
+        frame_size: (u32, u32),
+        payload: Payload,
         max_message_bytes: usize,
         queue_full: QueueFullPolicy,
         flush_timeout: Duration,
@@ -326,6 +346,16 @@ impl ObjectImpl for KafkaSink {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("payload", Payload::Buffer)
+                    .nick("Payload")
+                    .blurb(
+                        "What a record's value holds: buffer (the bytes; detections of a \
+                         detector upstream ride in the gkv-detections header) or detections \
+                         (only the frame's detections as gkv.detections JSON, one small record \
+                         per frame).",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -363,6 +393,7 @@ impl ObjectImpl for KafkaSink {
             "eos-marker" => settings.eos_marker = value.get().unwrap(),
             "connect-timeout" => settings.connect_timeout_ms = value.get().unwrap(),
             "stream-id" => settings.stream_id = value.get().unwrap(),
+            "payload" => settings.payload = value.get().unwrap(),
             _ => unreachable!(),
         }
     }
@@ -381,6 +412,7 @@ impl ObjectImpl for KafkaSink {
             "eos-marker" => settings.eos_marker.to_value(),
             "connect-timeout" => settings.connect_timeout_ms.to_value(),
             "stream-id" => settings.stream_id.to_value(),
+            "payload" => settings.payload.to_value(),
             "stats" => {
                 drop(settings);
                 self.stats().to_value()
@@ -606,6 +638,8 @@ impl KafkaSink {
             duration: None,
             flags: kafkavision::Flags::empty(),
             sink_time_ns: Some(common::unix_time_ns()),
+            capture_time_ns: None,
+            detections: None,
         };
         let record = build_record(topic, key.as_deref(), *partition, &envelope, &[]);
         // The EOS marker must not be dropped, whatever the policy for frames.
@@ -744,6 +778,8 @@ impl BaseSinkImpl for KafkaSink {
             stream_id,
             next_seq: 0,
             caps: None,
+            frame_size: (0, 0),
+            payload: settings.payload,
             max_message_bytes,
             queue_full: settings.queue_full,
             flush_timeout: Duration::from_millis(settings.flush_timeout_ms as u64),
@@ -774,8 +810,14 @@ impl BaseSinkImpl for KafkaSink {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         gst::debug!(CAT, imp = self, "Caps {caps}");
-        if let State::Started { caps: current, .. } = &mut *self.state.lock().unwrap() {
+        if let State::Started {
+            caps: current,
+            frame_size,
+            ..
+        } = &mut *self.state.lock().unwrap()
+        {
             *current = Some(caps.to_string());
+            *frame_size = common::frame_size(caps);
         }
         Ok(())
     }
@@ -790,6 +832,8 @@ impl BaseSinkImpl for KafkaSink {
             stream_id,
             next_seq,
             caps,
+            frame_size,
+            payload,
             max_message_bytes,
             queue_full,
             ..
@@ -809,7 +853,21 @@ impl BaseSinkImpl for KafkaSink {
             gst::element_imp_error!(self, gst::CoreError::Failed, ("Could not map the buffer"));
             gst::FlowError::Error
         })?;
-        let envelope = Envelope {
+        let sink_time = common::unix_time_ns();
+        // The first sink a frame meets stamps its capture time; later hops carry it on.
+        let capture_time = common::unix_reference_time(buffer).unwrap_or(sink_time);
+        let detections = common::frame_detections(
+            buffer,
+            &common::FrameOrigin {
+                stream: stream_id,
+                camera: key.as_deref(),
+                seq: *next_seq,
+                width: frame_size.0,
+                height: frame_size.1,
+                capture_time_ns: Some(capture_time),
+            },
+        );
+        let mut envelope = Envelope {
             kind: RecordKind::Buffer,
             stream_id: stream_id.clone(),
             seq: *next_seq,
@@ -818,16 +876,35 @@ impl BaseSinkImpl for KafkaSink {
             dts: buffer.dts().map(|t| t.nseconds()),
             duration: buffer.duration().map(|t| t.nseconds()),
             flags: common::envelope_flags(buffer.flags()),
-            sink_time_ns: Some(common::unix_time_ns()),
+            sink_time_ns: Some(sink_time),
+            capture_time_ns: Some(capture_time),
+            detections: None,
+        };
+        let json;
+        let value: &[u8] = match payload {
+            Payload::Buffer => {
+                if !detections.detections.is_empty() {
+                    envelope.detections =
+                        Some(String::from_utf8(detections.to_json()).expect("JSON is UTF-8"));
+                }
+                map.as_slice()
+            }
+            Payload::Detections => {
+                envelope.caps = Some(kafkavision::detections::CAPS.to_string());
+                // The image's flags do not apply: every detections record stands alone.
+                envelope.flags = kafkavision::Flags::empty();
+                json = detections.to_json();
+                &json
+            }
         };
         gst::trace!(
             CAT,
             imp = self,
             "Sending seq {} ({} bytes)",
             *next_seq,
-            map.len()
+            value.len()
         );
-        let record = build_record(topic, key.as_deref(), *partition, &envelope, map.as_slice());
+        let record = build_record(topic, key.as_deref(), *partition, &envelope, value);
         // A dropped record still uses its sequence number, so receivers see the gap.
         self.send(producer, record, *queue_full, *max_message_bytes)?;
         *next_seq += 1;

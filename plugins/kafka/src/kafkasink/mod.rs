@@ -6,7 +6,7 @@ use gst::prelude::*;
 
 mod imp;
 
-pub use imp::{Compression, QueueFullPolicy};
+pub use imp::{Compression, Payload, QueueFullPolicy};
 
 glib::wrapper! {
     pub struct KafkaSink(ObjectSubclass<imp::KafkaSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;

@@ -43,6 +43,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 use kafkavision::client_config::ClientConfig;
+use kafkavision::detections::FrameDetections;
 use kafkavision::{Envelope, Flags, RecordKind};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -51,7 +52,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
-use crate::common::{self, ClientLog};
+use crate::common::{self, ClientLog, UNIX_TIME_CAPS};
 
 const DEFAULT_START_FROM: &str = "committed";
 const DEFAULT_STOP_ON_EOS: bool = false;
@@ -62,7 +63,6 @@ const POLL_SLICE: Duration = Duration::from_millis(50);
 /// How long `stop` waits for the final commit and group leave before giving up on them.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const ORIGINAL_PTS_CAPS: &str = "timestamp/x-gkv-original-pts";
-const UNIX_TIME_CAPS: &str = "timestamp/x-unix";
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -679,6 +679,14 @@ impl KafkaSrc {
         } else {
             None
         };
+        let detections = envelope
+            .detections
+            .as_deref()
+            .map(|json| {
+                FrameDetections::from_json(json.as_bytes())
+                    .map_err(|e| format!("header gkv-detections: {e}"))
+            })
+            .transpose()?;
 
         let stream = state
             .by_id
@@ -785,13 +793,17 @@ impl KafkaSrc {
                     gst::ClockTime::NONE,
                 );
             }
-            if let Some(t) = envelope.sink_time_ns {
+            // The capture time (older writers only had the sink time).
+            if let Some(t) = envelope.capture_time_ns.or(envelope.sink_time_ns) {
                 gst::ReferenceTimestampMeta::add(
                     buffer,
                     &gst::Caps::new_empty_simple(UNIX_TIME_CAPS),
                     gst::ClockTime::from_nseconds(t),
                     gst::ClockTime::NONE,
                 );
+            }
+            if let Some(detections) = &detections {
+                common::attach_detections(buffer, detections);
             }
         }
         Ok(Outcome::Push {
@@ -851,6 +863,7 @@ fn check_payload(caps: &gst::Caps, payload: &[u8]) -> Result<(), String> {
         "image/jpeg" if !payload.starts_with(&[0xFF, 0xD8]) => {
             Err("caps say image/jpeg but the value does not start with a JPEG SOI marker".into())
         }
+        kafkavision::detections::CAPS => FrameDetections::from_json(payload).map(|_| ()),
         "video/x-raw" => match gst_video::VideoInfo::from_caps(caps) {
             Ok(info) if payload.len() < info.size() => Err(format!(
                 "value has {} bytes, but caps {}x{} {} need {}",
