@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Shared bits of the example programs in `src/bin/`: GStreamer set-up with our plugins
+//! registered statically, and small command-line parsing.
+
+use std::collections::HashMap;
+
+/// Initialises GStreamer and registers the kafka and yolo plugins.
+pub fn init() -> Result<(), String> {
+    gst::init().map_err(|e| e.to_string())?;
+    gstkafka::plugin_register_static().map_err(|e| e.to_string())?;
+    gstyolo::plugin_register_static().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// `--name value` pairs and bare `--flag`s; `usage` is printed for `--help` or a stray word.
+pub struct Args {
+    values: HashMap<String, String>,
+}
+
+impl Args {
+    pub fn parse(usage: &str) -> Args {
+        let mut values = HashMap::new();
+        let mut args = std::env::args().skip(1).peekable();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" || !arg.starts_with("--") {
+                eprintln!("{usage}");
+                std::process::exit(if arg.starts_with("--") || arg == "-h" { 0 } else { 2 });
+            }
+            let name = arg.trim_start_matches("--").to_string();
+            match args.next_if(|next| !next.starts_with("--")) {
+                Some(value) => values.insert(name, value),
+                None => values.insert(name, "true".into()),
+            };
+        }
+        Args { values }
+    }
+
+    pub fn get(&self, name: &str, default: &str) -> String {
+        self.values.get(name).cloned().unwrap_or_else(|| default.to_string())
+    }
+
+    pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        match self.values.get(name) {
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                eprintln!("--{name} {v}: not a number");
+                std::process::exit(2)
+            }),
+            None => default,
+        }
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.values.get(name).is_some_and(|v| v == "true")
+    }
+}
