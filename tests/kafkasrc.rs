@@ -602,3 +602,24 @@ fn stopping_with_the_broker_gone_is_prompt() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
 }
+
+#[test]
+fn every_buffer_says_which_record_it_came_from() {
+    let topic = new_topic("src-record-meta", 1);
+    publish_jpeg(&topic, 3, "key=cam9 stream-id=cam9-run1");
+    let (received, _) = read_to_eos(&format!(
+        "kafkasrc name=src brokers={} topic={topic} stop-on-eos=true ! appsink name=out sync=false",
+        brokers()
+    ));
+    for (i, sample) in received.iter().enumerate() {
+        let buffer = sample.buffer().unwrap();
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, gstkafka::RECORD_META).unwrap();
+        let s = meta.structure();
+        assert_eq!(s.get::<&str>("topic").unwrap(), topic);
+        assert_eq!(s.get::<i32>("partition").unwrap(), 0);
+        assert_eq!(s.get::<i64>("offset").unwrap(), i as i64);
+        assert_eq!(s.get::<&str>("key").unwrap(), "cam9");
+        assert_eq!(s.get::<&str>("stream").unwrap(), "cam9-run1");
+        assert_eq!(s.get::<u64>("seq").unwrap(), i as u64);
+    }
+}

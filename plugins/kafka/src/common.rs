@@ -208,6 +208,42 @@ pub fn unix_reference_time(buffer: &gst::BufferRef) -> Option<u64> {
 
 pub const UNIX_TIME_CAPS: &str = "timestamp/x-unix";
 
+/// Name of the custom meta `kafkasrc` puts on every buffer: where its record came from.
+/// Its structure holds `topic` (string), `partition` (int), `offset` (int64), `key`
+/// (string, absent for records without key), `stream` (string) and `seq` (uint64).
+pub const RECORD_META: &str = "GstKafkaRecordMeta";
+
+pub fn register_record_meta() {
+    if !gst::meta::CustomMeta::is_registered(RECORD_META) {
+        gst::meta::CustomMeta::register_simple(RECORD_META);
+    }
+}
+
+/// Where a record came from, for the record meta.
+pub struct RecordOrigin<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub stream: &'a str,
+    pub seq: u64,
+}
+
+pub fn add_record_meta(buffer: &mut gst::BufferRef, origin: &RecordOrigin<'_>) {
+    let Ok(mut meta) = gst::meta::CustomMeta::add(buffer, RECORD_META) else {
+        return;
+    };
+    let s = meta.mut_structure();
+    s.set("topic", origin.topic);
+    s.set("partition", origin.partition);
+    s.set("offset", origin.offset);
+    if let Some(key) = origin.key {
+        s.set("key", String::from_utf8_lossy(key).as_ref());
+    }
+    s.set("stream", origin.stream);
+    s.set("seq", origin.seq);
+}
+
 /// Where one frame came from, for its detections record.
 pub struct FrameOrigin<'a> {
     pub stream: &'a str,

@@ -13,7 +13,10 @@ mod common;
 pub mod kafkasink;
 pub mod kafkasrc;
 
+pub use common::RECORD_META;
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    common::register_record_meta();
     kafkasink::register(plugin)?;
     kafkasrc::register(plugin)?;
     Ok(())

@@ -779,6 +779,17 @@ impl KafkaSrc {
             }
             buffer.set_duration(envelope.duration.map(gst::ClockTime::from_nseconds));
             buffer.set_offset(envelope.seq);
+            common::add_record_meta(
+                buffer,
+                &common::RecordOrigin {
+                    topic: message.topic(),
+                    partition,
+                    offset: message.offset(),
+                    key: message.key(),
+                    stream: &envelope.stream_id,
+                    seq: envelope.seq,
+                },
+            );
             let mut flags = common::buffer_flags(envelope.flags);
             flags.set(
                 gst::BufferFlags::DISCONT,
@@ -834,6 +845,18 @@ impl KafkaSrc {
             let buffer = buffer.get_mut().unwrap();
             buffer.set_pts(now);
             buffer.set_offset(message.offset() as u64);
+            // Without envelope, a partition is one stream and the offset its sequence.
+            common::add_record_meta(
+                buffer,
+                &common::RecordOrigin {
+                    topic: message.topic(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key(),
+                    stream: &format!("partition-{}", message.partition()),
+                    seq: message.offset() as u64,
+                },
+            );
             if let Some(ms) = message.timestamp().to_millis().filter(|ms| *ms >= 0) {
                 gst::ReferenceTimestampMeta::add(
                     buffer,
