@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Live progress of the whole system, one line every `--every` seconds: frames published,
+//! frames detected, the detector group's lag, detections per second.
+//!
+//! `demo-status --brokers B [--frames-topic frames] [--annotated-topic annotated]
+//!  [--detections-topic detections] [--group detectors] [--every 2]`
+
+use std::time::{Duration, Instant};
+
+use gst_kafka_vision_examples::Args;
+use kafkavision::detections::FrameDetections;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+const USAGE: &str = "usage: demo-status --brokers HOST:PORT [--frames-topic frames] \
+[--annotated-topic annotated] [--detections-topic detections] [--group detectors] [--every 2] [--count N]";
+
+fn consumer(brokers: &str, group: &str) -> Result<BaseConsumer, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())
+}
+
+/// Sum over partitions of the high watermark (records ever written).
+fn written(consumer: &BaseConsumer, topic: &str) -> Result<(TopicPartitionList, i64), String> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map_err(|e| format!("{topic}: {e}"))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len()) as i32;
+    let mut tpl = TopicPartitionList::new();
+    let mut total = 0;
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .map_err(|e| format!("{topic}/{p}: {e}"))?;
+        tpl.add_partition_offset(topic, p, Offset::Offset(high))
+            .map_err(|e| e.to_string())?;
+        total += high;
+    }
+    Ok((tpl, total))
+}
+
+fn run() -> Result<(), String> {
+    let args = Args::parse(USAGE);
+    let brokers = args.get("brokers", "127.0.0.1:9092");
+    let frames_topic = args.get("frames-topic", "frames");
+    let annotated_topic = args.get("annotated-topic", "annotated");
+    let detections_topic = args.get("detections-topic", "detections");
+    let every = Duration::from_secs_f64(args.number("every", 2.0));
+    let count: u64 = args.number("count", 0);
+    // Asks the detector group's committed offsets without joining it.
+    let group = consumer(&brokers, &args.get("group", "detectors"))?;
+    // Reads new detections records to count detections per second.
+    let reader = consumer(&brokers, "demo-status")?;
+    let (tpl, _) = written(&reader, &detections_topic)?;
+    reader.assign(&tpl).map_err(|e| e.to_string())?;
+
+    let started = Instant::now();
+    let (mut last_published, mut last_detected) = (0i64, 0i64);
+    for round in 1.. {
+        let window = Instant::now();
+        let mut detections = 0u64;
+        while window.elapsed() < every {
+            if let Some(Ok(message)) = reader.poll(Duration::from_millis(100))
+                && let Ok(frame) = FrameDetections::from_json(message.payload().unwrap_or_default())
+            {
+                detections += frame.detections.len() as u64;
+            }
+        }
+        let (frames_tpl, published) = written(&group, &frames_topic)?;
+        let (_, detected) = written(&group, &annotated_topic)?;
+        let committed = group
+            .committed_offsets(frames_tpl.clone(), Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        let lag: i64 = frames_tpl
+            .elements()
+            .iter()
+            .map(|e| {
+                let high = e.offset().to_raw().unwrap_or(0);
+                let done = committed
+                    .find_partition(e.topic(), e.partition())
+                    .and_then(|c| c.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(0);
+                (high - done).max(0)
+            })
+            .sum();
+        let secs = every.as_secs_f64();
+        println!(
+            "[{:>5.0} s] published {published} ({:.1}/s) | detected {detected} ({:.1}/s) | \
+             detector lag {lag} | {:.1} detections/s",
+            started.elapsed().as_secs_f64(),
+            (published - last_published) as f64 / secs,
+            (detected - last_detected) as f64 / secs,
+            detections as f64 / secs,
+        );
+        (last_published, last_detected) = (published, detected);
+        if count > 0 && round >= count {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("demo-status: {err}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! A detector worker: frames from Kafka (any number of cameras), YOLO detection, and back to
+//! Kafka as annotated JPEG frames and as detections-only JSON records. Start several with
+//! the same `--group`: they share the partitions.
+//!
+//! One `kafkasrc` reads the topic; each camera (record key) gets its own decode → detect →
+//! publish branch, so interleaved H.264 streams never share a decoder:
+//!
+//! ```text
+//! kafkasrc group-id=detectors ! appsink
+//!     └─ per camera: appsrc ! decodebin ! videoconvert ! yolodetect draw=true ! tee
+//!          ├─ jpegenc ! kafkasink topic=annotated key=<camera>
+//!          └─ kafkasink topic=detections payload=detections key=<camera>
+//! ```
+//!
+//! `cargo run --release -p gst-kafka-vision-examples --bin detector-worker -- --brokers B`
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gst_kafka_vision_examples::{Args, init};
+
+const USAGE: &str =
+    "usage: detector-worker --brokers HOST:PORT [--topic frames] [--group detectors]
+    [--annotated-topic annotated] [--detections-topic detections] [--model models/blob-yolov8.onnx]
+    [--conf 0.25] [--threads 1] [--interval 1] [--frames N] [--stop-on-eos] [--name worker]";
+
+/// One camera's decode → detect → publish pipeline.
+struct Branch {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    caps: Option<gst::Caps>,
+}
+
+struct Worker {
+    args: Args,
+    branches: HashMap<String, Branch>,
+}
+
+impl Worker {
+    fn branch(&mut self, camera: &str) -> Result<&mut Branch, String> {
+        if !self.branches.contains_key(camera) {
+            let a = &self.args;
+            let brokers = a.get("brokers", "127.0.0.1:9092");
+            let description = format!(
+                "appsrc name=src format=time is-live=false block=true max-bytes=20000000 ! \
+                 decodebin ! videoconvert ! \
+                 yolodetect model-location={model} conf-threshold={conf} threads={threads} \
+                 interval={interval} draw=true ! tee name=t \
+                 t. ! queue ! jpegenc quality=85 ! kafkasink brokers={brokers} topic={annotated} key={camera} \
+                 t. ! queue ! kafkasink brokers={brokers} topic={detections} key={camera} payload=detections",
+                model = a.get("model", "models/blob-yolov8.onnx"),
+                conf = a.get("conf", "0.25"),
+                threads = a.get("threads", "1"),
+                interval = a.get("interval", "1"),
+                annotated = a.get("annotated-topic", "annotated"),
+                detections = a.get("detections-topic", "detections"),
+            );
+            let pipeline = gst::parse::launch(&description)
+                .map_err(|e| format!("camera {camera}: {e}"))?
+                .downcast::<gst::Pipeline>()
+                .unwrap();
+            let src = pipeline
+                .by_name("src")
+                .unwrap()
+                .downcast::<gst_app::AppSrc>()
+                .unwrap();
+            pipeline
+                .set_state(gst::State::Playing)
+                .map_err(|_| format!("camera {camera}: the detection branch did not start"))?;
+            eprintln!("{}: new camera {camera}", self.args.get("name", "worker"));
+            self.branches.insert(
+                camera.to_string(),
+                Branch {
+                    pipeline,
+                    src,
+                    caps: None,
+                },
+            );
+        }
+        Ok(self.branches.get_mut(camera).unwrap())
+    }
+
+    /// The first error any branch posted.
+    fn branch_error(&self) -> Option<String> {
+        self.branches.iter().find_map(|(camera, b)| {
+            let msg = b.pipeline.bus()?.pop_filtered(&[gst::MessageType::Error])?;
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    Some(format!("camera {camera}: {} ({:?})", e.error(), e.debug()))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    /// EOS into every branch, so the sinks deliver everything, then stop them.
+    fn finish(&mut self) {
+        for (camera, b) in self.branches.drain() {
+            let _ = b.src.end_of_stream();
+            let bus = b.pipeline.bus().unwrap();
+            let done = bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(30),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            );
+            if !matches!(
+                done.as_ref().map(|m| m.view()),
+                Some(gst::MessageView::Eos(_))
+            ) {
+                eprintln!("camera {camera}: did not finish cleanly: {done:?}");
+            }
+            let _ = b.pipeline.set_state(gst::State::Null);
+        }
+    }
+}
+
+fn camera_of(buffer: &gst::BufferRef) -> String {
+    gst::meta::CustomMeta::from_buffer(buffer, gstkafka::RECORD_META)
+        .ok()
+        .and_then(|m| {
+            let s = m.structure();
+            s.get::<String>("key")
+                .or_else(|_| s.get::<String>("stream"))
+                .ok()
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn run() -> Result<(), String> {
+    let args = Args::parse(USAGE);
+    init()?;
+    let name = args.get("name", "worker");
+    let brokers = args.get("brokers", "127.0.0.1:9092");
+    let limit: u64 = args.number("frames", 0);
+    let reader = gst::parse::launch(&format!(
+        "kafkasrc name=src brokers={brokers} topic={} group-id={} stop-on-eos={} ! \
+         appsink name=in sync=false max-buffers=4",
+        args.get("topic", "frames"),
+        args.get("group", "detectors"),
+        args.flag("stop-on-eos"),
+    ))
+    .map_err(|e| e.to_string())?
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsink = reader
+        .by_name("in")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    reader.set_state(gst::State::Playing).map_err(|_| {
+        reader_error(&reader).unwrap_or_else(|| "the Kafka reader did not start".into())
+    })?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("installing the signal handler: {e}"))?;
+    }
+
+    let mut worker = Worker {
+        args,
+        branches: HashMap::new(),
+    };
+    let mut frames = 0u64;
+    let mut last_report = Instant::now();
+    let result = loop {
+        if stop.load(Ordering::SeqCst) || (limit > 0 && frames >= limit) {
+            break Ok(());
+        }
+        if let Some(err) = reader_error(&reader).or_else(|| worker.branch_error()) {
+            break Err(err);
+        }
+        let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_mseconds(100)) else {
+            if appsink.is_eos() {
+                break Ok(());
+            }
+            continue;
+        };
+        let (Some(buffer), Some(caps)) = (sample.buffer_owned(), sample.caps_owned()) else {
+            continue;
+        };
+        let camera = camera_of(&buffer);
+        let branch = worker.branch(&camera)?;
+        if branch.caps.as_ref() != Some(&caps) {
+            branch.src.set_caps(Some(&caps));
+            branch.caps = Some(caps);
+        }
+        if branch.src.push_buffer(buffer).is_err() {
+            break Err(worker
+                .branch_error()
+                .unwrap_or_else(|| format!("camera {camera}: branch stopped")));
+        }
+        frames += 1;
+        if last_report.elapsed() > Duration::from_secs(5) {
+            println!(
+                "{name}: {frames} frames handed to detection, {} camera(s)",
+                worker.branches.len()
+            );
+            last_report = Instant::now();
+        }
+    };
+    worker.finish();
+    let _ = reader.set_state(gst::State::Null);
+    println!("{name}: done, {frames} frames");
+    result
+}
+
+fn reader_error(reader: &gst::Pipeline) -> Option<String> {
+    let msg = reader.bus()?.pop_filtered(&[gst::MessageType::Error])?;
+    match msg.view() {
+        gst::MessageView::Error(e) => Some(e.error().to_string()),
+        _ => None,
+    }
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("detector-worker: {err}");
+        std::process::exit(1);
+    }
+}
