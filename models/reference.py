@@ -32,7 +32,7 @@ Output layout (from the shape of the output array actually produced)
     * ``[1, C, N]`` with C < N -> YOLOv8/v9/v11 channel-major: cx, cy, w, h, nc = C - 4
       class scores.
     * ``[1, N, C]`` with N > C -> YOLOv5: cx, cy, w, h, objectness, nc = C - 5 class scores.
-    * anything else (e.g. C == N) is rejected.
+    * anything else (C == N, or no class column left) is rejected.
 
 Letterbox (the Rust element does exactly the same)
     r = min(Wm / W, Hm / H); new_w = floor(W * r + 0.5), new_h = floor(H * r + 0.5)
@@ -179,11 +179,11 @@ def detect_layout(shape):
     _, a, b = shape
     if b == 6:
         return "e2e"
-    if a < b:
+    if 4 < a < b:
         return "v8"
-    if a > b:
+    if a > b > 5:
         return "v5"
-    raise ValueError(f"ambiguous output shape {shape}")
+    raise ValueError(f"unsupported or ambiguous output shape {shape}")
 
 
 def iou_one_to_many(box, boxes):
