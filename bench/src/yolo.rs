@@ -4,7 +4,7 @@
 //! floor) and a Python onnxruntime + OpenCV pipeline doing the same letterbox and NMS,
 //! all in one run. Prints a Markdown table.
 //!
-//! Usage: `yolo-bench --model M --ort-library L --python P [--frames N] [--threads T]`
+//! Usage: `yolo-bench --model M --ort-library L --python P [--frames N] [--threads T] [--rounds R]`
 //! (`scripts/bench yolo` fills these in).
 
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ struct Options {
     python: String,
     frames: usize,
     threads: usize,
+    rounds: usize,
 }
 
 fn options() -> Result<Options, String> {
@@ -29,6 +30,7 @@ fn options() -> Result<Options, String> {
     let mut python = None;
     let mut frames = 60;
     let mut threads = 2;
+    let mut rounds = 3;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -38,6 +40,7 @@ fn options() -> Result<Options, String> {
             "--python" => python = Some(value()?),
             "--frames" => frames = value()?.parse().map_err(|e| format!("--frames: {e}"))?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--rounds" => rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -47,6 +50,7 @@ fn options() -> Result<Options, String> {
         python: python.ok_or("--python is required")?,
         frames,
         threads,
+        rounds: rounds.max(1),
     })
 }
 
@@ -141,11 +145,8 @@ fn yolodetect(options: &Options, format: &str) -> Result<Row, String> {
 
 /// The floor: `Session::run` on a prepared input, same threads and spinning off.
 fn bare_run(options: &Options) -> Result<Row, String> {
-    let env = ort::init_from(&options.ort_library)
-        .map_err(|e| e.to_string())?
-        .with_name("yolo-bench")
-        .build()
-        .map_err(|e| e.to_string())?;
+    // ONNX Runtime allows one environment per process: share yolodetect's.
+    let env = gstyolo::yolodetect::runtime(Some(&options.ort_library))?;
     let mut session = Session::builder(&env)
         .map_err(|e| e.to_string())?
         .with_intra_threads(options.threads)
@@ -230,23 +231,37 @@ fn python_pipeline(options: &Options) -> Result<Row, String> {
     })
 }
 
+/// The run with the median frame rate.
+fn median_row(mut rows: Vec<Row>) -> Row {
+    rows.sort_by(|a, b| a.fps.total_cmp(&b.fps));
+    let middle = rows.len() / 2;
+    rows.swap_remove(middle)
+}
+
 fn run() -> Result<(), String> {
     let options = options()?;
     gst::init().map_err(|e| e.to_string())?;
     gstyolo::plugin_register_static().map_err(|e| e.to_string())?;
-    eprintln!("yolodetect (BGR)");
-    let bgr = yolodetect(&options, "BGR")?;
-    eprintln!("yolodetect (I420)");
-    let i420 = yolodetect(&options, "I420")?;
-    eprintln!("bare ONNX Runtime");
-    let bare = bare_run(&options)?;
-    eprintln!("Python pipeline");
-    let python = python_pipeline(&options)?;
-
+    // Rounds with the order rotated, medians per pipeline: the machine is shared.
+    let mut runs: [Vec<Row>; 4] = Default::default();
+    for round in 0..options.rounds {
+        for k in 0..4 {
+            let which = (k + round) % 4;
+            eprintln!("round {}/{}: pipeline {which}", round + 1, options.rounds);
+            runs[which].push(match which {
+                0 => yolodetect(&options, "BGR")?,
+                1 => yolodetect(&options, "I420")?,
+                2 => bare_run(&options)?,
+                _ => python_pipeline(&options)?,
+            });
+        }
+    }
+    let [bgr, i420, bare, python] = runs.map(median_row);
     println!();
     println!(
-        "YOLOv8n-sized model (random weights) at 640, 1280x720 frames, {} frames, {} threads, spinning off",
-        options.frames, options.threads
+        "YOLOv8n-sized model (random weights) at 640, 1280x720 frames, {} frames x {} rounds \
+         (medians), {} threads, spinning off",
+        options.frames, options.rounds, options.threads
     );
     println!();
     println!("| pipeline | frames/s | pre ms | infer ms | post ms | vs bare run | vs Python |");

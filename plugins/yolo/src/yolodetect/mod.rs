@@ -14,6 +14,8 @@ mod model;
 mod postprocess;
 
 pub use imp::ExecutionProvider;
+/// The process's ONNX Runtime (loaded once), for programs that also run models directly.
+pub use model::runtime;
 
 glib::wrapper! {
     pub struct YoloDetect(ObjectSubclass<imp::YoloDetect>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
