@@ -24,7 +24,11 @@ impl Args {
         while let Some(arg) = args.next() {
             if arg == "--help" || arg == "-h" || !arg.starts_with("--") {
                 eprintln!("{usage}");
-                std::process::exit(if arg.starts_with("--") || arg == "-h" { 0 } else { 2 });
+                std::process::exit(if arg.starts_with("--") || arg == "-h" {
+                    0
+                } else {
+                    2
+                });
             }
             let name = arg.trim_start_matches("--").to_string();
             match args.next_if(|next| !next.starts_with("--")) {
@@ -36,7 +40,10 @@ impl Args {
     }
 
     pub fn get(&self, name: &str, default: &str) -> String {
-        self.values.get(name).cloned().unwrap_or_else(|| default.to_string())
+        self.values
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     }
 
     pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
