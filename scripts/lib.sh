@@ -29,6 +29,8 @@ KV_DEBS=(
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
     meson ninja-build pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev python3-venv
+    # The web viewer's test runs the page in headless Chromium.
+    chromium
 )
 
 # Messages go to stderr so that stdout stays machine-readable (scripts/broker start
