@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! camera-sim: an RTSP server of our own serving H.264 test video of N simulated cameras
+//! at rtsp://127.0.0.1:PORT/cam1 … /camN.
+//!
+//! Every camera is `videotestsrc pattern=ball` (a white ball on black, the picture a pure
+//! function of the frame count), rendered small and scaled up so the ball is big enough for
+//! the demo detector (`models/blob-yolov8.onnx` wants bright blobs of >= ~48 px at its
+//! 320 px input), encoded with x264 (one keyframe a second) and payloaded as RTP. Each
+//! mount has one shared media: several clients see the same camera. Cameras differ in the
+//! ball's motion and size.
+//!
+//! Prints `camera-sim: rtsp://127.0.0.1:PORT/camK` per camera and `camera-sim: ready` once
+//! listening; stops cleanly (closing the client connections) on SIGINT/SIGTERM.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gst::glib;
+use gst_rtsp_server::prelude::*;
+use gst_rtsp_server::{RTSPFilterResult, RTSPMediaFactory, RTSPServer};
+
+const USAGE: &str = "\
+camera-sim: RTSP server with simulated H.264 cameras (a white ball on black)
+
+usage: camera-sim [--cameras N] [--port P] [--fps F] [--width W] [--height H]
+
+  --cameras N   number of cameras, served at /cam1 … /camN (default 2)
+  --port P      TCP port of the RTSP server; 0 picks a free port (default 8554)
+  --fps F       frames per second; one keyframe a second (default 10)
+  --width W     frame width (default 640)
+  --height H    frame height (default 480)
+
+Prints one line `camera-sim: rtsp://127.0.0.1:PORT/camK` per camera, then
+`camera-sim: ready`. Stops on SIGINT/SIGTERM.";
+
+/// videotestsrc draws the ball with a fixed radius of 20 source pixels.
+const BALL_DIAMETER: f64 = 40.0;
+
+/// How the cameras differ: the ball's motion and its diameter as a fraction of the
+/// frame's longer side (0.1875 at 640x480 = 120 px, i.e. 60 px at the detector's 320 px).
+const CAMERA_STYLES: [(&str, f64); 3] = [("wavy", 0.25), ("sweep", 0.1875), ("hsweep", 0.3)];
+
+/// The launch line of camera `index` (0-based).
+fn camera_launch(index: usize, width: u32, height: u32, fps: u32) -> String {
+    let (motion, ball_fraction) = CAMERA_STYLES[index % CAMERA_STYLES.len()];
+    // Render at a size where the 40 px ball is `ball_fraction` of the longer side, then
+    // scale up to the output size. Even sizes keep I420 happy.
+    let longer = width.max(height) as f64;
+    let scale = (BALL_DIAMETER / (ball_fraction * longer)).min(1.0);
+    let even = |v: f64| ((v / 2.0).round() as u32 * 2).max(2);
+    let (src_w, src_h) = (even(width as f64 * scale), even(height as f64 * scale));
+    format!(
+        "( videotestsrc is-live=true pattern=ball motion={motion} animation-mode=frames \
+             background-color=0xff000000 foreground-color=0xffffffff ! \
+           video/x-raw,format=I420,width={src_w},height={src_h},framerate={fps}/1 ! \
+           videoscale ! video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1 ! \
+           x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bframes=0 ! \
+           video/x-h264,profile=constrained-baseline ! \
+           rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" {
+    // GLib's own signal source (glib-unix.h; not wrapped by the glib 0.22 crate): the
+    // callback runs in the main loop, not in the signal handler.
+    fn g_unix_signal_add(
+        signum: i32,
+        handler: glib::ffi::GSourceFunc,
+        user_data: glib::ffi::gpointer,
+    ) -> u32;
+}
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+unsafe extern "C" fn on_signal(main_loop: glib::ffi::gpointer) -> glib::ffi::gboolean {
+    STOP.store(true, Ordering::SeqCst);
+    unsafe { glib::ffi::g_main_loop_quit(main_loop as *mut glib::ffi::GMainLoop) };
+    glib::ffi::GTRUE
+}
+
+fn main() {
+    let args = gst_kafka_vision_examples::Args::parse(USAGE);
+    let cameras: usize = args.number("cameras", 2);
+    let port: u16 = args.number("port", 8554);
+    let fps: u32 = args.number("fps", 10);
+    let width: u32 = args.number("width", 640);
+    let height: u32 = args.number("height", 480);
+    if cameras == 0 || fps == 0 || width < 16 || height < 16 {
+        eprintln!(
+            "camera-sim: --cameras and --fps must be at least 1, --width/--height at least 16"
+        );
+        std::process::exit(2);
+    }
+    if let Err(e) = gst_kafka_vision_examples::init() {
+        eprintln!("camera-sim: GStreamer initialisation failed: {e}");
+        std::process::exit(1);
+    }
+    for element in ["videotestsrc", "videoscale", "x264enc", "rtph264pay"] {
+        if gst::ElementFactory::find(element).is_none() {
+            eprintln!(
+                "camera-sim: the GStreamer element {element} is missing (install \
+                 gstreamer1.0-plugins-base/-good/-ugly)"
+            );
+            std::process::exit(1);
+        }
+    }
+
+    let main_loop = glib::MainLoop::new(None, false);
+    let server = RTSPServer::new();
+    server.set_address("127.0.0.1");
+    server.set_service(&port.to_string());
+    let mounts = server.mount_points().expect("the server has mount points");
+    for index in 0..cameras {
+        let factory = RTSPMediaFactory::new();
+        factory.set_launch(&camera_launch(index, width, height, fps));
+        factory.set_shared(true);
+        mounts.add_factory(&format!("/cam{}", index + 1), factory);
+    }
+    let _server_source = match server.attach(None) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("camera-sim: cannot listen on 127.0.0.1:{port}: {e} (port in use?)");
+            std::process::exit(1);
+        }
+    };
+    let bound = server.bound_port();
+    if bound <= 0 {
+        eprintln!("camera-sim: cannot listen on 127.0.0.1:{port}");
+        std::process::exit(1);
+    }
+
+    unsafe {
+        let data = main_loop.as_ptr() as glib::ffi::gpointer;
+        g_unix_signal_add(SIGINT, Some(on_signal), data);
+        g_unix_signal_add(SIGTERM, Some(on_signal), data);
+    }
+
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for index in 0..cameras {
+            let _ = writeln!(out, "camera-sim: rtsp://127.0.0.1:{bound}/cam{}", index + 1);
+        }
+        let _ = writeln!(out, "camera-sim: ready");
+        let _ = out.flush();
+    }
+    eprintln!(
+        "camera-sim: {cameras} camera(s), {width}x{height} at {fps} fps, H.264 with a keyframe \
+         every second, on port {bound}"
+    );
+
+    main_loop.run();
+
+    // Close every client connection so readers see the camera go away at once, then let
+    // the shared media shut down with the server.
+    let closed = server.client_filter(Some(&mut |_server, _client| RTSPFilterResult::Remove));
+    if STOP.load(Ordering::SeqCst) {
+        eprintln!(
+            "camera-sim: stopping ({} client connection(s) closed)",
+            closed.len()
+        );
+    }
+    // Let the main context run the pending clean-ups of the closed clients.
+    let context = glib::MainContext::default();
+    while context.iteration(false) {}
+}

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `counter`: a moving count of vehicles (or any classes) per frame and per camera, read
+//! from `gkv.detections` JSON records (`kafkasink payload=detections`).
+//!
+//! A plain rdkafka consumer reads the records: the job needs only each record's JSON and
+//! its envelope headers (end-of-stream records, the stream id), no GStreamer pipeline, and
+//! it sees every bad record itself, so it can skip, warn about and count it. Offsets are
+//! stored after a record is counted and committed every second and at the end (the same
+//! at-least-once rule as `kafkasrc`). Annotated-frame records work too: their detections
+//! ride in the `gkv-detections` header.
+//!
+//! Every second a table: camera | frames | in last frame | mean over the last N frames |
+//! total counted | lag ms (now − the frame's capture time). With `--csv`, one row per
+//! frame: `camera,seq,pts_ns,capture_time_ns,count,labels` (labels like `car:2;bus:1`).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gst_kafka_vision_examples::Args;
+use kafkavision::detections::{self, FrameDetections};
+use kafkavision::{Envelope, RecordKind};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+
+const USAGE: &str = "\
+counter: a moving count of vehicles per frame and camera from gkv.detections records
+
+usage: counter [options]
+  --brokers HOST:PORT      Kafka bootstrap servers (default localhost:9092)
+  --topic NAME             detections topic (default detections)
+  --group NAME             consumer group (default counter)
+  --classes a,b,c          labels to count (default car,truck,bus,motorcycle,bicycle)
+  --min-confidence X       count detections with confidence >= X (default 0.5)
+  --window N               frames in the moving mean (default 30)
+  --csv PATH               write one row per frame: camera,seq,pts_ns,capture_time_ns,count,labels
+  --stop-on-eos            end once every stream read so far has sent its end-of-stream record
+  --frames N               end after N frames (default: run until stopped)
+  --quiet                  no live table (the final summary line is still printed)";
+
+const DEFAULT_CLASSES: &str = "car,truck,bus,motorcycle,bicycle";
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn main() {
+    let args = Args::parse(USAGE);
+    if let Err(err) = run(&args) {
+        eprintln!("counter: {err}");
+        std::process::exit(1);
+    }
+}
+
+/// Per-camera running numbers.
+struct Camera {
+    frames: u64,
+    last: u32,
+    window: VecDeque<u32>,
+    total: u64,
+    lag_ms: Option<i64>,
+}
+
+struct Options {
+    classes: Vec<String>,
+    min_confidence: f64,
+    window: usize,
+}
+
+/// What one frame counts: the total and (label, count) in the order of `--classes`.
+fn count_frame(frame: &FrameDetections, options: &Options) -> (u32, Vec<(String, u32)>) {
+    let mut per_label: Vec<(String, u32)> = Vec::new();
+    let mut total = 0;
+    for class in &options.classes {
+        let n = frame
+            .detections
+            .iter()
+            .filter(|d| &d.label == class && d.confidence >= options.min_confidence)
+            .count() as u32;
+        if n > 0 {
+            per_label.push((class.clone(), n));
+            total += n;
+        }
+    }
+    (total, per_label)
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// What one record holds.
+enum Record {
+    /// The end-of-stream record of a stream.
+    Eos(String),
+    /// A frame's detections, with the envelope's stream id when there is an envelope.
+    Frame(Option<String>, FrameDetections),
+}
+
+/// Reads a record: its value as gkv.detections JSON, or, for an annotated frame (caps
+/// other than the detections caps), its `gkv-detections` header. The error says why the
+/// record is bad.
+fn read_record(message: &BorrowedMessage<'_>) -> Result<Record, String> {
+    let headers: Vec<(&str, Option<&[u8]>)> = message
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default();
+    let envelope = Envelope::from_headers(headers).map_err(|e| e.to_string())?;
+    if let Some(env) = &envelope {
+        if env.kind == RecordKind::EndOfStream {
+            return Ok(Record::Eos(env.stream_id.clone()));
+        }
+        let is_detections = env
+            .caps
+            .as_deref()
+            .is_none_or(|c| c.split(',').next().map(str::trim) == Some(detections::CAPS));
+        if !is_detections {
+            let Some(json) = &env.detections else {
+                return Err(format!(
+                    "caps '{}' are not {} and the record has no gkv-detections header",
+                    env.caps.as_deref().unwrap_or(""),
+                    detections::CAPS
+                ));
+            };
+            return FrameDetections::from_json(json.as_bytes())
+                .map(|f| Record::Frame(Some(env.stream_id.clone()), f))
+                .map_err(|e| format!("header gkv-detections: {e}"));
+        }
+    }
+    FrameDetections::from_json(message.payload().unwrap_or_default())
+        .map(|f| Record::Frame(envelope.map(|e| e.stream_id), f))
+}
+
+fn print_table(cameras: &BTreeMap<String, Camera>, window: usize, bad: u64, clear: bool) {
+    let mut out = String::new();
+    if clear {
+        out.push_str("\x1b[2J\x1b[H");
+    }
+    out.push_str(&format!(
+        "{:<16} | {:>8} | {:>13} | {:>12} | {:>13} | {:>8}\n",
+        "camera",
+        "frames",
+        "in last frame",
+        format!("mean last {window}"),
+        "total counted",
+        "lag ms"
+    ));
+    out.push_str(&format!("{}\n", "-".repeat(16 + 8 + 13 + 12 + 13 + 8 + 15)));
+    for (name, cam) in cameras {
+        let mean = if cam.window.is_empty() {
+            0.0
+        } else {
+            cam.window.iter().map(|&n| n as f64).sum::<f64>() / cam.window.len() as f64
+        };
+        let lag = cam
+            .lag_ms
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<16} | {:>8} | {:>13} | {:>12.2} | {:>13} | {:>8}\n",
+            name, cam.frames, cam.last, mean, cam.total, lag
+        ));
+    }
+    if bad > 0 {
+        out.push_str(&format!("bad records skipped: {bad}\n"));
+    }
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let brokers = args.get("brokers", "localhost:9092");
+    let topic = args.get("topic", "detections");
+    let group = args.get("group", "counter");
+    let options = Options {
+        classes: args
+            .get("classes", DEFAULT_CLASSES)
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        min_confidence: args.number("min-confidence", 0.5f64),
+        window: args.number("window", 30usize).max(1),
+    };
+    let stop_on_eos = args.flag("stop-on-eos");
+    let max_frames: u64 = args.number("frames", 0u64);
+    let quiet = args.flag("quiet");
+    let csv_path = args.get("csv", "");
+    install_signal_handlers();
+
+    let mut csv = if csv_path.is_empty() {
+        None
+    } else {
+        let file = File::create(&csv_path).map_err(|e| format!("--csv {csv_path}: {e}"))?;
+        let mut w = BufWriter::new(file);
+        writeln!(w, "camera,seq,pts_ns,capture_time_ns,count,labels")
+            .map_err(|e| format!("--csv {csv_path}: {e}"))?;
+        Some(w)
+    };
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .map_err(|e| format!("creating the Kafka consumer: {e}"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .map_err(|e| format!("could not reach Kafka brokers '{brokers}': {e}"))?;
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {}
+        _ => {
+            return Err(format!(
+                "topic '{topic}' does not exist on '{brokers}' (create it first)"
+            ));
+        }
+    }
+    consumer
+        .subscribe(&[&topic])
+        .map_err(|e| format!("subscribing to '{topic}': {e}"))?;
+
+    let mut cameras: BTreeMap<String, Camera> = BTreeMap::new();
+    let mut streams_seen: HashSet<String> = HashSet::new();
+    let mut streams_ended: HashSet<String> = HashSet::new();
+    let mut frames: u64 = 0;
+    let mut bad: u64 = 0;
+    let clear = std::io::stdout().is_terminal();
+    let mut next_print = Instant::now() + Duration::from_secs(1);
+    let mut reason = "stopped";
+
+    loop {
+        if STOP.load(Ordering::Relaxed) {
+            break;
+        }
+        if Instant::now() >= next_print {
+            next_print += Duration::from_secs(1);
+            if !quiet {
+                print_table(&cameras, options.window, bad, clear);
+            }
+            if let Some(w) = csv.as_mut() {
+                let _ = w.flush();
+            }
+        }
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = match result {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("counter: warning: Kafka: {e}");
+                continue;
+            }
+        };
+        match read_record(&message) {
+            Err(why) => {
+                bad += 1;
+                eprintln!(
+                    "counter: warning: skipping bad record {}/{}@{}: {why}",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                );
+            }
+            Ok(Record::Eos(stream)) => {
+                streams_seen.insert(stream.clone());
+                streams_ended.insert(stream);
+            }
+            Ok(Record::Frame(stream, frame)) => {
+                let stream = stream.unwrap_or_else(|| frame.stream.clone());
+                streams_seen.insert(stream.clone());
+                let camera = frame
+                    .camera
+                    .clone()
+                    .or_else(|| {
+                        message
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                    })
+                    .unwrap_or_else(|| frame.stream.clone());
+                let (count, per_label) = count_frame(&frame, &options);
+                let lag_ms = frame
+                    .capture_time_ns
+                    .map(|t| (now_ns() as i128 - t as i128).div_euclid(1_000_000) as i64);
+                let cam = cameras.entry(camera.clone()).or_insert_with(|| Camera {
+                    frames: 0,
+                    last: 0,
+                    window: VecDeque::new(),
+                    total: 0,
+                    lag_ms: None,
+                });
+                cam.frames += 1;
+                cam.last = count;
+                cam.total += count as u64;
+                cam.window.push_back(count);
+                while cam.window.len() > options.window {
+                    cam.window.pop_front();
+                }
+                cam.lag_ms = lag_ms.or(cam.lag_ms);
+                frames += 1;
+                if let Some(w) = csv.as_mut() {
+                    let labels: Vec<String> =
+                        per_label.iter().map(|(l, n)| format!("{l}:{n}")).collect();
+                    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+                    writeln!(
+                        w,
+                        "{},{},{},{},{},{}",
+                        csv_field(&camera),
+                        frame.seq,
+                        opt(frame.pts_ns),
+                        opt(frame.capture_time_ns),
+                        count,
+                        csv_field(&labels.join(";"))
+                    )
+                    .map_err(|e| format!("--csv {csv_path}: {e}"))?;
+                }
+            }
+        }
+        if let Err(e) = consumer.store_offset_from_message(&message) {
+            eprintln!("counter: warning: storing the offset: {e}");
+        }
+        if max_frames > 0 && frames >= max_frames {
+            reason = "frame limit reached";
+            break;
+        }
+        if stop_on_eos && !streams_seen.is_empty() && streams_seen.is_subset(&streams_ended) {
+            reason = "end of stream";
+            break;
+        }
+    }
+
+    if let Some(w) = csv.as_mut() {
+        w.flush().map_err(|e| format!("--csv {csv_path}: {e}"))?;
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored yet (e.g. stopped before the first record) is not a failure.
+        if frames > 0 || bad > 0 {
+            eprintln!("counter: warning: final commit: {e}");
+        }
+    }
+    if !quiet {
+        print_table(&cameras, options.window, bad, false);
+    }
+    let counted: u64 = cameras.values().map(|c| c.total).sum();
+    println!(
+        "counter: {reason}: {frames} frames from {} camera(s), {counted} counted, {bad} bad records skipped",
+        cameras.len()
+    );
+    Ok(())
+}
+
+/// Ctrl-C / SIGTERM end the loop cleanly (CSV flushed, offsets committed); a second one
+/// exits at once.
+fn install_signal_handlers() {
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+        fn _exit(code: i32) -> !;
+    }
+    extern "C" fn on_signal(_: i32) {
+        if STOP.swap(true, Ordering::Relaxed) {
+            unsafe { _exit(130) }
+        }
+    }
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+    unsafe {
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+    }
+}

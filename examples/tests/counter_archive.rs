@@ -1,0 +1,508 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `counter` and `archive` against a real broker (`KAFKA_BROKERS`, started by
+//! `scripts/test`): a ball goes through `yolodetect` into a detections topic
+//! (`payload=detections`) and an annotated-frames topic; the expected numbers come from
+//! reading those topics with a bare rdkafka consumer and parsing the JSON here.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use kafkavision::detections::FrameDetections;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+const FRAMES: usize = 20;
+const COUNT_THRESHOLD: f64 = 0.5;
+const CROP_THRESHOLD: f64 = 0.7;
+
+fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect(
+        "KAFKA_BROKERS is not set: run the tests through scripts/test, which starts a broker, \
+         or set KAFKA_BROKERS=host:port",
+    )
+}
+
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a future to completion on this thread (rdkafka's admin futures are woken by its
+/// own background thread).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+/// A fresh one-partition topic (tansu does not create topics on first use).
+fn new_topic(prefix: &str) -> String {
+    let topic = unique_name(prefix);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let new_topic = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results =
+        block_on(admin.create_topics([&new_topic], &options)).expect("create_topics request");
+    for result in results {
+        result.unwrap_or_else(|(name, code)| panic!("creating topic {name}: {code}"));
+    }
+    topic
+}
+
+/// One record as a bare consumer sees it.
+struct RawRecord {
+    value: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RawRecord {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| std::str::from_utf8(v).unwrap())
+    }
+}
+
+/// Every record of partition 0 of `topic` up to and including the first end-of-stream record.
+fn read_until_eos(topic: &str) -> Vec<RawRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.partition.eof", "false")
+        .set("group.id", unique_name("raw-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut records = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no end-of-stream record in {topic} after {} records",
+            records.len()
+        );
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = result.expect("consumer error");
+        let record = RawRecord {
+            value: message.payload().unwrap_or_default().to_vec(),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let eos = record.header("gkv-kind") == Some("eos");
+        records.push(record);
+        if eos {
+            return records;
+        }
+    }
+}
+
+fn run_pipeline(description: &str) {
+    let pipeline = gst::parse::launch(description).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the pipeline did not finish within 60 s");
+    pipeline.set_state(gst::State::Null).unwrap();
+    if let gst::MessageView::Error(err) = message.view() {
+        panic!("{description}: {} ({:?})", err.error(), err.debug());
+    }
+}
+
+/// The two topics, written once for all tests, and what a bare consumer read back.
+struct Published {
+    detections_topic: String,
+    annotated_topic: String,
+    /// The detections records that parse, in order.
+    frames: Vec<FrameDetections>,
+    /// Records of the detections topic that do not parse.
+    bad: usize,
+    /// The `gkv-detections` headers of the annotated records, in order.
+    annotated: Vec<FrameDetections>,
+}
+
+fn published() -> &'static Published {
+    static PUBLISHED: OnceLock<Published> = OnceLock::new();
+    PUBLISHED.get_or_init(|| {
+        gst_kafka_vision_examples::init().unwrap();
+        let detections_topic = new_topic("counter-detections");
+        let annotated_topic = new_topic("archive-annotated");
+
+        // A record no reader can use, first in the detections topic.
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .unwrap();
+        producer
+            .send(
+                BaseRecord::<[u8], [u8]>::to(&detections_topic)
+                    .key(b"cam1".as_slice())
+                    .payload(b"{\"schema\": garbage".as_slice()),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/blob-yolov8.onnx");
+        let b = brokers();
+        run_pipeline(&format!(
+            "videotestsrc pattern=ball num-buffers={FRAMES} ! video/x-raw,width=320,height=240 ! \
+             yolodetect model-location=\"{}\" ! tee name=t \
+             t. ! queue ! kafkasink brokers={b} topic={detections_topic} payload=detections key=cam1 \
+             t. ! queue ! jpegenc ! kafkasink brokers={b} topic={annotated_topic} key=cam1",
+            model.display()
+        ));
+
+        let mut frames = Vec::new();
+        let mut bad = 0;
+        for record in read_until_eos(&detections_topic) {
+            if record.header("gkv-kind") == Some("eos") {
+                continue;
+            }
+            match FrameDetections::from_json(&record.value) {
+                Ok(frame) => frames.push(frame),
+                Err(_) => bad += 1,
+            }
+        }
+        let annotated = read_until_eos(&annotated_topic)
+            .iter()
+            .filter(|r| r.header("gkv-kind") != Some("eos"))
+            .map(|r| {
+                FrameDetections::from_json(r.header("gkv-detections").unwrap().as_bytes())
+                    .unwrap()
+            })
+            .collect();
+        Published {
+            detections_topic,
+            annotated_topic,
+            frames,
+            bad,
+            annotated,
+        }
+    })
+}
+
+/// A scratch folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_name(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Run {
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs an example binary to its end (at most 45 s); it must succeed.
+fn run_bin(exe: &str, args: &[&str], scratch: &Path) -> Run {
+    let (out, err) = (scratch.join("stdout"), scratch.join("stderr"));
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{exe} {args:?} did not finish within 45 s; stderr:\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = Run {
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
+    };
+    assert!(
+        status.success(),
+        "{exe} {args:?}: {status}\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+fn run_counter(classes: Option<&str>, csv: &Path, scratch: &Path) -> (Run, Vec<Vec<String>>) {
+    let p = published();
+    let group = unique_name("counter");
+    let b = brokers();
+    let mut args = vec![
+        "--brokers",
+        &b,
+        "--topic",
+        &p.detections_topic,
+        "--group",
+        &group,
+        "--csv",
+        csv.to_str().unwrap(),
+        "--stop-on-eos",
+        "--quiet",
+    ];
+    if let Some(classes) = classes {
+        args.extend(["--classes", classes]);
+    }
+    let run = run_bin(env!("CARGO_BIN_EXE_counter"), &args, scratch);
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("camera,seq,pts_ns,capture_time_ns,count,labels")
+    );
+    let rows = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    (run, rows)
+}
+
+#[test]
+fn counter_counts_the_detections_of_each_frame_and_skips_a_bad_record() {
+    let p = published();
+    assert_eq!(p.frames.len(), FRAMES);
+    assert_eq!(p.bad, 1, "the garbage record is in the topic");
+    let dir = scratch("counter");
+    let csv = dir.join("counts.csv");
+    let (run, rows) = run_counter(Some("sports ball"), &csv, &dir);
+
+    assert_eq!(rows.len(), FRAMES, "one row per frame: {rows:?}");
+    let mut total = 0;
+    for (row, frame) in rows.iter().zip(&p.frames) {
+        let expected = frame
+            .detections
+            .iter()
+            .filter(|d| d.label == "sports ball" && d.confidence >= COUNT_THRESHOLD)
+            .count();
+        total += expected;
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let labels = if expected > 0 {
+            format!("sports ball:{expected}")
+        } else {
+            String::new()
+        };
+        assert_eq!(
+            row,
+            &[
+                "cam1".to_string(),
+                frame.seq.to_string(),
+                opt(frame.pts_ns),
+                opt(frame.capture_time_ns),
+                expected.to_string(),
+                labels,
+            ],
+            "frame {frame:?}"
+        );
+    }
+    assert!(
+        total >= FRAMES / 2,
+        "the ball is found: {total} in {FRAMES} frames"
+    );
+    eprintln!("counter: {total} sports balls counted in {FRAMES} frames");
+    assert!(
+        run.stdout.contains(&format!(
+            "{FRAMES} frames from 1 camera(s), {total} counted, 1 bad records skipped"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("skipping bad record"), "{}", run.stderr);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn counter_with_the_default_vehicle_classes_counts_nothing_here() {
+    let dir = scratch("counter-vehicles");
+    let csv = dir.join("counts.csv");
+    let (run, rows) = run_counter(None, &csv, &dir);
+    assert_eq!(rows.len(), FRAMES);
+    for row in &rows {
+        assert_eq!((row[4].as_str(), row[5].as_str()), ("0", ""), "{row:?}");
+    }
+    assert!(run.stdout.contains(", 0 counted,"), "{}", run.stdout);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Width and height of a JPEG file, decoded by jpegdec.
+fn jpeg_size(path: &Path) -> (u32, u32) {
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_str().unwrap())
+        .build()
+        .unwrap();
+    let dec = gst::ElementFactory::make("jpegdec").build().unwrap();
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    pipeline.add_many([&src, &dec, sink.upcast_ref()]).unwrap();
+    gst::Element::link_many([&src, &dec, sink.upcast_ref()]).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink
+        .try_pull_sample(gst::ClockTime::from_seconds(10))
+        .unwrap_or_else(|| panic!("{} does not decode as JPEG", path.display()));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let s = sample.caps().unwrap().structure(0).unwrap().to_owned();
+    (
+        s.get::<i32>("width").unwrap() as u32,
+        s.get::<i32>("height").unwrap() as u32,
+    )
+}
+
+/// Crop files `<label>_<n>.jpg` of a folder, by n.
+fn crops(dir: &Path, label: &str) -> Vec<(u64, PathBuf)> {
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|path| {
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let n = name
+                .strip_prefix(&format!("{label}_"))
+                .and_then(|r| r.strip_suffix(".jpg"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected file {name}"));
+            (n, path)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn archive_saves_each_confident_detection_as_a_crop_of_its_box() {
+    let p = published();
+    assert_eq!(p.annotated.len(), FRAMES);
+    // Expected crops in record order: (width, height) of each box >= 0.7.
+    let expected: Vec<(f64, f64)> = p
+        .annotated
+        .iter()
+        .flat_map(|f| &f.detections)
+        .filter(|d| d.confidence >= CROP_THRESHOLD)
+        .map(|d| {
+            assert_eq!(d.label, "sports ball");
+            (d.bbox.width, d.bbox.height)
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    eprintln!(
+        "archive: {} detections >= {CROP_THRESHOLD} in {FRAMES} annotated frames",
+        expected.len()
+    );
+
+    let dir = scratch("archive");
+    let out = dir.join("corpus");
+    let b = brokers();
+    let archive = |group: &str| {
+        run_bin(
+            env!("CARGO_BIN_EXE_archive"),
+            &[
+                "--brokers",
+                &b,
+                "--topic",
+                &p.annotated_topic,
+                "--group",
+                group,
+                "--out",
+                out.to_str().unwrap(),
+                "--stop-on-eos",
+            ],
+            &dir,
+        )
+    };
+    let run = archive(&unique_name("archive"));
+    assert!(
+        run.stdout.contains(&format!(
+            "end of stream: {FRAMES} frames, {} crops saved",
+            expected.len()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stderr.contains("drops the region-of-interest"),
+        "{}",
+        run.stderr
+    );
+    let labels: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(labels, ["sports ball"]);
+    let folder = out.join("sports ball");
+    let files = crops(&folder, "sports ball");
+    assert_eq!(files.len(), expected.len());
+    for (i, ((n, path), (w, h))) in files.iter().zip(&expected).enumerate() {
+        assert_eq!(*n, i as u64 + 1);
+        let (cw, ch) = jpeg_size(path);
+        assert!(
+            (cw as f64 - w).abs() <= 1.0 && (ch as f64 - h).abs() <= 1.0,
+            "{}: {cw}x{ch}, box {w}x{h}",
+            path.display()
+        );
+    }
+
+    // Another group reads the topic again: the numbering continues after the files there.
+    archive(&unique_name("archive-again"));
+    let files = crops(&folder, "sports ball");
+    assert_eq!(files.len(), 2 * expected.len());
+    assert!(
+        files
+            .iter()
+            .enumerate()
+            .all(|(i, (n, _))| *n == i as u64 + 1)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
