@@ -15,7 +15,7 @@
 //! `kafkasrc` stores a record's offset only after its crops are on disk (at-least-once: a
 //! crash re-archives at most the frame in hand).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,8 @@ struct State {
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
+/// Detections of the JPEG buffers, in order, until their decoded frame arrives.
+type InOrder = Arc<Mutex<VecDeque<Vec<(String, f64, (u32, u32, u32, u32))>>>>;
 
 /// A label as a file and folder name: path separators and dot-names replaced.
 fn file_label(label: &str) -> String {
@@ -146,9 +148,15 @@ fn detections(buffer: &gst::BufferRef) -> Vec<(String, f64, (u32, u32, u32, u32)
 fn archive_frame(
     sample: &gst::Sample,
     settings: &Settings,
+    in_order: &InOrder,
     state: &mut State,
 ) -> Result<(), String> {
     let buffer = sample.buffer().ok_or("sample without buffer")?;
+    let kept = in_order.lock().unwrap().pop_front();
+    let mut found = detections(buffer);
+    if found.is_empty() {
+        found = kept.unwrap_or_default();
+    }
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("caps: {e}"))?;
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
@@ -157,7 +165,7 @@ fn archive_frame(
     let stride = frame.plane_stride()[0] as usize;
     let data = frame.plane_data(0).map_err(|e| e.to_string())?;
 
-    for (label, confidence, rect) in detections(buffer) {
+    for (label, confidence, rect) in found {
         if confidence < settings.min_confidence {
             state.below_threshold += 1;
             continue;
@@ -233,19 +241,26 @@ fn run(args: &Args) -> Result<(), String> {
     src.set_property("group-id", &group);
     src.set_property("stop-on-eos", stop_on_eos);
 
-    // Confident detections as they leave kafkasrc, still on the JPEG buffers.
+    // Confident detections as they leave kafkasrc, still on the JPEG buffers. Video
+    // decoders drop region-of-interest metas (their "size" tag), so they are kept here in
+    // order and matched to the decoded frames, which come out one per JPEG, in order
+    // (timestamps do not do: two cameras' interleaved frames make the decoder re-time them).
     let upstream = Arc::new(AtomicU64::new(0));
+    let in_order: InOrder = Arc::new(Mutex::new(VecDeque::new()));
     let min_confidence = settings.min_confidence;
     let counter = upstream.clone();
+    let store = in_order.clone();
     src.static_pad("src")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(buffer) = info.buffer() {
-                let n = detections(buffer)
+                let found = detections(buffer);
+                let n = found
                     .iter()
                     .filter(|(_, c, _)| *c >= min_confidence)
                     .count();
                 counter.fetch_add(n as u64, Ordering::Relaxed);
+                store.lock().unwrap().push_back(found);
             }
             gst::PadProbeReturn::Ok
         });
@@ -256,7 +271,8 @@ fn run(args: &Args) -> Result<(), String> {
         .unwrap()
         .downcast::<gst_app::AppSink>()
         .unwrap();
-    let (cb_shared, cb_settings) = (shared.clone(), settings.clone());
+    let (cb_shared, cb_settings, cb_in_order) =
+        (shared.clone(), settings.clone(), in_order.clone());
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -271,7 +287,7 @@ fn run(args: &Args) -> Result<(), String> {
                     }
                     return Err(gst::FlowError::Flushing);
                 }
-                if let Err(err) = archive_frame(&sample, &cb_settings, &mut state) {
+                if let Err(err) = archive_frame(&sample, &cb_settings, &cb_in_order, &mut state) {
                     state.error = Some(err);
                     cvar.notify_all();
                     return Err(gst::FlowError::Error);
@@ -367,8 +383,7 @@ fn run(args: &Args) -> Result<(), String> {
     if at_eos && seen_upstream != state.detections {
         eprintln!(
             "archive: warning: kafkasrc delivered {seen_upstream} confident detections but only \
-             {} arrived after jpegdec/videoconvert: this GStreamer drops the region-of-interest \
-             metas while decoding",
+             {} were matched to decoded frames",
             state.detections
         );
     }

@@ -1,0 +1,491 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! A short version of the demo, end to end, with the real programs: two simulated RTSP
+//! cameras → publishers → Kafka → two detector workers in one group → Kafka → counter,
+//! archive and viewer. Checks that every published decodable frame is detected exactly
+//! once by the pool, that the counter's totals match the detections published, that the
+//! archive holds the expected crops, and that the viewer serves both cameras.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafkavision::detections::FrameDetections;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const FRAMES_PER_CAMERA: usize = 30;
+
+fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS")
+        .expect("KAFKA_BROKERS is not set: run the tests through scripts/test")
+}
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = futures_block_on(admin.create_topics([&new_topic], &AdminOptions::new()));
+    for r in results.unwrap() {
+        r.unwrap();
+    }
+}
+
+/// A tiny executor for the admin client's future (it completes on its own thread).
+fn futures_block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Thread(std::thread::Thread);
+    impl Wake for Thread {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+/// Kills the child when dropped, so a failing test leaves nothing behind.
+struct Running(Child, &'static str);
+
+impl Running {
+    fn start(name: &'static str, args: &[&str]) -> Running {
+        let child = Command::new(bin(name))
+            .args(args)
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Running(child, name)
+    }
+
+    /// Reads stdout lines until one contains `needle`; returns them.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Vec<String> {
+        let stdout = self.0.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            let done = line.contains(needle);
+            lines.push(line);
+            if done {
+                // Keep draining in the background so the child never blocks on a full pipe.
+                std::thread::spawn(move || while rx.recv().is_ok() {});
+                return lines;
+            }
+        }
+        panic!(
+            "{} did not print '{needle}' in {timeout:?}: {lines:?}",
+            self.1
+        );
+    }
+
+    fn terminate(&mut self) {
+        unsafe { libc_kill(self.0.id() as i32, 15) };
+    }
+
+    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit in {timeout:?}",
+                self.1
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+fn bin(name: &str) -> String {
+    match name {
+        "camera-sim" => env!("CARGO_BIN_EXE_camera-sim").into(),
+        "publisher" => env!("CARGO_BIN_EXE_publisher").into(),
+        "detector-worker" => env!("CARGO_BIN_EXE_detector-worker").into(),
+        "counter" => env!("CARGO_BIN_EXE_counter").into(),
+        "archive" => env!("CARGO_BIN_EXE_archive").into(),
+        "viewer" => env!("CARGO_BIN_EXE_viewer").into(),
+        other => panic!("no binary {other}"),
+    }
+}
+
+struct Record {
+    key: String,
+    headers: BTreeMap<String, String>,
+    value: Vec<u8>,
+}
+
+fn read_all(
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+    mut enough: impl FnMut(&[Record]) -> bool,
+) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("system-check"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut records = Vec::new();
+    let mut idle_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                idle_since = Instant::now();
+                records.push(Record {
+                    key: m
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default(),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+            _ => {
+                if enough(&records) && idle_since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+        }
+    }
+    records
+}
+
+fn is_buffer(r: &Record) -> bool {
+    r.headers.get("gkv-kind").map(String::as_str) == Some("buffer")
+}
+
+#[test]
+fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
+    let frames = unique("sys-frames");
+    let annotated = unique("sys-annotated");
+    let detections = unique("sys-detections");
+    for topic in [&frames, &annotated, &detections] {
+        create_topic(topic, 2);
+    }
+    let group = unique("sys-detectors");
+    let b = brokers();
+    let out = std::env::temp_dir().join(unique("sys-out"));
+    std::fs::create_dir_all(&out).unwrap();
+
+    // Workers first: both must own a partition before frames flow.
+    let mut workers: Vec<Running> = (1..=2)
+        .map(|i| {
+            let name = format!("worker{i}");
+            Running::start(
+                "detector-worker",
+                &[
+                    "--brokers",
+                    &b,
+                    "--topic",
+                    &frames,
+                    "--group",
+                    &group,
+                    "--annotated-topic",
+                    &annotated,
+                    "--detections-topic",
+                    &detections,
+                    "--name",
+                    &name,
+                ],
+            )
+        })
+        .collect();
+    let mut cameras = Running::start(
+        "camera-sim",
+        &["--cameras", "2", "--port", "0", "--fps", "10"],
+    );
+    let urls: Vec<String> = cameras
+        .wait_for("camera-sim: ready", Duration::from_secs(30))
+        .iter()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("rtsp://"))
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(urls.len(), 2, "{urls:?}");
+    // The group needs a moment to give both workers a partition (tansu rebalances slowly).
+    std::thread::sleep(Duration::from_secs(12));
+
+    let count = FRAMES_PER_CAMERA.to_string();
+    let mut publishers: Vec<Running> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let camera = format!("cam{}", i + 1);
+            Running::start(
+                "publisher",
+                &[
+                    "--url",
+                    url,
+                    "--brokers",
+                    &b,
+                    "--topic",
+                    &frames,
+                    "--camera",
+                    &camera,
+                    "--frames",
+                    &count,
+                ],
+            )
+        })
+        .collect();
+    for p in &mut publishers {
+        assert!(
+            p.wait(Duration::from_secs(60)).success(),
+            "publisher failed"
+        );
+    }
+
+    // What was published, from the first keyframe of each camera on (a stream joined
+    // mid-GOP starts at its keyframe): identified by camera and capture time.
+    let published = read_all(&frames, 2, Duration::from_secs(20), |r| {
+        r.iter().filter(|r| is_buffer(r)).count() >= 2 * FRAMES_PER_CAMERA
+    });
+    let mut expected = BTreeSet::new();
+    let mut synced = BTreeSet::new();
+    for r in published.iter().filter(|r| is_buffer(r)) {
+        let delta = r
+            .headers
+            .get("gkv-flags")
+            .is_some_and(|f| f.contains("delta-unit"));
+        if !delta {
+            synced.insert(r.key.clone());
+        }
+        if synced.contains(&r.key) {
+            expected.insert((r.key.clone(), r.headers["gkv-capture-time"].clone()));
+        }
+    }
+    assert!(
+        expected.len() >= FRAMES_PER_CAMERA,
+        "{} decodable frames published",
+        expected.len()
+    );
+
+    // Every one is detected once by the pool. A decoder holds its newest frame until more
+    // come or the stream ends: wait for all but those, then stop the workers cleanly (they
+    // drain their branches) and look at everything.
+    let detection_records = |records: &[Record]| records.iter().filter(|r| is_buffer(r)).count();
+    read_all(&detections, 2, Duration::from_secs(90), |r| {
+        detection_records(r) + 2 >= expected.len()
+    });
+    for w in &mut workers {
+        w.terminate();
+    }
+    for w in &mut workers {
+        assert!(w.wait(Duration::from_secs(40)).success(), "a worker failed");
+    }
+    cameras.terminate();
+    let detected = read_all(&detections, 2, Duration::from_secs(30), |r| {
+        detection_records(r) >= expected.len()
+    });
+    let mut seen = BTreeMap::new();
+    for r in detected.iter().filter(|r| is_buffer(r)) {
+        let frame = FrameDetections::from_json(&r.value).unwrap();
+        let id = (
+            frame.camera.clone().unwrap(),
+            frame.capture_time_ns.unwrap().to_string(),
+        );
+        *seen.entry(id).or_insert(0) += 1;
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} frames never detected: {missing:?}",
+        missing.len()
+    );
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "detected more than once: {twice:?}");
+
+    // The counter's totals match the detections published (confidence >= 0.5).
+    let csv = out.join("counts.csv");
+    let mut counter = Running::start(
+        "counter",
+        &[
+            "--brokers",
+            &b,
+            "--topic",
+            &detections,
+            "--classes",
+            "sports ball",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--stop-on-eos",
+            "--quiet",
+        ],
+    );
+    assert!(counter.wait(Duration::from_secs(60)).success());
+    let published_count: usize = detected
+        .iter()
+        .filter(|r| is_buffer(r))
+        .map(|r| FrameDetections::from_json(&r.value).unwrap())
+        .map(|f| {
+            f.detections
+                .iter()
+                .filter(|d| d.label == "sports ball" && d.confidence >= 0.5)
+                .count()
+        })
+        .sum();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let counted: usize = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .nth(4)
+                .unwrap()
+                .trim()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(counted, published_count, "counter CSV:\n{text}");
+    assert!(published_count > 0);
+
+    // The archive holds one crop per detection >= 0.7 in the annotated frames.
+    let annotated_records = read_all(&annotated, 2, Duration::from_secs(20), |r| {
+        r.iter().filter(|r| is_buffer(r)).count() >= expected.len()
+    });
+    let expected_crops: usize = annotated_records
+        .iter()
+        .filter(|r| is_buffer(r))
+        .filter_map(|r| r.headers.get("gkv-detections"))
+        .map(|json| FrameDetections::from_json(json.as_bytes()).unwrap())
+        .map(|f| f.detections.iter().filter(|d| d.confidence >= 0.7).count())
+        .sum();
+    let archive_dir = out.join("archive");
+    let mut archive = Running::start(
+        "archive",
+        &[
+            "--brokers",
+            &b,
+            "--topic",
+            &annotated,
+            "--out",
+            archive_dir.to_str().unwrap(),
+            "--stop-on-eos",
+        ],
+    );
+    assert!(archive.wait(Duration::from_secs(60)).success());
+    let crops = std::fs::read_dir(archive_dir.join("sports ball"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(crops, expected_crops);
+
+    // The viewer serves both cameras.
+    let mut viewer = Running::start(
+        "viewer",
+        &[
+            "--brokers",
+            &b,
+            "--topic",
+            &annotated,
+            "--group",
+            &unique("sys-viewer"),
+            "--port",
+            "0",
+        ],
+    );
+    let url = viewer
+        .wait_for("viewer: http", Duration::from_secs(30))
+        .last()
+        .and_then(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(String::from)
+        })
+        .unwrap();
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(stream, "GET /stats HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        if body.contains("cam1") && body.contains("cam2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "viewer /stats never showed both cameras: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
