@@ -24,7 +24,9 @@ use kafkavision::detections::{self, FrameDetections};
 use kafkavision::{Envelope, RecordKind};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
 
 const USAGE: &str = "\
 counter: a moving count of vehicles per frame and camera from gkv.detections records
@@ -348,11 +350,10 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(w) = csv.as_mut() {
         w.flush().map_err(|e| format!("--csv {csv_path}: {e}"))?;
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored yet (e.g. stopped before the first record) is not a failure.
-        if frames > 0 || bad > 0 {
-            eprintln!("counter: warning: final commit: {e}");
-        }
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last automatic commit: nothing to do.
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => eprintln!("counter: warning: final commit: {e}"),
     }
     if !quiet {
         print_table(&cameras, options.window, bad, false);

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The web viewer in headless Chromium (Debian's `chromium`): the page loads, frames
+//! arrive, and a screenshot shows the detector's boxes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS")
+        .expect("KAFKA_BROKERS is not set: run the tests through scripts/test")
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+fn create_topic(topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let options = AdminOptions::new();
+    let future = admin.create_topics([&new_topic], &options);
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    let mut context = std::task::Context::from_waker(waker);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let std::task::Poll::Ready(result) = future.as_mut().poll(&mut context) {
+            for r in result.unwrap() {
+                r.unwrap();
+            }
+            return;
+        }
+        assert!(Instant::now() < deadline, "creating {topic} timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Viewer(Child);
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(address: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
+    let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("Debian's chromium is not installed: run scripts/setup (apt-get install chromium)");
+    Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.display()),
+        ])
+        .args(args)
+        .output()
+        .expect("running chromium")
+}
+
+/// Pixels of a PNG, as RGB, decoded with GStreamer.
+fn png_pixels(path: &Path) -> Vec<u8> {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB ! appsink name=out",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink.pull_sample().expect("a decoded screenshot");
+    pipeline.set_state(gst::State::Null).unwrap();
+    sample.buffer().unwrap().map_readable().unwrap().to_vec()
+}
+
+#[test]
+fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
+    gst_kafka_vision_examples::init().unwrap();
+    let topic = unique("viewer-annotated");
+    create_topic(&topic);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/blob-yolov8.onnx");
+    for camera in ["cam1", "cam2"] {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc pattern=ball num-buffers=30 ! video/x-raw,width=320,height=240,framerate=10/1 ! \
+             yolodetect model-location={} draw=true ! jpegenc ! kafkasink brokers={} topic={topic} key={camera}",
+            model.display(),
+            brokers()
+        ))
+        .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(60),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .unwrap();
+        assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_viewer"))
+        .args([
+            "--brokers",
+            &brokers(),
+            "--topic",
+            &topic,
+            "--group",
+            &unique("viewer"),
+            "--port",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _viewer = Viewer(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("viewer exited").unwrap();
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break url.trim_end_matches('/').to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let address = url.trim_start_matches("http://").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(http_get(&address, "/stats").contains("cam1")
+        && http_get(&address, "/stats").contains("cam2"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the viewer never saw both cameras"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let profile = std::env::temp_dir().join(unique("chromium-profile"));
+    // The page loads, lists the cameras and counts frames.
+    let dom = chromium(
+        &[
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            &format!("{url}/?still=1"),
+        ],
+        &profile,
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    assert!(
+        dom.contains("value=\"cam1\"") && dom.contains("value=\"cam2\""),
+        "camera selector: {dom}"
+    );
+    let frames: u64 = dom
+        .split("id=\"frames\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(frames > 0, "frame counter in the page: {dom}");
+
+    // A screenshot shows the boxes yolodetect drew (class 32's colour, 255/56/56).
+    let shot = profile.join("shot.png");
+    let output = chromium(
+        &[
+            "--virtual-time-budget=5000",
+            "--window-size=800,600",
+            &format!("--screenshot={}", shot.display()),
+            &format!("{url}/?still=1&camera=cam1"),
+        ],
+        &profile,
+    );
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pixels = png_pixels(&shot);
+    let box_pixels = pixels
+        .chunks_exact(3)
+        .filter(|p| p[0] > 200 && (30..=100).contains(&p[1]) && (30..=100).contains(&p[2]))
+        .count();
+    assert!(
+        box_pixels > 200,
+        "only {box_pixels} box-coloured pixels in the screenshot"
+    );
+    std::fs::remove_dir_all(&profile).ok();
+}
