@@ -5,11 +5,12 @@
 //!
 //! Pipeline: `kafkasrc ! jpegdec ! videoconvert ! video/x-raw,format=RGB ! appsink`. The
 //! boxes are the `GstVideoRegionOfInterestMeta`s `kafkasrc` attaches from each record's
-//! `gkv-detections` header; on GStreamer 1.22 they survive `jpegdec` and `videoconvert`
-//! (both copy the meta when the frame size does not change), so the crops are taken from
-//! the decoded RGB buffer together with its metas. A pad probe on `kafkasrc` counts the
-//! qualifying metas on the JPEG buffers as well, and the summary warns if fewer arrived
-//! after decoding (a GStreamer that drops them would show up there, not silently).
+//! `gkv-detections` header. In a single-stream check on GStreamer 1.22 they survived
+//! `jpegdec` and `videoconvert`, but decoders are not bound to keep them (the meta carries
+//! the "size" tag), so a pad probe on `kafkasrc` also keeps each JPEG buffer's detections
+//! in order: a decoded frame without metas takes the next kept list (one decoded frame per
+//! JPEG, in order). The summary warns if fewer confident detections were archived than
+//! left `kafkasrc`.
 //!
 //! The crop is written inside the appsink callback, before the push returns, so
 //! `kafkasrc` stores a record's offset only after its crops are on disk (at-least-once: a
@@ -302,9 +303,11 @@ fn run(args: &Args) -> Result<(), String> {
             .build(),
     );
 
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|_| pipeline_error(&pipeline, "starting the pipeline failed"))?;
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let err = pipeline_error(&pipeline, "starting the pipeline failed");
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(err);
+    }
     let bus = pipeline.bus().unwrap();
     let mut reason = "stopped".to_string();
     let mut failure = None;
