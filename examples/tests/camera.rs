@@ -1,198 +1,662 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! The publisher against our camera simulator: it survives a camera restart by
-//! reconnecting (a new stream in Kafka, readable from its first keyframe), and fails
-//! clearly when told not to retry.
+//! The camera simulator and the publisher, as real processes against the broker that
+//! `scripts/test` started (KAFKA_BROKERS): 30 frames arrive decodable; the publisher
+//! survives a camera restart (two streams in Kafka, both decodable); without retries a
+//! lost camera fails clearly; a missing topic is fatal.
+//!
+//! Every child process sits in a guard that kills it on drop, so a failing test leaves
+//! nothing behind.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+use gst::prelude::*;
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+// ---- Kafka ---------------------------------------------------------------------------
 
 fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS")
-        .expect("KAFKA_BROKERS is not set: run the tests through scripts/test")
+    std::env::var("KAFKA_BROKERS").expect(
+        "KAFKA_BROKERS is not set: run the tests through scripts/test, which starts a broker, \
+         or set KAFKA_BROKERS=host:port (e.g. B=$(scripts/broker start))",
+    )
 }
 
 fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
-fn create_topic(topic: &str) {
+/// Waits for a future on the calling thread (rdkafka completes it from its own thread).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+/// tansu does not create topics on first use.
+fn create_topic(topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
         .unwrap();
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    let options = AdminOptions::new();
-    let mut future = std::pin::pin!(admin.create_topics([&new_topic], &options));
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let std::task::Poll::Ready(result) = future.as_mut().poll(&mut context) {
-            result.unwrap().into_iter().for_each(|r| {
-                r.unwrap();
-            });
-            return;
-        }
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results =
+        block_on(admin.create_topics([&new_topic], &options)).expect("create_topics request");
+    for result in results {
+        result.unwrap_or_else(|(name, code)| panic!("creating topic {name}: {code}"));
     }
 }
 
-struct Process(Child);
+/// One record as a bare consumer sees it.
+#[derive(Debug)]
+struct Record {
+    key: Option<String>,
+    headers: BTreeMap<String, String>,
+    value_len: usize,
+}
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Record {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
     }
+    fn is_eos(&self) -> bool {
+        self.header("gkv-kind") == "eos"
+    }
+}
+
+/// Reads `topic` (one partition) from the start until `enough` says so, or `timeout`.
+fn read_records(topic: &str, timeout: Duration, enough: impl Fn(&[Record]) -> bool) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("camera-test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut records = Vec::new();
+    while !enough(&records) && Instant::now() < deadline {
+        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = result.expect("consumer error");
+        records.push(Record {
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            value_len: message.payload().map_or(0, <[u8]>::len),
+        });
+    }
+    records
+}
+
+/// The records of each stream (`gkv-stream`), in order of first appearance.
+fn by_stream(records: &[Record]) -> Vec<(String, Vec<&Record>)> {
+    let mut streams: Vec<(String, Vec<&Record>)> = Vec::new();
+    for r in records {
+        let id = r.header("gkv-stream").to_string();
+        match streams.iter_mut().find(|(s, _)| *s == id) {
+            Some((_, list)) => list.push(r),
+            None => streams.push((id, vec![r])),
+        }
+    }
+    streams
+}
+
+/// One stream as the publisher should write it: a keyframe first, seq 0.. without gaps,
+/// H.264 byte-stream caps, the end-of-stream record last. Returns its frame count.
+fn check_stream(id: &str, records: &[&Record], key: &str) -> usize {
+    assert!(
+        records.last().is_some_and(|r| r.is_eos()),
+        "stream {id} does not end with its end-of-stream record"
+    );
+    let buffers: Vec<&&Record> = records.iter().filter(|r| !r.is_eos()).collect();
+    assert!(!buffers.is_empty(), "stream {id} has no frames");
+    assert!(
+        !buffers[0].header("gkv-flags").contains("delta-unit"),
+        "stream {id} does not start with a keyframe: {:?}",
+        buffers[0].headers
+    );
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.header("gkv-seq"), i.to_string(), "stream {id}: sequence");
+        assert_eq!(r.key.as_deref(), Some(key), "stream {id}: key");
+    }
+    for r in &buffers {
+        assert!(
+            r.header("gkv-caps").starts_with("video/x-h264")
+                && r.header("gkv-caps").contains("byte-stream"),
+            "stream {id}: caps {}",
+            r.header("gkv-caps")
+        );
+        assert!(r.value_len > 0, "stream {id}: an empty frame");
+    }
+    buffers.len()
+}
+
+// ---- processes -----------------------------------------------------------------------
+
+/// A child process, killed (and reaped) on drop.
+struct Process {
+    name: &'static str,
+    child: Child,
+    /// Its stderr lines so far (also echoed to the test's stderr).
+    stderr: Arc<Mutex<Vec<String>>>,
+    status: Option<ExitStatus>,
 }
 
 unsafe extern "C" {
     fn kill(pid: i32, signal: i32) -> i32;
 }
+const SIGTERM: i32 = 15;
 
-fn terminate(child: &Child) {
-    unsafe { kill(child.id() as i32, 15) };
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the simulator on `port` and waits until it is ready.
-fn cameras(port: u16) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_camera-sim"))
-        .args(["--cameras", "1", "--port", &port.to_string(), "--fps", "10"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines.next().expect("camera-sim exited").unwrap();
-        if line.contains("camera-sim: ready") {
-            break;
+impl Process {
+    fn spawn(name: &'static str, program: &str, args: &[&str]) -> Process {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("[{name}] {line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Process {
+            name,
+            child,
+            stderr,
+            status: None,
         }
     }
-    std::thread::spawn(move || for _ in lines {});
-    Process(child)
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    fn stderr_count(&self, needle: &str) -> usize {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until `needle` occurs `count` times in stderr.
+    fn wait_for_stderr(&mut self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.stderr_count(needle) < count {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{} exited ({status}) before printing {needle:?} {count} time(s):\n{}",
+                    self.name,
+                    self.stderr_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print {needle:?} {count} time(s) within {timeout:?}:\n{}",
+                self.name,
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn terminate(&self) {
+        unsafe { kill(self.child.id() as i32, SIGTERM) };
+    }
+
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.status = Some(status);
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}:\n{}",
+                self.name,
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// camera-sim on `port` (0: a free one); returns it once ready, with its camera URLs.
+fn camera_sim(cameras: u32, port: u16) -> (Process, Vec<String>) {
+    let mut process = Process::spawn(
+        "camera-sim",
+        env!("CARGO_BIN_EXE_camera-sim"),
+        &[
+            "--cameras",
+            &cameras.to_string(),
+            "--port",
+            &port.to_string(),
+            "--fps",
+            "10",
+        ],
+    );
+    let stdout = process.child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut urls = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line == "camera-sim: ready" => break,
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("camera-sim: ") {
+                    urls.push(url.to_string());
+                }
+            }
+            Err(_) => panic!(
+                "camera-sim did not become ready:\n{}",
+                process.stderr_text()
+            ),
+        }
+    }
+    assert_eq!(urls.len(), cameras as usize, "{urls:?}");
+    for (i, url) in urls.iter().enumerate() {
+        assert!(
+            url.starts_with("rtsp://127.0.0.1:") && url.ends_with(&format!("/cam{}", i + 1)),
+            "{url}"
+        );
+    }
+    (process, urls)
+}
+
+fn port_of(url: &str) -> u16 {
+    url.trim_start_matches("rtsp://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn publisher(url: &str, topic: &str, extra: &[&str]) -> Process {
+    let brokers = brokers();
+    let mut args = vec!["--url", url, "--brokers", &brokers, "--topic", topic];
+    args.extend_from_slice(extra);
+    Process::spawn("publisher", env!("CARGO_BIN_EXE_publisher"), &args)
+}
+
+// ---- in-process reading --------------------------------------------------------------
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| gst_kafka_vision_examples::init().expect("GStreamer and our plugins"));
+}
+
+/// What `kafkasrc ! h264parse ! avdec_h264 ! appsink` made of a topic.
+struct Decoded {
+    /// Buffers kafkasrc pushed, and the caps it pushed them with.
+    pushed: u64,
+    source_caps: Vec<String>,
+    /// Decoded frames, and their caps.
+    frames: u64,
+    frame_caps: Option<gst::Caps>,
+    errors: Vec<String>,
+    stats: gst::Structure,
+}
+
+/// Decodes `topic`. With `expect_buffers`, runs without `stop-on-eos` until kafkasrc has
+/// pushed that many buffers, then ends the stream itself (a publisher that reconnects
+/// writes one stream per connection, and `stop-on-eos` ends at the first one's EOS);
+/// without, runs with `stop-on-eos=true`.
+fn decode_topic(topic: &str, expect_buffers: Option<u64>, timeout: Duration) -> Decoded {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "kafkasrc name=src brokers={} topic={topic} stop-on-eos={} ! h264parse ! \
+         avdec_h264 ! appsink name=sink sync=false",
+        brokers(),
+        expect_buffers.is_none(),
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline.by_name("src").unwrap();
+    let pushed = Arc::new(AtomicU64::new(0));
+    let source_caps = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (pushed, source_caps) = (pushed.clone(), source_caps.clone());
+        src.static_pad("src").unwrap().add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(_)) => {
+                        pushed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Some(gst::PadProbeData::Event(event)) => {
+                        if let gst::EventView::Caps(caps) = event.view() {
+                            source_caps.lock().unwrap().push(caps.caps().to_string());
+                        }
+                    }
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let frames = Arc::new(AtomicU64::new(0));
+    let frame_caps = Arc::new(Mutex::new(None));
+    {
+        let (frames, frame_caps) = (frames.clone(), frame_caps.clone());
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    *frame_caps.lock().unwrap() = sample.caps_owned();
+                    frames.fetch_add(1, Ordering::SeqCst);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut errors = Vec::new();
+    let mut eos_sent = false;
+    loop {
+        if let Some(expected) = expect_buffers
+            && !eos_sent
+            && pushed.load(Ordering::SeqCst) >= expected
+        {
+            // The decoder may hold back its newest frame until the stream ends.
+            pipeline.send_event(gst::event::Eos::new());
+            eos_sent = true;
+        }
+        if Instant::now() >= deadline {
+            errors.push(format!(
+                "timed out after {timeout:?} ({} buffers pushed, {} frames decoded)",
+                pushed.load(Ordering::SeqCst),
+                frames.load(Ordering::SeqCst)
+            ));
+            break;
+        }
+        let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
+            continue;
+        };
+        match message.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(err) => {
+                errors.push(format!(
+                    "{}: {} ({:?})",
+                    message
+                        .src()
+                        .map(|s| s.name().to_string())
+                        .unwrap_or_default(),
+                    err.error(),
+                    err.debug()
+                ));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let stats = src.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    Decoded {
+        pushed: pushed.load(Ordering::SeqCst),
+        source_caps: source_caps.lock().unwrap().clone(),
+        frames: frames.load(Ordering::SeqCst),
+        frame_caps: frame_caps.lock().unwrap().clone(),
+        errors,
+        stats,
+    }
+}
+
+fn stat(stats: &gst::Structure, name: &str) -> u64 {
+    stats
+        .get::<u64>(name)
+        .unwrap_or_else(|e| panic!("kafkasrc stats {name}: {e} in {stats}"))
+}
+
+fn check_frame_caps(decoded: &Decoded) {
+    assert!(
+        !decoded.source_caps.is_empty()
+            && decoded
+                .source_caps
+                .iter()
+                .all(|c| c.starts_with("video/x-h264")),
+        "kafkasrc caps: {:?}",
+        decoded.source_caps
+    );
+    let caps = decoded.frame_caps.as_ref().expect("no decoded frame");
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.name(), "video/x-raw", "{caps}");
+    assert_eq!(s.get::<i32>("width").unwrap(), 640, "{caps}");
+    assert_eq!(s.get::<i32>("height").unwrap(), 480, "{caps}");
+}
+
+// ---- tests ---------------------------------------------------------------------------
+
+#[test]
+fn the_publisher_sends_thirty_decodable_h264_frames_of_a_simulated_camera() {
+    let topic = unique("camera-frames");
+    create_topic(&topic, 1);
+    let (_cameras, urls) = camera_sim(2, 0);
+
+    let mut publisher = publisher(&urls[0], &topic, &["--frames", "30"]);
+    let status = publisher.wait(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "publisher: {status}\n{}",
+        publisher.stderr_text()
+    );
+
+    // In Kafka: one stream of exactly 30 frames, keyed by the camera from the URL.
+    let records = read_records(&topic, Duration::from_secs(15), |r| {
+        r.iter().any(Record::is_eos)
+    });
+    let streams = by_stream(&records);
+    assert_eq!(streams.len(), 1, "streams: {streams:?}");
+    assert_eq!(check_stream(&streams[0].0, &streams[0].1, "cam1"), 30);
+
+    // Read back through kafkasrc: 30 frames decode.
+    let decoded = decode_topic(&topic, None, Duration::from_secs(20));
+    assert!(decoded.errors.is_empty(), "errors: {:?}", decoded.errors);
+    assert_eq!(decoded.pushed, 30, "buffers kafkasrc pushed");
+    assert_eq!(decoded.frames, 30, "decoded frames");
+    check_frame_caps(&decoded);
 }
 
 #[test]
-fn the_publisher_reconnects_after_a_camera_restart() {
+fn the_publisher_reconnects_after_a_camera_restart_as_a_new_stream() {
     let topic = unique("camera-restart");
-    create_topic(&topic);
-    let port = free_port();
-    let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let first = cameras(port);
-    let publisher = Process(
-        Command::new(env!("CARGO_BIN_EXE_publisher"))
-            .args([
-                "--url",
-                &url,
-                "--brokers",
-                &brokers(),
-                "--topic",
-                &topic,
-                "--camera",
-                "cam1",
-            ])
-            .args(["--reconnect-seconds", "1"])
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_secs(3));
-    terminate(&first.0);
-    drop(first);
-    std::thread::sleep(Duration::from_secs(2));
-    let _second = cameras(port);
-    std::thread::sleep(Duration::from_secs(5));
-    terminate(&publisher.0);
-    let mut publisher = publisher;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = publisher.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the publisher did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "publisher: {status}");
+    create_topic(&topic, 1);
+    let (mut cameras, urls) = camera_sim(2, 0);
+    let url = urls[0].clone();
+    let port = port_of(&url);
 
-    // Two streams: before and after the reconnect, each starting with a keyframe's worth
-    // of frames.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("camera-check"))
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut streams = BTreeSet::new();
-    let mut frames = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let headers = m.headers().unwrap();
-        for h in headers.iter() {
-            if h.key == "gkv-stream" {
-                streams.insert(String::from_utf8_lossy(h.value.unwrap()).into_owned());
-            }
-        }
-        frames += 1;
-    }
+    let mut publisher = publisher(&url, &topic, &["--reconnect-seconds", "1"]);
+    publisher.wait_for_stderr("connected", 1, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The camera goes away (cleanly) …
+    cameras.terminate();
+    let status = cameras.wait(Duration::from_secs(10));
+    assert!(status.success(), "camera-sim after SIGTERM: {status}");
+    let lost = format!("camera {url} lost");
+    publisher.wait_for_stderr(&lost, 1, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(2));
+
+    // … and comes back on the same port: the publisher reconnects by itself.
+    let (_cameras_again, urls_again) = camera_sim(2, port);
+    assert_eq!(urls_again[0], url);
+    publisher.wait_for_stderr("connected", 2, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    publisher.terminate();
+    let status = publisher.wait(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "publisher after SIGTERM: {status}\n{}",
+        publisher.stderr_text()
+    );
+    let log = publisher.stderr_text();
+    assert!(
+        log.contains("reconnecting in 1 s (attempt 1)"),
+        "no reconnection line in:\n{log}"
+    );
+
+    // Two streams, before and after the restart, each from a keyframe to its
+    // end-of-stream record.
+    let records = read_records(&topic, Duration::from_secs(15), |r| {
+        r.iter().filter(|r| r.is_eos()).count() >= 2
+    });
+    let streams = by_stream(&records);
     assert_eq!(
         streams.len(),
         2,
-        "streams before and after the restart: {streams:?}"
+        "streams before and after the restart: {:?}",
+        streams
+            .iter()
+            .map(|(s, r)| (s, r.len()))
+            .collect::<Vec<_>>()
     );
-    assert!(frames > 50, "{frames} records");
+    let counts: Vec<usize> = streams
+        .iter()
+        .map(|(id, records)| check_stream(id, records, "cam1"))
+        .collect();
+    let total: usize = counts.iter().sum();
+    eprintln!("frames per stream: {counts:?}");
+
+    // kafkasrc ! h264parse ! avdec_h264 decodes every frame of both, without errors.
+    let decoded = decode_topic(&topic, Some(total as u64), Duration::from_secs(25));
+    assert!(decoded.errors.is_empty(), "errors: {:?}", decoded.errors);
+    assert_eq!(decoded.pushed, total as u64, "buffers kafkasrc pushed");
+    assert_eq!(decoded.frames, total as u64, "decoded frames of {counts:?}");
+    assert_eq!(stat(&decoded.stats, "eos-records"), 2, "{}", decoded.stats);
+    assert_eq!(stat(&decoded.stats, "bad-records"), 0, "{}", decoded.stats);
+    assert_eq!(
+        stat(&decoded.stats, "delta-units-skipped"),
+        0,
+        "{}",
+        decoded.stats
+    );
+    check_frame_caps(&decoded);
 }
 
 #[test]
-fn without_retries_a_lost_camera_fails_clearly() {
-    let topic = unique("camera-lost");
-    create_topic(&topic);
-    let port = free_port(); // nothing listens there
+fn without_retries_a_camera_that_is_not_there_fails_clearly() {
+    let topic = unique("camera-absent");
+    create_topic(&topic, 1);
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_publisher"))
-        .args([
-            "--url",
-            &url,
-            "--brokers",
-            &brokers(),
-            "--topic",
-            &topic,
-            "--max-retries",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let mut publisher = publisher(&url, &topic, &["--max-retries", "0"]);
+    let status = publisher.wait(Duration::from_secs(20));
+    let log = publisher.stderr_text();
+    assert!(!status.success(), "publisher: {status}\n{log}");
+    assert_eq!(status.code(), Some(1), "{log}");
     assert!(
-        stderr.contains(&url) && stderr.contains("giving up"),
-        "{stderr}"
+        log.contains(&format!("camera {url} lost")) && log.contains("--max-retries 0"),
+        "no clear message naming the camera:\n{log}"
     );
-    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!log.contains("reconnecting"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // Nothing was written.
+    let records = read_records(&topic, Duration::from_secs(2), |_| false);
+    assert!(records.is_empty(), "{records:?}");
+}
+
+#[test]
+fn a_missing_topic_is_fatal_with_kafkasinks_message() {
+    let (_cameras, urls) = camera_sim(1, 0);
+    let topic = unique("camera-no-such-topic");
+    let mut publisher = publisher(&urls[0], &topic, &[]);
+    let status = publisher.wait(Duration::from_secs(20));
+    let log = publisher.stderr_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("Kafka error") && log.contains(&format!("topic '{topic}' does not exist")),
+        "{log}"
+    );
+    assert!(!log.contains("reconnecting"), "{log}");
 }

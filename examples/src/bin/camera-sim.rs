@@ -2,16 +2,20 @@
 //! camera-sim: an RTSP server of our own serving H.264 test video of N simulated cameras
 //! at rtsp://127.0.0.1:PORT/cam1 … /camN.
 //!
-//! Every camera is `videotestsrc pattern=ball` (a white ball on black, the picture a pure
-//! function of the frame count), rendered small and scaled up so the ball is big enough for
-//! the demo detector (`models/blob-yolov8.onnx` wants bright blobs of >= ~48 px at its
-//! 320 px input), encoded with x264 (one keyframe a second) and payloaded as RTP. Each
-//! mount has one shared media: several clients see the same camera. Cameras differ in the
-//! ball's motion and size.
+//! Every camera is `videotestsrc pattern=ball motion=wavy animation-mode=frames` (a bright
+//! ball on black, the picture a pure function of the frame count), rendered small and
+//! scaled up so the ball is big enough for the demo detector (`models/blob-yolov8.onnx`
+//! wants bright blobs of >= ~48 px at its 320 px input: videotestsrc's ball is always 40
+//! source pixels wide), encoded with x264 (one keyframe a second) and payloaded as RTP.
+//! Each mount has one shared media: several clients see the same camera. Cameras differ in
+//! the ball's size, colour and path (mirrored/rotated). The `sweep`/`hsweep` motions are
+//! not used: they draw full-width white lines through the ball, which the blob detector
+//! then reports as one frame-wide box.
 //!
 //! Prints `camera-sim: rtsp://127.0.0.1:PORT/camK` per camera and `camera-sim: ready` once
 //! listening; stops cleanly (closing the client connections) on SIGINT/SIGTERM.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gst::glib;
@@ -19,7 +23,7 @@ use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::{RTSPFilterResult, RTSPMediaFactory, RTSPServer};
 
 const USAGE: &str = "\
-camera-sim: RTSP server with simulated H.264 cameras (a white ball on black)
+camera-sim: RTSP server with simulated H.264 cameras (a bright moving ball on black)
 
 usage: camera-sim [--cameras N] [--port P] [--fps F] [--width W] [--height H]
 
@@ -32,16 +36,23 @@ usage: camera-sim [--cameras N] [--port P] [--fps F] [--width W] [--height H]
 Prints one line `camera-sim: rtsp://127.0.0.1:PORT/camK` per camera, then
 `camera-sim: ready`. Stops on SIGINT/SIGTERM.";
 
-/// videotestsrc draws the ball with a fixed radius of 20 source pixels.
+/// videotestsrc draws the ball with a fixed radius of 20 source pixels (motion=wavy).
 const BALL_DIAMETER: f64 = 40.0;
 
-/// How the cameras differ: the ball's motion and its diameter as a fraction of the
-/// frame's longer side (0.1875 at 640x480 = 120 px, i.e. 60 px at the detector's 320 px).
-const CAMERA_STYLES: [(&str, f64); 3] = [("wavy", 0.25), ("sweep", 0.1875), ("hsweep", 0.3)];
+/// How the cameras differ: the ball's diameter as a fraction of the frame's longer side
+/// (0.1875 at 640x480 = 120 px, i.e. 60 px at the detector's 320 px input), its colour
+/// (ARGB, always bright: the detector wants mean(R, G, B) > 0.5) and a flip or rotation of
+/// the picture, so that every camera's ball takes another path.
+const CAMERA_STYLES: [(f64, u32, &str); 4] = [
+    (0.25, 0xffffffff, "identity"),
+    (0.1875, 0xffffff80, "horiz"),
+    (0.3, 0xff80ffff, "vert"),
+    (0.22, 0xffffc0ff, "180"),
+];
 
 /// The launch line of camera `index` (0-based).
 fn camera_launch(index: usize, width: u32, height: u32, fps: u32) -> String {
-    let (motion, ball_fraction) = CAMERA_STYLES[index % CAMERA_STYLES.len()];
+    let (ball_fraction, color, direction) = CAMERA_STYLES[index % CAMERA_STYLES.len()];
     // Render at a size where the 40 px ball is `ball_fraction` of the longer side, then
     // scale up to the output size. Even sizes keep I420 happy.
     let longer = width.max(height) as f64;
@@ -49,35 +60,15 @@ fn camera_launch(index: usize, width: u32, height: u32, fps: u32) -> String {
     let even = |v: f64| ((v / 2.0).round() as u32 * 2).max(2);
     let (src_w, src_h) = (even(width as f64 * scale), even(height as f64 * scale));
     format!(
-        "( videotestsrc is-live=true pattern=ball motion={motion} animation-mode=frames \
-             background-color=0xff000000 foreground-color=0xffffffff ! \
+        "( videotestsrc is-live=true pattern=ball motion=wavy animation-mode=frames \
+             background-color=0xff000000 foreground-color={color:#010x} ! \
            video/x-raw,format=I420,width={src_w},height={src_h},framerate={fps}/1 ! \
-           videoscale ! video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1 ! \
+           videoflip video-direction={direction} ! videoscale ! \
+           video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1 ! \
            x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bframes=0 ! \
            video/x-h264,profile=constrained-baseline ! \
            rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-unsafe extern "C" {
-    // GLib's own signal source (glib-unix.h; not wrapped by the glib 0.22 crate): the
-    // callback runs in the main loop, not in the signal handler.
-    fn g_unix_signal_add(
-        signum: i32,
-        handler: glib::ffi::GSourceFunc,
-        user_data: glib::ffi::gpointer,
-    ) -> u32;
-}
-
-const SIGINT: i32 = 2;
-const SIGTERM: i32 = 15;
-
-unsafe extern "C" fn on_signal(main_loop: glib::ffi::gpointer) -> glib::ffi::gboolean {
-    STOP.store(true, Ordering::SeqCst);
-    unsafe { glib::ffi::g_main_loop_quit(main_loop as *mut glib::ffi::GMainLoop) };
-    glib::ffi::GTRUE
 }
 
 fn main() {
@@ -97,7 +88,13 @@ fn main() {
         eprintln!("camera-sim: GStreamer initialisation failed: {e}");
         std::process::exit(1);
     }
-    for element in ["videotestsrc", "videoscale", "x264enc", "rtph264pay"] {
+    for element in [
+        "videotestsrc",
+        "videoflip",
+        "videoscale",
+        "x264enc",
+        "rtph264pay",
+    ] {
         if gst::ElementFactory::find(element).is_none() {
             eprintln!(
                 "camera-sim: the GStreamer element {element} is missing (install \
@@ -131,10 +128,18 @@ fn main() {
         std::process::exit(1);
     }
 
-    unsafe {
-        let data = main_loop.as_ptr() as glib::ffi::gpointer;
-        g_unix_signal_add(SIGINT, Some(on_signal), data);
-        g_unix_signal_add(SIGTERM, Some(on_signal), data);
+    // SIGINT/SIGTERM (ctrlc's "termination" feature) quit the main loop. (glib 0.22 no
+    // longer wraps g_unix_signal_add.)
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (main_loop, stop) = (main_loop.clone(), stop.clone());
+        if let Err(e) = ctrlc::set_handler(move || {
+            stop.store(true, Ordering::SeqCst);
+            main_loop.quit();
+        }) {
+            eprintln!("camera-sim: cannot install the signal handler: {e}");
+            std::process::exit(1);
+        }
     }
 
     {
@@ -155,12 +160,13 @@ fn main() {
 
     // Close every client connection so readers see the camera go away at once, then let
     // the shared media shut down with the server.
-    let closed = server.client_filter(Some(&mut |_server, _client| RTSPFilterResult::Remove));
-    if STOP.load(Ordering::SeqCst) {
-        eprintln!(
-            "camera-sim: stopping ({} client connection(s) closed)",
-            closed.len()
-        );
+    let mut closed = 0;
+    server.client_filter(Some(&mut |_server, _client| {
+        closed += 1;
+        RTSPFilterResult::Remove
+    }));
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("camera-sim: stopping ({closed} client connection(s) closed)");
     }
     // Let the main context run the pending clean-ups of the closed clients.
     let context = glib::MainContext::default();

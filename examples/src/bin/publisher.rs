@@ -1,192 +1,495 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! publisher: one RTSP camera into Kafka, without re-encoding:
+//! publisher: publishes one RTSP/H.264 camera to Kafka without re-encoding.
 //!
 //! ```text
 //! rtspsrc location=URL protocols=tcp latency=0 ! rtph264depay ! h264parse config-interval=-1 !
-//!     video/x-h264,stream-format=byte-stream,alignment=au ! kafkasink key=CAMERA
+//!     video/x-h264,stream-format=byte-stream,alignment=au ! kafkasink brokers=B topic=T key=CAMERA
 //! ```
 //!
-//! When the camera goes away the pipeline is rebuilt after `--reconnect-seconds` (a new
-//! stream for the readers, which wait for its first keyframe); `--max-retries 0` fails
-//! clearly instead. Kafka errors are fatal. SIGINT/SIGTERM end with EOS, so `kafkasink`
-//! delivers everything and writes its end-of-stream record.
+//! Every connection to the camera is one `kafkasink` stream (its own `gkv-stream` id),
+//! starting at a keyframe (delta units before the first keyframe of a connection are not
+//! published). When the camera goes away (an error or end-of-stream from the RTSP side, or
+//! no frame for 10 s) the stream is closed with its end-of-stream record (if it published
+//! anything), and the pipeline is rebuilt after `--reconnect-seconds`, for ever or up to
+//! `--max-retries` consecutive attempts. Kafka errors are fatal. SIGINT/SIGTERM end the
+//! stream with EOS (kafkasink flushes and writes its end-of-stream record) and exit 0.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gst_kafka_vision_examples::{Args, init};
 
-const USAGE: &str =
-    "usage: publisher --url rtsp://HOST:PORT/cam1 --brokers HOST:PORT [--topic frames]
-    [--camera cam1] [--reconnect-seconds 2] [--max-retries -1 (unlimited)] [--frames N]";
+const USAGE: &str = "\
+publisher: publish one RTSP H.264 camera to Kafka, without re-encoding
 
+usage: publisher --url rtsp://HOST:PORT/PATH [--brokers B] [--topic T] [--camera ID]
+                 [--reconnect-seconds S] [--max-retries N] [--frames N]
+
+  --url URL               the camera (required)
+  --brokers B             Kafka bootstrap servers (default $KAFKA_BROKERS, else localhost:9092)
+  --topic T               topic to write to; it must exist (default frames)
+  --camera ID             record key (default: the URL's last path segment, e.g. cam1)
+  --reconnect-seconds S   wait between reconnection attempts (default 2)
+  --max-retries N         consecutive reconnection attempts before giving up with status 1;
+                          -1 = unlimited (default), 0 = fail at once when the camera is lost
+  --frames N              stop after N published frames with a clean end-of-stream (tests)
+
+Each connection to the camera becomes one Kafka stream (gkv-stream header) starting at a
+keyframe and closed with an end-of-stream record. Kafka errors (broker down, topic
+missing) are fatal. SIGINT/SIGTERM: end-of-stream, flush, exit 0.";
+
+/// A camera that sends nothing for this long counts as lost.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the progress line is printed.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long closing a stream waits for kafkasink's end-of-stream (its own flush-timeout
+/// is 30 s; it reports undelivered records as an error before that).
+const EOS_TIMEOUT: Duration = Duration::from_secs(35);
+
+// ---- signals -------------------------------------------------------------------------
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// SIGINT/SIGTERM (ctrlc's "termination" feature) ask for a clean stop; a second one
+/// exits at once.
+fn install_signal_handler() -> Result<(), String> {
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("publisher: second signal, exiting without waiting for Kafka");
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))
+}
+
+/// True once a stop was asked for.
+fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Sleeps `duration` while watching for signals; false when a stop was asked for.
+fn sleep_unless_stopped(duration: Duration) -> bool {
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        if stop_requested() {
+            return false;
+        }
+        std::thread::sleep(
+            Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
+        );
+    }
+    !stop_requested()
+}
+
+// ---- options -------------------------------------------------------------------------
+
+struct Options {
+    url: String,
+    brokers: String,
+    topic: String,
+    camera: String,
+    reconnect: Duration,
+    max_retries: i64,
+    frames: Option<u64>,
+}
+
+fn options() -> Options {
+    let args = gst_kafka_vision_examples::Args::parse(USAGE);
+    let url = args.get("url", "");
+    if url.is_empty() || url == "true" {
+        eprintln!("publisher: --url is required\n\n{USAGE}");
+        std::process::exit(2);
+    }
+    let default_brokers =
+        std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "localhost:9092".to_string());
+    let camera = match args.get("camera", "") {
+        c if c.is_empty() => camera_from_url(&url),
+        c => c,
+    };
+    let reconnect: f64 = args.number("reconnect-seconds", 2.0);
+    if !(reconnect >= 0.0 && reconnect.is_finite()) {
+        eprintln!("publisher: --reconnect-seconds must be >= 0");
+        std::process::exit(2);
+    }
+    let max_retries: i64 = args.number("max-retries", -1);
+    let frames: i64 = args.number("frames", -1);
+    Options {
+        url,
+        brokers: args.get("brokers", &default_brokers),
+        topic: args.get("topic", "frames"),
+        camera,
+        reconnect: Duration::from_secs_f64(reconnect),
+        max_retries,
+        frames: (frames >= 0).then_some(frames as u64),
+    }
+}
+
+/// `rtsp://host:port/cam1?x=y` -> `cam1` (the last non-empty path segment).
+fn camera_from_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    let path = without_query
+        .split_once("://")
+        .map_or(without_query, |(_, rest)| rest);
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let host = segments.next();
+    segments
+        .next_back()
+        .or(host)
+        .unwrap_or("camera")
+        .to_string()
+}
+
+// ---- one connection ------------------------------------------------------------------
+
+/// How a connection ended.
 enum Ended {
-    /// EOS after a stop request or `--frames`.
-    Done,
-    /// The camera went away or never answered.
-    CameraLost(String),
-    /// Anything else, e.g. Kafka.
+    /// `--frames` reached or a signal: the stream was closed, exit 0.
+    Stopped,
+    /// The camera went away; `published` frames went out on this connection.
+    CameraLost { reason: String, published: u64 },
+    /// Kafka failed (or the pipeline could not be built): exit 1 with this message.
     Fatal(String),
 }
 
-fn run_once(args: &Args, camera: &str, stop: &AtomicBool, frames: &Arc<AtomicU64>) -> Ended {
-    let url = args.get("url", "");
-    let description = format!(
-        "rtspsrc name=camera location={url} protocols=tcp latency=0 ! rtph264depay ! \
-         h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! \
-         kafkasink name=sink brokers={} topic={} key={camera}",
-        args.get("brokers", "127.0.0.1:9092"),
-        args.get("topic", "frames"),
-    );
-    let pipeline = match gst::parse::launch(&description) {
-        Ok(p) => p.downcast::<gst::Pipeline>().unwrap(),
-        Err(e) => return Ended::Fatal(e.to_string()),
-    };
-    let limit: u64 = args.number("frames", 0);
-    let sink_pad = pipeline
-        .by_name("sink")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap();
-    let counted = frames.clone();
-    sink_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        counted.fetch_add(1, Ordering::Relaxed);
-        gst::PadProbeReturn::Ok
+/// Counters the pad probe shares with the main thread.
+#[derive(Default)]
+struct Counters {
+    /// Frames published over all connections.
+    total: AtomicU64,
+    /// Frames published on the current connection.
+    session: AtomicU64,
+    /// The current connection has passed its first keyframe.
+    synced: AtomicBool,
+    /// Let nothing more through (closing the stream).
+    closing: AtomicBool,
+    /// `--frames` reached.
+    limit_reached: AtomicBool,
+}
+
+struct Session<'a> {
+    options: &'a Options,
+    counters: Arc<Counters>,
+    pipeline: gst::Pipeline,
+    sink: gst::Element,
+    bus: gst::Bus,
+}
+
+fn error_text(err: &gst::message::Error) -> String {
+    // The message, plus the last line of the debug text when it is a human detail (e.g.
+    // rtspsrc's "Failed to connect."), not a source location.
+    let message = err.error().message().trim_end_matches('.').to_string();
+    let detail = err.debug().and_then(|debug| {
+        let last = debug.lines().last()?.trim().to_string();
+        let location = last.contains("(): /") || last.contains(".rs(") || last.contains(".c(");
+        (!last.is_empty() && !location && !message.contains(&last)).then_some(last)
     });
-    if pipeline.set_state(gst::State::Playing).is_err() {
-        let reason = first_error(&pipeline).unwrap_or_else(|| "did not start".into());
-        let _ = pipeline.set_state(gst::State::Null);
-        return classify(reason);
-    }
-    let bus = pipeline.bus().unwrap();
-    let mut eos_sent = false;
-    let ended = loop {
-        if !eos_sent
-            && (stop.load(Ordering::SeqCst)
-                || (limit > 0 && frames.load(Ordering::Relaxed) >= limit))
-        {
-            pipeline.send_event(gst::event::Eos::new());
-            eos_sent = true;
-        }
-        let Some(msg) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(100),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        ) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Eos(_) if eos_sent => break Ended::Done,
-            gst::MessageView::Eos(_) => {
-                break Ended::CameraLost("the camera ended the stream".into());
-            }
-            gst::MessageView::Error(e) => {
-                let from_sink = msg.src().is_some_and(|s| s.name() == "sink");
-                let reason = format!(
-                    "{} ({})",
-                    e.error(),
-                    e.debug().map(|d| d.to_string()).unwrap_or_default()
-                );
-                break if from_sink {
-                    Ended::Fatal(reason)
-                } else {
-                    classify(reason)
-                };
-            }
-            _ => {}
-        }
-    };
-    let _ = pipeline.set_state(gst::State::Null);
-    ended
-}
-
-/// Kafka's errors name the brokers or the topic; everything else is the camera's side.
-fn classify(reason: String) -> Ended {
-    if reason.contains("Kafka") || reason.contains("topic") {
-        Ended::Fatal(reason)
-    } else {
-        Ended::CameraLost(reason)
+    match detail {
+        Some(detail) => format!("{message}: {detail}"),
+        None => message,
     }
 }
 
-fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
-    let msg = pipeline.bus()?.pop_filtered(&[gst::MessageType::Error])?;
-    match msg.view() {
-        gst::MessageView::Error(e) => Some(e.error().to_string()),
-        _ => None,
-    }
-}
+impl<'a> Session<'a> {
+    fn new(options: &'a Options, counters: Arc<Counters>) -> Result<Session<'a>, String> {
+        let pipeline = gst::parse::launch(
+            "rtspsrc name=src protocols=tcp latency=0 ! rtph264depay ! \
+             h264parse config-interval=-1 ! \
+             video/x-h264,stream-format=byte-stream,alignment=au ! kafkasink name=sink",
+        )
+        .map_err(|e| format!("cannot build the pipeline: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+        let src = pipeline.by_name("src").unwrap();
+        src.set_property("location", &options.url);
+        let sink = pipeline.by_name("sink").unwrap();
+        sink.set_property("brokers", &options.brokers);
+        sink.set_property("topic", &options.topic);
+        sink.set_property("key", &options.camera);
 
-fn run() -> Result<(), String> {
-    let args = Args::parse(USAGE);
-    init()?;
-    let url = args.get("url", "");
-    if url.is_empty() {
-        return Err(format!("--url is required\n{USAGE}"));
-    }
-    let camera = args.get("camera", url.rsplit('/').next().unwrap_or("camera"));
-    let max_retries: i64 = args.number("max-retries", -1);
-    let backoff = Duration::from_secs_f64(args.number("reconnect-seconds", 2.0));
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("installing the signal handler: {e}"))?;
-    }
-    let frames = Arc::new(AtomicU64::new(0));
-    {
-        let frames = frames.clone();
-        let camera = camera.clone();
-        std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(Duration::from_secs(5));
-                eprintln!(
-                    "publisher {camera}: {} frames published",
-                    frames.load(Ordering::Relaxed)
-                );
+        counters.session.store(0, Ordering::SeqCst);
+        counters.synced.store(false, Ordering::SeqCst);
+        counters.closing.store(false, Ordering::SeqCst);
+        // Count (and gate) on the pad that feeds kafkasink: a buffer let through here
+        // becomes one record. Dropping here (not at the sink) keeps upstream flowing.
+        let feed = sink
+            .static_pad("sink")
+            .and_then(|pad| pad.peer())
+            .ok_or("kafkasink is not linked")?;
+        let probe_counters = counters.clone();
+        let limit = options.frames;
+        feed.add_probe(gst::PadProbeType::BUFFER, move |_pad, info| {
+            let c = &probe_counters;
+            if c.closing.load(Ordering::SeqCst) {
+                return gst::PadProbeReturn::Drop;
             }
+            let Some(buffer) = info.buffer() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if !c.synced.load(Ordering::SeqCst) {
+                if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                    return gst::PadProbeReturn::Drop;
+                }
+                c.synced.store(true, Ordering::SeqCst);
+            }
+            let n = c.total.fetch_add(1, Ordering::SeqCst) + 1;
+            c.session.fetch_add(1, Ordering::SeqCst);
+            if limit.is_some_and(|limit| n >= limit) {
+                c.closing.store(true, Ordering::SeqCst);
+                c.limit_reached.store(true, Ordering::SeqCst);
+            }
+            gst::PadProbeReturn::Ok
         });
+        let bus = pipeline.bus().unwrap();
+        Ok(Session {
+            options,
+            counters,
+            pipeline,
+            sink,
+            bus,
+        })
     }
-    let mut attempt = 0i64;
-    loop {
-        match run_once(&args, &camera, &stop, &frames) {
-            Ended::Done => break,
-            Ended::Fatal(reason) => return Err(reason),
-            Ended::CameraLost(reason) => {
-                attempt += 1;
-                if stop.load(Ordering::SeqCst) {
-                    break;
+
+    fn from_sink(&self, message: &gst::MessageRef) -> bool {
+        message
+            .src()
+            .is_some_and(|src| src == self.sink.upcast_ref::<gst::Object>())
+    }
+
+    fn kafka_error(&self, err: &gst::message::Error) -> Ended {
+        Ended::Fatal(format!(
+            "Kafka error (brokers {}, topic {}): {}",
+            self.options.brokers,
+            self.options.topic,
+            error_text(err)
+        ))
+    }
+
+    fn camera_lost(&self, reason: String) -> Ended {
+        Ended::CameraLost {
+            reason,
+            published: self.counters.session.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Plays until the camera goes away, a Kafka error, `--frames` or a signal.
+    fn run(&self) -> Ended {
+        if self.pipeline.set_state(gst::State::Playing).is_err() {
+            // Whoever failed posted an error: kafkasink's start (broker, topic) fails
+            // synchronously here; rtspsrc connects in its own thread.
+            while let Some(message) = self
+                .bus
+                .timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
+            {
+                if let gst::MessageView::Error(err) = message.view() {
+                    if self.from_sink(&message) {
+                        return self.kafka_error(err);
+                    }
+                    return self.camera_lost(error_text(err));
                 }
-                if max_retries >= 0 && attempt > max_retries {
-                    return Err(format!(
-                        "camera {url} lost ({reason}); giving up after {max_retries} reconnect attempt(s)"
-                    ));
+            }
+            return Ended::Fatal("the pipeline did not start (no error message)".into());
+        }
+
+        let started = Instant::now();
+        let mut last_count = 0;
+        let mut last_frame_at = started;
+        let mut last_progress = started;
+        let mut progress_count = self.counters.total.load(Ordering::SeqCst);
+        let mut announced = false;
+        loop {
+            if stop_requested() || self.counters.limit_reached.load(Ordering::SeqCst) {
+                return self.close(None);
+            }
+            if let Some(message) = self.bus.timed_pop(gst::ClockTime::from_mseconds(50)) {
+                match message.view() {
+                    gst::MessageView::Error(err) => {
+                        if self.from_sink(&message) {
+                            return self.kafka_error(err);
+                        }
+                        return self.close(Some(error_text(err)));
+                    }
+                    gst::MessageView::Eos(_) => {
+                        // The camera ended its stream; the EOS went through kafkasink,
+                        // which wrote the end-of-stream record.
+                        return self.camera_lost(
+                            "the camera ended the stream or closed the connection".into(),
+                        );
+                    }
+                    gst::MessageView::Warning(w) if self.from_sink(&message) => {
+                        eprintln!("publisher: kafkasink warning: {}", w.error());
+                    }
+                    _ => {}
                 }
+            }
+            let now = Instant::now();
+            let session = self.counters.session.load(Ordering::SeqCst);
+            if session != last_count {
+                last_count = session;
+                last_frame_at = now;
+                if !announced {
+                    announced = true;
+                    eprintln!(
+                        "publisher: camera {} connected; publishing to topic {} (key {})",
+                        self.options.url, self.options.topic, self.options.camera
+                    );
+                }
+            } else if now - last_frame_at >= STALL_TIMEOUT {
+                return self.close(Some(format!("no frame for {} s", STALL_TIMEOUT.as_secs())));
+            }
+            if now - last_progress >= PROGRESS_INTERVAL {
+                let total = self.counters.total.load(Ordering::SeqCst);
+                let rate = (total - progress_count) as f64 / (now - last_progress).as_secs_f64();
                 eprintln!(
-                    "publisher: camera {url} lost ({reason}); reconnecting in {:.0} s (attempt {attempt})",
-                    backoff.as_secs_f64()
+                    "publisher: {}: {total} frames published ({rate:.1} frames/s)",
+                    self.options.camera
                 );
-                let until = Instant::now() + backoff;
-                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
+                last_progress = now;
+                progress_count = total;
             }
         }
     }
-    eprintln!(
-        "publisher {camera}: done, {} frames published",
-        frames.load(Ordering::Relaxed)
-    );
-    Ok(())
+
+    /// Ends this connection's stream: nothing more gets through to kafkasink; if it
+    /// published anything, EOS makes kafkasink flush and write the end-of-stream record.
+    /// `lost` is the reason when the camera went away, None for a requested stop.
+    fn close(&self, lost: Option<String>) -> Ended {
+        self.counters.closing.store(true, Ordering::SeqCst);
+        let published = self.counters.session.load(Ordering::SeqCst);
+        let ended = |fatal: Option<String>| match (fatal, &lost) {
+            (Some(message), _) => Ended::Fatal(message),
+            (None, Some(reason)) => Ended::CameraLost {
+                reason: reason.clone(),
+                published,
+            },
+            (None, None) => Ended::Stopped,
+        };
+        if published == 0 {
+            return ended(None);
+        }
+        let sink_pad = self.sink.static_pad("sink").unwrap();
+        sink_pad.send_event(gst::event::Eos::new());
+        let deadline = Instant::now() + EOS_TIMEOUT;
+        while Instant::now() < deadline {
+            let Some(message) = self.bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+                continue;
+            };
+            match message.view() {
+                gst::MessageView::Eos(_) => return ended(None),
+                gst::MessageView::Error(err) if self.from_sink(&message) => {
+                    return match self.kafka_error(err) {
+                        Ended::Fatal(m) => ended(Some(m)),
+                        other => other,
+                    };
+                }
+                _ => {}
+            }
+        }
+        ended(Some(format!(
+            "kafkasink did not finish its end-of-stream within {} s",
+            EOS_TIMEOUT.as_secs()
+        )))
+    }
 }
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+// ---- main ----------------------------------------------------------------------------
 
 fn main() {
-    if let Err(err) = run() {
-        eprintln!("publisher: {err}");
+    let options = options();
+    if let Err(e) = gst_kafka_vision_examples::init() {
+        eprintln!("publisher: GStreamer initialisation failed: {e}");
         std::process::exit(1);
+    }
+    for element in ["rtspsrc", "rtph264depay", "h264parse"] {
+        if gst::ElementFactory::find(element).is_none() {
+            eprintln!(
+                "publisher: the GStreamer element {element} is missing (install \
+                 gstreamer1.0-plugins-good/-bad)"
+            );
+            std::process::exit(1);
+        }
+    }
+    if let Err(e) = install_signal_handler() {
+        eprintln!("publisher: {e}");
+        std::process::exit(1);
+    }
+    eprintln!(
+        "publisher: {} -> Kafka {} topic {} key {}",
+        options.url, options.brokers, options.topic, options.camera
+    );
+
+    let counters = Arc::new(Counters::default());
+    // Consecutive reconnection attempts since frames last flowed.
+    let mut attempt: i64 = 0;
+    let code = loop {
+        let ended = match Session::new(&options, counters.clone()) {
+            Ok(session) => session.run(),
+            Err(e) => Ended::Fatal(e),
+        };
+        match ended {
+            Ended::Stopped => {
+                eprintln!(
+                    "publisher: {}: stopped after {} frames published",
+                    options.camera,
+                    counters.total.load(Ordering::SeqCst)
+                );
+                break 0;
+            }
+            Ended::Fatal(message) => {
+                eprintln!("publisher: {message}");
+                break 1;
+            }
+            Ended::CameraLost { reason, published } => {
+                if published > 0 {
+                    attempt = 0;
+                }
+                let url = &options.url;
+                if options.max_retries >= 0 && attempt >= options.max_retries {
+                    if options.max_retries == 0 {
+                        eprintln!(
+                            "publisher: camera {url} lost ({reason}); giving up: \
+                             --max-retries 0 (no reconnection)"
+                        );
+                    } else {
+                        eprintln!(
+                            "publisher: camera {url} lost ({reason}); giving up after {} \
+                             reconnection attempts (--max-retries {})",
+                            attempt, options.max_retries
+                        );
+                    }
+                    break 1;
+                }
+                attempt += 1;
+                eprintln!(
+                    "publisher: camera {url} lost ({reason}); reconnecting in {} s (attempt \
+                     {attempt})",
+                    format_seconds(options.reconnect)
+                );
+                if !sleep_unless_stopped(options.reconnect) {
+                    eprintln!(
+                        "publisher: {}: stopped after {} frames published",
+                        options.camera,
+                        counters.total.load(Ordering::SeqCst)
+                    );
+                    break 0;
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn format_seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
     }
 }
