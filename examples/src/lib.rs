@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+pub mod testing;
+
 /// Initialises GStreamer and registers the kafka and yolo plugins.
 pub fn init() -> Result<(), String> {
     gst::init().map_err(|e| e.to_string())?;

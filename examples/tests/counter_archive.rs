@@ -4,19 +4,15 @@
 //! (`payload=detections`) and an annotated-frames topic; the expected numbers come from
 //! reading those topics with a bare rdkafka consumer and parsing the JSON here.
 
-use std::future::Future;
+use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use kafkavision::detections::FrameDetections;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -26,60 +22,10 @@ const FRAMES: usize = 20;
 const COUNT_THRESHOLD: f64 = 0.5;
 const CROP_THRESHOLD: f64 = 0.7;
 
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").expect(
-        "KAFKA_BROKERS is not set: run the tests through scripts/test, which starts a broker, \
-         or set KAFKA_BROKERS=host:port",
-    )
-}
-
-fn unique_name(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{nanos:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Runs a future to completion on this thread (rdkafka's admin futures are woken by its
-/// own background thread).
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
-            return value;
-        }
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
-}
-
-/// A fresh one-partition topic (tansu does not create topics on first use).
+/// A fresh one-partition topic.
 fn new_topic(prefix: &str) -> String {
-    let topic = unique_name(prefix);
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let new_topic = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results =
-        block_on(admin.create_topics([&new_topic], &options)).expect("create_topics request");
-    for result in results {
-        result.unwrap_or_else(|(name, code)| panic!("creating topic {name}: {code}"));
-    }
+    let topic = unique(prefix);
+    create_topic(&topic, 1);
     topic
 }
 
@@ -103,7 +49,7 @@ fn read_until_eos(topic: &str) -> Vec<RawRecord> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("enable.partition.eof", "false")
-        .set("group.id", unique_name("raw-reader"))
+        .set("group.id", unique("raw-reader"))
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
@@ -233,7 +179,7 @@ fn published() -> &'static Published {
 
 /// A scratch folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique_name(name));
+    let dir = std::env::temp_dir().join(unique(name));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -283,7 +229,7 @@ fn run_bin(exe: &str, args: &[&str], scratch: &Path) -> Run {
 
 fn run_counter(classes: Option<&str>, csv: &Path, scratch: &Path) -> (Run, Vec<Vec<String>>) {
     let p = published();
-    let group = unique_name("counter");
+    let group = unique("counter");
     let b = brokers();
     let mut args = vec![
         "--brokers",
@@ -462,7 +408,7 @@ fn archive_saves_each_confident_detection_as_a_crop_of_its_box() {
             &dir,
         )
     };
-    let run = archive(&unique_name("archive"));
+    let run = archive(&unique("archive"));
     assert!(
         run.stdout.contains(&format!(
             "end of stream: {FRAMES} frames, {} crops saved",
@@ -495,7 +441,7 @@ fn archive_saves_each_confident_detection_as_a_crop_of_its_box() {
     }
 
     // Another group reads the topic again: the numbering continues after the files there.
-    archive(&unique_name("archive-again"));
+    archive(&unique("archive-again"));
     let files = crops(&folder, "sports ball");
     assert_eq!(files.len(), 2 * expected.len());
     assert!(

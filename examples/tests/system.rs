@@ -5,6 +5,7 @@
 //! once by the pool, that the counter's totals match the detections published, that the
 //! archive holds the expected crops, and that the viewer serves both cameras.
 
+use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -12,62 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafkavision::detections::FrameDetections;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const FRAMES_PER_CAMERA: usize = 30;
 
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS")
-        .expect("KAFKA_BROKERS is not set: run the tests through scripts/test")
-}
-
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
-
-fn create_topic(topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = futures_block_on(admin.create_topics([&new_topic], &AdminOptions::new()));
-    for r in results.unwrap() {
-        r.unwrap();
-    }
-}
-
-/// A tiny executor for the admin client's future (it completes on its own thread).
-fn futures_block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Thread(std::thread::Thread);
-    impl Wake for Thread {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
 }
 
 /// Kills the child when dropped, so a failing test leaves nothing behind.

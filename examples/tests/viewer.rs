@@ -2,52 +2,13 @@
 //! The web viewer in headless Chromium (Debian's `chromium`): the page loads, frames
 //! arrive, and a screenshot shows the detector's boxes.
 
+use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS")
-        .expect("KAFKA_BROKERS is not set: run the tests through scripts/test")
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
-
-fn create_topic(topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    let options = AdminOptions::new();
-    let future = admin.create_topics([&new_topic], &options);
-    let mut future = std::pin::pin!(future);
-    let waker = std::task::Waker::noop();
-    let mut context = std::task::Context::from_waker(waker);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let std::task::Poll::Ready(result) = future.as_mut().poll(&mut context) {
-            for r in result.unwrap() {
-                r.unwrap();
-            }
-            return;
-        }
-        assert!(Instant::now() < deadline, "creating {topic} timed out");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 struct Viewer(Child);
 
@@ -112,7 +73,7 @@ fn png_pixels(path: &Path) -> Vec<u8> {
 fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
     gst_kafka_vision_examples::init().unwrap();
     let topic = unique("viewer-annotated");
-    create_topic(&topic);
+    create_topic(&topic, 1);
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/blob-yolov8.onnx");
     for camera in ["cam1", "cam2"] {
         let pipeline = gst::parse::launch(&format!(
