@@ -122,6 +122,11 @@ fn launch(pipeline: &str, log: &Path) -> Result<Child, String> {
     let mut command = Command::new("gst-launch-1.0");
     // -e: SIGINT becomes an end-of-stream, so kafkasink flushes before the process exits.
     command.arg("-e").arg("-q");
+    // Warnings, plus what the Kafka elements saw (rebalances, delivery trouble).
+    if std::env::var_os("GST_DEBUG").is_none() {
+        command.env("GST_DEBUG", "2,kafkasrc:4,kafkasink:4");
+        command.env("GST_DEBUG_NO_COLOR", "1");
+    }
     command.args(pipeline.split_whitespace());
     command
         .stdin(Stdio::null())
@@ -173,6 +178,8 @@ struct Check {
     out_of_order: u64,
     input_eos: bool,
     bad_records: u64,
+    /// Value bytes of every record read on both topics: what the broker keeps.
+    stored_bytes: u64,
     /// Milliseconds from capture to the checker reading the detections record.
     latencies_ms: Vec<f64>,
 }
@@ -194,6 +201,7 @@ impl Check {
     }
 
     fn frame<M: Message>(&mut self, message: &M) {
+        self.stored_bytes += message.payload().map_or(0, |p| p.len() as u64);
         let Some(envelope) = Self::envelope(message) else {
             self.bad_records += 1;
             return;
@@ -218,6 +226,7 @@ impl Check {
     }
 
     fn detection<M: Message>(&mut self, message: &M) {
+        self.stored_bytes += message.payload().map_or(0, |p| p.len() as u64);
         // The worker's end-of-stream record has no value.
         let Some(value) = message.payload().filter(|v| !v.is_empty()) else {
             return;
@@ -511,9 +520,9 @@ fn run() -> Result<(), String> {
     println!(
         "| frames published | detections records | lost | duplicated | orphan detections | \
          input sequence gaps | input out of order | bad records | max lag frames | \
-         capture → detections p50 ms | p99 ms | max ms |"
+         capture → detections p50 ms | p99 ms | max ms | MB of records on the broker |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let pct = |p: f64| {
         if steady.is_empty() {
             "-".to_string()
@@ -522,7 +531,7 @@ fn run() -> Result<(), String> {
         }
     };
     println!(
-        "| {published} | {} | {lost} | {} | {} | {} | {} | {} | {max_lag} | {} | {} | {} |",
+        "| {published} | {} | {lost} | {} | {} | {} | {} | {} | {max_lag} | {} | {} | {} | {:.0} |",
         check.detections.values().map(|n| *n as u64).sum::<u64>(),
         check.duplicated(),
         check.orphans(),
@@ -531,7 +540,8 @@ fn run() -> Result<(), String> {
         check.bad_records,
         pct(0.5),
         pct(0.99),
-        pct(1.0)
+        pct(1.0),
+        check.stored_bytes as f64 / 1e6
     );
     if !check.input_eos {
         eprintln!("soak: warning: the publisher's end-of-stream record never arrived");
