@@ -8,6 +8,8 @@
 //!  "stream": "cam1-5f3a9c0e", "camera": "cam1", "seq": 42,
 //!  "pts_ns": 1400000000, "capture_time_ns": 1763700000000000000,
 //!  "width": 1280, "height": 720,
+//!  "source": {"topic": "frames", "partition": 3, "offset": 1187,
+//!             "stream": "cam1-09b1d2aa", "seq": 1187},
 //!  "detections": [
 //!    {"label": "car", "class_id": 2, "confidence": 0.91, "inferred": true,
 //!     "box": {"x": 100.0, "y": 200.0, "width": 50.0, "height": 40.0},
@@ -18,7 +20,9 @@
 //! (`box_normalized`). `camera` is the record key the frame was published with (null if
 //! none); `capture_time_ns` the Unix time the frame entered the system (its first
 //! `kafkasink`); `inferred` is false for frames a detector skipped (`interval`), which
-//! carry the last result. Readers ignore unknown fields; a higher `version` is refused.
+//! carry the last result. `source` names the Kafka record the frame was read from (when it
+//! came through `kafkasrc`): where to fetch the frame, and the sequence number loss and
+//! duplicate checks count on. Readers ignore unknown fields; a higher `version` is refused.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,16 +33,27 @@ pub const CAPS: &str = "application/x-gkv-detections+json";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rect {
+    #[serde(deserialize_with = "number_or_null")]
     pub x: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub y: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub width: f64,
+    #[serde(deserialize_with = "number_or_null")]
     pub height: f64,
+}
+
+/// A number, or null read as NaN: JSON has no NaN or infinity and serde_json writes them as
+/// null, so one odd value from a detector must not make the whole frame unreadable.
+fn number_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     pub label: String,
     pub class_id: u32,
+    #[serde(deserialize_with = "number_or_null")]
     pub confidence: f64,
     #[serde(default = "default_true")]
     pub inferred: bool,
@@ -90,7 +105,19 @@ pub struct FrameDetections {
     pub capture_time_ns: Option<u64>,
     pub width: u32,
     pub height: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRecord>,
     pub detections: Vec<Detection>,
+}
+
+/// The Kafka record a frame was read from, and its place in the stream that wrote it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub stream: String,
+    pub seq: u64,
 }
 
 impl FrameDetections {
@@ -130,6 +157,13 @@ mod tests {
             capture_time_ns: Some(1_763_700_000_000_000_000),
             width: 1280,
             height: 720,
+            source: Some(SourceRecord {
+                topic: "frames".into(),
+                partition: 3,
+                offset: 1187,
+                stream: "cam1-09b1d2aa".into(),
+                seq: 1187,
+            }),
             detections: vec![Detection::new(
                 "car",
                 2,

@@ -48,8 +48,13 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 pub fn create_topic(topic: &str, partitions: i32) {
+    create_topic_on(&brokers(), topic, partitions)
+}
+
+/// Creates `topic` on the given brokers (e.g. a test's private broker).
+pub fn create_topic_on(brokers: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
@@ -94,20 +99,7 @@ pub fn consume_raw(
     count: usize,
     timeout: Duration,
 ) -> Vec<RawRecord> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.partition.eof", "false")
-        // librdkafka needs a group for assign(), even when nothing is committed.
-        .set("group.id", unique_name("raw-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = raw_reader(&brokers(), topic, partitions, false);
     let deadline = Instant::now() + timeout;
     let mut records = Vec::new();
     while records.len() < count {
@@ -120,7 +112,64 @@ pub fn consume_raw(
             continue;
         };
         let message = result.expect("consumer error");
-        records.push(RawRecord {
+        records.push(RawRecord::of(&message));
+    }
+    records
+}
+
+/// Reads every record of `topic` on the given brokers, from the start of each partition
+/// to its end (as it is when the reader gets there).
+pub fn consume_all_on(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Vec<RawRecord> {
+    let consumer = raw_reader(brokers, topic, partitions, true);
+    let deadline = Instant::now() + timeout;
+    let mut at_end = std::collections::HashSet::new();
+    let mut records = Vec::new();
+    while at_end.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{topic} on {brokers}: not at the end of every partition within {timeout:?} \
+             ({} records so far)",
+            records.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => records.push(RawRecord::of(&message)),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(err)) => panic!("reading {topic} on {brokers}: {err}"),
+        }
+    }
+    records
+}
+
+/// A consumer assigned to every partition of `topic` from the beginning, without a group.
+fn raw_reader(brokers: &str, topic: &str, partitions: i32, eof: bool) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.partition.eof", if eof { "true" } else { "false" })
+        // librdkafka needs a group for assign(), even when nothing is committed.
+        .set("group.id", unique_name("raw-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+impl RawRecord {
+    fn of(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
+        RawRecord {
             partition: message.partition(),
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
@@ -133,9 +182,8 @@ pub fn consume_raw(
                         .collect()
                 })
                 .unwrap_or_default(),
-        });
+        }
     }
-    records
 }
 
 /// Writes records with a bare producer; `headers` as (name, value) pairs.
@@ -236,12 +284,35 @@ pub fn collect_samples(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                store.lock().unwrap().push(sample);
+                store.lock().unwrap().push(processed(sample));
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
     samples
+}
+
+/// A copy of the sample to keep for inspection, as if the application had processed and
+/// released the original: a kept buffer from `kafkasrc` would otherwise hold its record
+/// open (`commit-after=release`) and its offset would never be committed.
+pub fn processed(sample: gst::Sample) -> gst::Sample {
+    let Some(original) = sample.buffer() else {
+        return sample;
+    };
+    let mut copy = original.copy();
+    if let Ok(mut meta) =
+        gst::meta::CustomMeta::from_mut_buffer(copy.make_mut(), gstkafka::RECORD_META)
+    {
+        meta.mut_structure().remove_field("release-token");
+    }
+    let mut builder = gst::Sample::builder()
+        .buffer(&copy)
+        .segment(sample.segment().unwrap());
+    let caps = sample.caps_owned();
+    if let Some(caps) = &caps {
+        builder = builder.caps(caps);
+    }
+    builder.build()
 }
 
 pub fn stats(element: &gst::Element) -> gst::Structure {

@@ -13,6 +13,15 @@
 //!          └─ kafkasink topic=detections payload=detections key=<camera>
 //! ```
 //!
+//! Nothing is lost if a worker dies: `kafkasrc` commits a frame's offset only once the
+//! records written from it were acknowledged by the broker, so the frames a killed worker
+//! held (at most a few per camera: every queue here is short) are read again by the group.
+//! Corrupt frames are skipped with a warning; a worker stops only on errors it cannot
+//! step over.
+//!
+//! `--fixed-cost-ms N` adds N ms per frame after detection (`identity sleep-time`), standing
+//! in for a heavier model when testing overload and scale-out.
+//!
 //! `cargo run --release -p gst-kafka-vision-examples --bin detector-worker -- --brokers B`
 
 use std::collections::HashMap;
@@ -26,7 +35,12 @@ use gst_kafka_vision_examples::{Args, init};
 const USAGE: &str =
     "usage: detector-worker --brokers HOST:PORT [--topic frames] [--group detectors]
     [--annotated-topic annotated] [--detections-topic detections] [--model models/blob-yolov8.onnx]
-    [--conf 0.25] [--threads 1] [--interval 1] [--frames N] [--stop-on-eos] [--name worker]";
+    [--conf 0.25] [--threads 1] [--interval 1] [--fixed-cost-ms 0] [--config k=v,k=v]
+    [--frames N] [--stop-on-eos] [--name worker]";
+
+/// Frames a worker holds between Kafka and its output, per stage: what a crash makes the
+/// group read again.
+const STAGE_DEPTH: u32 = 4;
 
 /// One camera's decode → detect → publish pipeline.
 struct Branch {
@@ -45,13 +59,21 @@ impl Worker {
         if !self.branches.contains_key(camera) {
             let a = &self.args;
             let brokers = a.get("brokers", "127.0.0.1:9092");
+            let fixed_cost_ms: u64 = a.number("fixed-cost-ms", 0);
+            let fixed_cost = if fixed_cost_ms > 0 {
+                format!("identity sleep-time={} ! ", fixed_cost_ms * 1000)
+            } else {
+                String::new()
+            };
             let description = format!(
-                "appsrc name=src format=time is-live=false block=true max-bytes=20000000 ! \
-                 decodebin ! videoconvert ! \
+                "appsrc name=src format=time is-live=false block=true max-buffers={STAGE_DEPTH} \
+                 max-bytes=20000000 ! decodebin ! videoconvert ! \
                  yolodetect model-location={model} conf-threshold={conf} threads={threads} \
-                 interval={interval} draw=true ! tee name=t \
-                 t. ! queue ! jpegenc quality=85 ! kafkasink brokers={brokers} topic={annotated} key={camera} \
-                 t. ! queue ! kafkasink brokers={brokers} topic={detections} key={camera} payload=detections",
+                 interval={interval} draw=true ! {fixed_cost}tee name=t \
+                 t. ! queue max-size-buffers={STAGE_DEPTH} ! jpegenc quality=85 ! \
+                 kafkasink brokers={brokers} topic={annotated} key={camera} \
+                 t. ! queue max-size-buffers={STAGE_DEPTH} ! \
+                 kafkasink brokers={brokers} topic={detections} key={camera} payload=detections",
                 model = a.get("model", "models/blob-yolov8.onnx"),
                 conf = a.get("conf", "0.25"),
                 threads = a.get("threads", "1"),
@@ -68,6 +90,13 @@ impl Worker {
                 .unwrap()
                 .downcast::<gst_app::AppSrc>()
                 .unwrap();
+            // A corrupt frame must not stop the worker: decoders skip it with a warning
+            // instead of failing after a few.
+            pipeline.connect_deep_element_added(|_, _, element| {
+                if element.find_property("max-errors").is_some() {
+                    element.set_property("max-errors", -1i32);
+                }
+            });
             pipeline
                 .set_state(gst::State::Playing)
                 .map_err(|_| format!("camera {camera}: the detection branch did not start"))?;
@@ -95,6 +124,14 @@ impl Worker {
                 _ => None,
             }
         })
+    }
+
+    /// Stops every branch at once, discarding what is queued: after an error, with the
+    /// Kafka reader already stopped, so nothing discarded counts as done.
+    fn abandon(&mut self) {
+        for (_, b) in self.branches.drain() {
+            let _ = b.pipeline.set_state(gst::State::Null);
+        }
     }
 
     /// EOS into every branch, so the sinks deliver everything, then stop them.
@@ -137,7 +174,7 @@ fn run() -> Result<(), String> {
     let limit: u64 = args.number("frames", 0);
     let reader = gst::parse::launch(&format!(
         "kafkasrc name=src brokers={brokers} topic={} group-id={} stop-on-eos={} ! \
-         appsink name=in sync=false max-buffers=4",
+         appsink name=in sync=false max-buffers={STAGE_DEPTH}",
         args.get("topic", "frames"),
         args.get("group", "detectors"),
         args.flag("stop-on-eos"),
@@ -145,6 +182,13 @@ fn run() -> Result<(), String> {
     .map_err(|e| e.to_string())?
     .downcast::<gst::Pipeline>()
     .unwrap();
+    let config = args.get("config", "");
+    if !config.is_empty() {
+        reader
+            .by_name("src")
+            .unwrap()
+            .set_property("config", &config);
+    }
     let appsink = reader
         .by_name("in")
         .unwrap()
@@ -167,9 +211,19 @@ fn run() -> Result<(), String> {
     };
     let mut frames = 0u64;
     let mut last_report = Instant::now();
+    let source = reader.by_name("src").unwrap();
+    let mut partitions_held = 0u32;
     let result = loop {
         if stop.load(Ordering::SeqCst) || (limit > 0 && frames >= limit) {
             break Ok(());
+        }
+        let held = source
+            .property::<gst::Structure>("stats")
+            .get::<u32>("partitions-assigned")
+            .unwrap_or(0);
+        if held != partitions_held {
+            partitions_held = held;
+            println!("{name}: holds {held} partition(s)");
         }
         if let Some(err) = reader_error(&reader).or_else(|| worker.branch_error()) {
             break Err(err);
@@ -184,7 +238,10 @@ fn run() -> Result<(), String> {
             continue;
         };
         let camera = camera_of(&buffer);
-        let branch = worker.branch(&camera)?;
+        let branch = match worker.branch(&camera) {
+            Ok(branch) => branch,
+            Err(err) => break Err(err),
+        };
         if branch.caps.as_ref() != Some(&caps) {
             branch.src.set_caps(Some(&caps));
             branch.caps = Some(caps);
@@ -203,8 +260,13 @@ fn run() -> Result<(), String> {
             last_report = Instant::now();
         }
     };
-    worker.finish();
-    let _ = reader.set_state(gst::State::Null);
+    if result.is_ok() {
+        worker.finish();
+        let _ = reader.set_state(gst::State::Null);
+    } else {
+        let _ = reader.set_state(gst::State::Null);
+        worker.abandon();
+    }
     println!("{name}: done, {frames} frames");
     result
 }

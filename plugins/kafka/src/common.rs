@@ -9,12 +9,14 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 use kafkavision::Flags;
-use kafkavision::client_config::ClientConfig;
-use kafkavision::detections::{Detection, FrameDetections, Rect};
+use kafkavision::client_config::{ClientConfig, is_secret_key};
+use kafkavision::detections::{Detection, FrameDetections, Rect, SourceRecord};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+
+use crate::release::{ReleaseToken, TOKEN_FIELD};
 
 pub const DEFAULT_BROKERS: &str = "localhost:9092";
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
@@ -82,13 +84,32 @@ pub fn rdkafka_config(
         config.set(*key, *value);
     }
     for (key, value) in user.entries() {
-        config.set(key, value);
+        // librdkafka's error for a setting it refuses quotes the value (seen: OAuth secrets
+        // in this build without libcurl, Java's sasl.jaas.config): a refused secret goes
+        // in masked, so the client fails with the same error minus the secret.
+        if is_secret_key(key) && !librdkafka_accepts(key, value) {
+            config.set(key, "***");
+        } else {
+            config.set(key, value);
+        }
     }
     if user.get("bootstrap.servers").is_none() {
         config.set("bootstrap.servers", brokers);
     }
-    config.set_log_level(RDKafkaLogLevel::Info);
+    // librdkafka's `debug` contexts log at debug level: without this they were dropped.
+    config.set_log_level(if user.get("debug").is_some() {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Info
+    });
     config
+}
+
+fn librdkafka_accepts(key: &str, value: &str) -> bool {
+    rdkafka::ClientConfig::new()
+        .set(key, value)
+        .create_native_config()
+        .is_ok()
 }
 
 /// Checks within `timeout` that the brokers answer and `topic` exists; returns its
@@ -244,6 +265,13 @@ pub fn add_record_meta(buffer: &mut gst::BufferRef, origin: &RecordOrigin<'_>) {
     s.set("seq", origin.seq);
 }
 
+/// Puts the token that keeps the record open into the buffer's record meta.
+pub fn attach_release_token(buffer: &mut gst::BufferRef, token: ReleaseToken) {
+    if let Ok(mut meta) = gst::meta::CustomMeta::from_mut_buffer(buffer, RECORD_META) {
+        meta.mut_structure().set(TOKEN_FIELD, token);
+    }
+}
+
 /// Where one frame came from, for its detections record.
 pub struct FrameOrigin<'a> {
     pub stream: &'a str,
@@ -291,8 +319,22 @@ pub fn frame_detections(buffer: &gst::BufferRef, origin: &FrameOrigin<'_>) -> Fr
         capture_time_ns: origin.capture_time_ns,
         width: origin.width,
         height: origin.height,
+        source: record_source(buffer),
         detections,
     }
+}
+
+/// The record a buffer was read from, from the record meta `kafkasrc` attached.
+pub fn record_source(buffer: &gst::BufferRef) -> Option<SourceRecord> {
+    let meta = gst::meta::CustomMeta::from_buffer(buffer, RECORD_META).ok()?;
+    let s = meta.structure();
+    Some(SourceRecord {
+        topic: s.get("topic").ok()?,
+        partition: s.get("partition").ok()?,
+        offset: s.get("offset").ok()?,
+        stream: s.get("stream").ok()?,
+        seq: s.get("seq").ok()?,
+    })
 }
 
 /// Attaches detections as region-of-interest metas, as `yolodetect` does.

@@ -12,6 +12,7 @@ use gst::glib;
 mod common;
 pub mod kafkasink;
 pub mod kafkasrc;
+mod release;
 
 pub use common::RECORD_META;
 

@@ -11,6 +11,13 @@
  * Defaults favour losing nothing: `acks=all`, idempotent producer, a full producer queue
  * blocks the pipeline (`queue-full=block`), undelivered records become element errors, and
  * on EOS the sink writes an end-of-stream record and waits until everything is delivered.
+ * Buffers read by `kafkasrc` stay open there until the record written from them is
+ * acknowledged, so a worker's input offsets are committed only for delivered output.
+ *
+ * Records with the same key land in one partition, in order: right for H.264, whose frames
+ * depend on each other. Independent frames (JPEG, raw) from one camera can be spread over
+ * every partition with `partitioner=round-robin`, so a consumer group of detectors shares
+ * a single fast camera.
  *
  * ## Example
  * ```sh
@@ -36,6 +43,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::common::{self, ClientLog};
+use crate::release::ReleaseToken;
 
 const DEFAULT_TOPIC: Option<&str> = None;
 const DEFAULT_KEY: Option<&str> = None;
@@ -44,6 +52,7 @@ const DEFAULT_COMPRESSION: Compression = Compression::None;
 const DEFAULT_QUEUE_FULL: QueueFullPolicy = QueueFullPolicy::Block;
 const DEFAULT_FLUSH_TIMEOUT_MS: u32 = 30_000;
 const DEFAULT_EOS_MARKER: bool = true;
+const DEFAULT_PARTITIONER: Partitioner = Partitioner::Key;
 /// librdkafka's own default; stated so the too-large error can name it.
 const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
 /// How long a blocked `render` sleeps before retrying a full queue.
@@ -111,12 +120,30 @@ pub enum Payload {
     Detections = 1,
 }
 
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSinkPartitioner")]
+pub enum Partitioner {
+    #[enum_value(
+        name = "By key: one key's records stay in one partition, in order (random without key)",
+        nick = "key"
+    )]
+    Key = 0,
+    #[enum_value(
+        name = "Round robin: frame n goes to partition n mod partitions, spreading one stream \
+                evenly (independent frames only, e.g. JPEG)",
+        nick = "round-robin"
+    )]
+    RoundRobin = 1,
+}
+
 #[derive(Debug, Clone)]
 struct Settings {
     brokers: String,
     topic: Option<String>,
     key: Option<String>,
     partition: i32,
+    partitioner: Partitioner,
     compression: Compression,
     /// The parsed `config`, or why it could not be parsed (reported by `start`).
     config: Result<ClientConfig, String>,
@@ -135,6 +162,7 @@ impl Default for Settings {
             topic: DEFAULT_TOPIC.map(String::from),
             key: DEFAULT_KEY.map(String::from),
             partition: DEFAULT_PARTITION,
+            partitioner: DEFAULT_PARTITIONER,
             compression: DEFAULT_COMPRESSION,
             config: Ok(ClientConfig::default()),
             queue_full: DEFAULT_QUEUE_FULL,
@@ -172,10 +200,14 @@ impl ClientContext for SinkContext {
     }
 }
 
-impl ProducerContext for SinkContext {
-    type DeliveryOpaque = ();
+/// A record on its way to Kafka, with the token of the `kafkasrc` record it came from (if
+/// any): the source may commit that record once this one is delivered.
+type Record<'a> = BaseRecord<'a, str, [u8], Box<Option<ReleaseToken>>>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Box<Option<ReleaseToken>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, source: Box<Option<ReleaseToken>>) {
         use rdkafka::Message;
         match result {
             Ok(message) => {
@@ -185,6 +217,9 @@ impl ProducerContext for SinkContext {
                     .fetch_add(message.payload_len() as u64, Ordering::Relaxed);
             }
             Err((err, message)) => {
+                if let Some(token) = source.as_ref() {
+                    token.mark_failed();
+                }
                 self.deliveries.failures.fetch_add(1, Ordering::Relaxed);
                 let mut first = self.deliveries.first_failure.lock().unwrap();
                 if first.is_none() {
@@ -206,6 +241,8 @@ enum State {
         topic: String,
         key: Option<String>,
         partition: Option<i32>,
+        /// Set for `partitioner=round-robin`: the topic's partition count.
+        round_robin_over: Option<i32>,
         stream_id: String,
         next_seq: u64,
         caps: Option<String>,
@@ -286,6 +323,16 @@ impl ObjectImpl for KafkaSink {
                     )
                     .minimum(-1)
                     .default_value(DEFAULT_PARTITION)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("partitioner", DEFAULT_PARTITIONER)
+                    .nick("Partitioner")
+                    .blurb(
+                        "How records are spread when partition=-1: key (by key hash; one \
+                         camera's records stay in order) or round-robin (frame n to partition n \
+                         mod partitions; lets a consumer group share one camera's independent \
+                         frames, e.g. JPEG; not for H.264).",
+                    )
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("compression", DEFAULT_COMPRESSION)
@@ -381,6 +428,7 @@ impl ObjectImpl for KafkaSink {
             "topic" => settings.topic = value.get().unwrap(),
             "key" => settings.key = value.get().unwrap(),
             "partition" => settings.partition = value.get().unwrap(),
+            "partitioner" => settings.partitioner = value.get().unwrap(),
             "compression" => settings.compression = value.get().unwrap(),
             "config" => {
                 settings.config = common::parse_config(value.get::<Option<&str>>().unwrap());
@@ -405,6 +453,7 @@ impl ObjectImpl for KafkaSink {
             "topic" => settings.topic.to_value(),
             "key" => settings.key.to_value(),
             "partition" => settings.partition.to_value(),
+            "partitioner" => settings.partitioner.to_value(),
             "compression" => settings.compression.to_value(),
             "config" => common::shown_config(&settings.config).to_value(),
             "queue-full" => settings.queue_full.to_value(),
@@ -425,6 +474,9 @@ impl ObjectImpl for KafkaSink {
         self.parent_constructed();
         // Kafka is the buffer between machines: pacing is the source's job, not ours.
         self.obj().set_sync(false);
+        // A last-sample reference would keep the newest record's source open until the next
+        // buffer, or past shutdown.
+        self.obj().set_enable_last_sample(false);
     }
 }
 
@@ -501,7 +553,7 @@ impl KafkaSink {
     fn send(
         &self,
         producer: &ThreadedProducer<SinkContext>,
-        mut record: BaseRecord<'_, str, [u8]>,
+        mut record: Record<'_>,
         policy: QueueFullPolicy,
         max_message_bytes: usize,
     ) -> Result<bool, gst::FlowError> {
@@ -619,6 +671,7 @@ impl KafkaSink {
             topic,
             key,
             partition,
+            round_robin_over,
             stream_id,
             next_seq,
             queue_full,
@@ -641,14 +694,21 @@ impl KafkaSink {
             capture_time_ns: None,
             detections: None,
         };
-        let record = build_record(topic, key.as_deref(), *partition, &envelope, &[]);
         // The EOS marker must not be dropped, whatever the policy for frames.
         let policy = if *queue_full == QueueFullPolicy::Drop {
             QueueFullPolicy::Block
         } else {
             *queue_full
         };
-        self.send(producer, record, policy, *max_message_bytes)?;
+        // Spread over every partition, the stream ends in each of them.
+        let partitions = match (*partition, *round_robin_over) {
+            (None, Some(count)) => (0..count).map(Some).collect(),
+            (fixed, _) => vec![fixed],
+        };
+        for partition in partitions {
+            let record = build_record(topic, key.as_deref(), partition, &envelope, &[], None);
+            self.send(producer, record, policy, *max_message_bytes)?;
+        }
         *next_seq += 1;
         Ok(())
     }
@@ -660,7 +720,8 @@ fn build_record<'a>(
     partition: Option<i32>,
     envelope: &Envelope,
     payload: &'a [u8],
-) -> BaseRecord<'a, str, [u8]> {
+    source: Option<ReleaseToken>,
+) -> Record<'a> {
     let header_values = envelope.to_headers();
     let mut headers = OwnedHeaders::new_with_capacity(header_values.len());
     for (name, value) in &header_values {
@@ -669,7 +730,9 @@ fn build_record<'a>(
             value: Some(value.as_str()),
         });
     }
-    let mut record = BaseRecord::to(topic).payload(payload).headers(headers);
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(source))
+        .payload(payload)
+        .headers(headers);
     if let Some(key) = key {
         record = record.key(key);
     }
@@ -775,6 +838,8 @@ impl BaseSinkImpl for KafkaSink {
             topic,
             key: settings.key,
             partition: (settings.partition >= 0).then_some(settings.partition),
+            round_robin_over: (settings.partitioner == Partitioner::RoundRobin)
+                .then_some(partitions as i32),
             stream_id,
             next_seq: 0,
             caps: None,
@@ -829,6 +894,7 @@ impl BaseSinkImpl for KafkaSink {
             topic,
             key,
             partition,
+            round_robin_over,
             stream_id,
             next_seq,
             caps,
@@ -904,7 +970,9 @@ impl BaseSinkImpl for KafkaSink {
             *next_seq,
             value.len()
         );
-        let record = build_record(topic, key.as_deref(), *partition, &envelope, value);
+        let partition = partition.or(round_robin_over.map(|n| (*next_seq % n as u64) as i32));
+        let source = ReleaseToken::of_buffer(buffer);
+        let record = build_record(topic, key.as_deref(), partition, &envelope, value, source);
         // A dropped record still uses its sequence number, so receivers see the gap.
         self.send(producer, record, *queue_full, *max_message_bytes)?;
         *next_seq += 1;

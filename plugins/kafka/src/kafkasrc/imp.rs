@@ -7,10 +7,19 @@
  * (written by other Kafka clients) are read with the `caps` property.
  *
  * Several `kafkasrc` with the same `group-id` split the topic's partitions between them,
- * each record going to one of them: that is how detectors scale out. Delivery is
- * at-least-once: a record's offset is stored for commit only after its buffer was pushed
- * downstream, and stored offsets are committed every second and on stop, so a restarted
- * group resumes where it left off (at most the one buffer in flight at stop is read again).
+ * each record going to one of them: that is how detectors scale out.
+ *
+ * ## No record lost
+ * Delivery is at-least-once. By default (`commit-after=release`) a record counts as
+ * handled only when downstream has released the last buffer that came from it: decoded
+ * frames, encoded images and tee branches carry its record meta, and a `kafkasink` keeps
+ * it until the broker acknowledged the record written from it. Offsets are committed in
+ * order every second and on stop, up to the oldest record still in flight. A worker that
+ * is killed, or whose output cannot be delivered, has not committed what it had not
+ * finished: the group's next owner of the partition reads those records again. Buffers
+ * discarded while the pipeline shuts down before end-of-stream do not count as handled
+ * (after EOS, what sinks still hold was processed). The duplicates after a crash are
+ * bounded by the records in flight plus one commit interval.
  *
  * When a stream is joined mid-way (start, or a partition gained in a rebalance), delta
  * units are skipped until that stream's next keyframe, so decoders never see a broken
@@ -53,10 +62,12 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 use crate::common::{self, ClientLog, UNIX_TIME_CAPS};
+use crate::release::OffsetTracker;
 
 const DEFAULT_START_FROM: &str = "committed";
 const DEFAULT_STOP_ON_EOS: bool = false;
 const DEFAULT_ON_BAD_RECORD: BadRecordPolicy = BadRecordPolicy::Skip;
+const DEFAULT_COMMIT_AFTER: CommitAfter = CommitAfter::Release;
 const DEFAULT_LATENCY_MS: u32 = 200;
 /// How long one `poll` may block; `unlock` is noticed within this time.
 const POLL_SLICE: Duration = Duration::from_millis(50);
@@ -75,6 +86,23 @@ pub enum BadRecordPolicy {
     Skip = 0,
     #[enum_value(name = "Fail the pipeline with an error", nick = "error")]
     Error = 1,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSrcCommitAfter")]
+pub enum CommitAfter {
+    #[enum_value(
+        name = "Downstream released every buffer made from the record (processed, or delivered \
+                by kafkasink)",
+        nick = "release"
+    )]
+    Release = 0,
+    #[enum_value(
+        name = "The buffer's push returned (records waiting in downstream queues count as done)",
+        nick = "push"
+    )]
+    Push = 1,
 }
 
 /// Where to start reading partitions that have no committed offset to go on from.
@@ -124,6 +152,7 @@ struct Settings {
     caps: Option<gst::Caps>,
     stop_on_eos: bool,
     on_bad_record: BadRecordPolicy,
+    commit_after: CommitAfter,
     connect_timeout_ms: u32,
     latency_ms: u32,
 }
@@ -139,6 +168,7 @@ impl Default for Settings {
             caps: None,
             stop_on_eos: DEFAULT_STOP_ON_EOS,
             on_bad_record: DEFAULT_ON_BAD_RECORD,
+            commit_after: DEFAULT_COMMIT_AFTER,
             connect_timeout_ms: common::DEFAULT_CONNECT_TIMEOUT_MS,
             latency_ms: DEFAULT_LATENCY_MS,
         }
@@ -167,6 +197,8 @@ struct SrcContext {
     seen_partitions: Mutex<HashSet<i32>>,
     /// Partitions gained since the streaming thread last looked.
     gained: Mutex<Vec<i32>>,
+    /// Records handed downstream and not yet released.
+    tracker: Arc<OffsetTracker>,
 }
 
 impl ClientContext for SrcContext {
@@ -206,6 +238,7 @@ impl ConsumerContext for SrcContext {
                         let _ = tpl.set_partition_offset(topic, *partition, *offset);
                     }
                 }
+                self.tracker.reset();
                 if let Err(e) = consumer.assign(tpl) {
                     gst::error!(*CAT, "Could not take the assigned partitions: {e}");
                 }
@@ -217,7 +250,15 @@ impl ConsumerContext for SrcContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 gst::info!(*CAT, "Partitions revoked");
-                // With auto commit on, librdkafka commits the stored offsets here.
+                // With auto commit on, librdkafka commits the stored offsets here: store what
+                // was released so far; what is still in flight is read again by the next
+                // owner.
+                if let Some(topic) = tpl.elements().first().map(|e| e.topic().to_string()) {
+                    for (partition, offset) in self.tracker.take_commit_points() {
+                        store_offset(consumer, &topic, partition, offset);
+                    }
+                }
+                self.tracker.reset();
                 if let Err(e) = consumer.unassign() {
                     gst::warning!(*CAT, "Could not give up the revoked partitions: {e}");
                 }
@@ -225,6 +266,7 @@ impl ConsumerContext for SrcContext {
             }
             other => {
                 gst::warning!(*CAT, "Rebalance error: {}", RDKafkaErrorCode::from(other));
+                self.tracker.reset();
                 let _ = consumer.unassign();
                 self.stats.partitions_assigned.store(0, Ordering::Relaxed);
             }
@@ -247,10 +289,11 @@ struct Started {
     consumer: BaseConsumer<SrcContext>,
     topic: String,
     grouped: bool,
-    /// The record whose buffer was handed to the base class last; its offset is stored
-    /// when `create` is called again, i.e. once the push has returned.
-    pending_store: Option<(i32, i64)>,
+    /// The record whose buffer was handed to the base class last; its push has returned
+    /// when `create` is called again.
+    pending_push: Option<(i32, i64)>,
     on_bad_record: BadRecordPolicy,
+    commit_after: CommitAfter,
     streams: Streams,
 }
 
@@ -267,6 +310,8 @@ pub struct KafkaSrc {
     settings: Mutex<Settings>,
     state: Mutex<Option<Started>>,
     stats: Mutex<Arc<Stats>>,
+    /// The running consumer's tracker, for `stats` to read without waiting for `create`.
+    tracker: Mutex<Option<Arc<OffsetTracker>>>,
     flushing: AtomicBool,
 }
 
@@ -284,6 +329,7 @@ impl Default for KafkaSrc {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
             stats: Mutex::new(Arc::new(Stats::default())),
+            tracker: Mutex::new(None),
             flushing: AtomicBool::new(false),
         }
     }
@@ -365,6 +411,15 @@ impl ObjectImpl for KafkaSrc {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("commit-after", DEFAULT_COMMIT_AFTER)
+                    .nick("Commit after")
+                    .blurb(
+                        "When a record counts as handled and its offset may be committed \
+                         (with group-id): release (downstream released every buffer made from \
+                         it, so a crash loses nothing queued) or push (the push returned).",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("connect-timeout")
                     .nick("Connect timeout")
                     .blurb(
@@ -390,7 +445,8 @@ impl ObjectImpl for KafkaSrc {
                     .blurb(
                         "Records and bytes received, buffers pushed, delta units skipped while \
                          waiting for a keyframe, bad records, end-of-stream records, sequence \
-                         gaps, rebalances and partitions assigned.",
+                         gaps, rebalances, records in flight downstream (not released yet), \
+                         records whose output failed downstream, and partitions assigned.",
                     )
                     .read_only()
                     .build(),
@@ -433,6 +489,7 @@ impl ObjectImpl for KafkaSrc {
             "caps" => settings.caps = value.get().unwrap(),
             "stop-on-eos" => settings.stop_on_eos = value.get().unwrap(),
             "on-bad-record" => settings.on_bad_record = value.get().unwrap(),
+            "commit-after" => settings.commit_after = value.get().unwrap(),
             "connect-timeout" => settings.connect_timeout_ms = value.get().unwrap(),
             "latency" => settings.latency_ms = value.get().unwrap(),
             _ => unreachable!(),
@@ -450,6 +507,7 @@ impl ObjectImpl for KafkaSrc {
             "caps" => settings.caps.to_value(),
             "stop-on-eos" => settings.stop_on_eos.to_value(),
             "on-bad-record" => settings.on_bad_record.to_value(),
+            "commit-after" => settings.commit_after.to_value(),
             "connect-timeout" => settings.connect_timeout_ms.to_value(),
             "latency" => settings.latency_ms.to_value(),
             "stats" => {
@@ -477,7 +535,7 @@ impl ObjectImpl for KafkaSrc {
                     && event.type_() == gst::EventType::Eos
                     && let Some(obj) = weak.upgrade()
                 {
-                    obj.imp().store_pending_offset();
+                    obj.imp().end_of_stream();
                 }
                 gst::PadProbeReturn::Ok
             },
@@ -529,15 +587,22 @@ enum Outcome {
 }
 
 impl KafkaSrc {
-    /// The buffer handed out last has been pushed (EOS follows it): its record is handled.
-    fn store_pending_offset(&self) {
+    /// EOS goes downstream: the buffer handed out last has been pushed.
+    fn end_of_stream(&self) {
         if let Some(state) = self.state.lock().unwrap().as_mut() {
             state.pending_pushed(&self.stats.lock().unwrap());
+            state.tracker().end_of_stream();
         }
     }
 
     fn stats(&self) -> gst::Structure {
         let stats = self.stats.lock().unwrap().clone();
+        let (in_flight, failed_downstream) = self
+            .tracker
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or((0, 0), |t| t.open_records());
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         gst::Structure::builder("kafkasrc-stats")
             .field("records-received", load(&stats.records))
@@ -548,6 +613,8 @@ impl KafkaSrc {
             .field("eos-records", load(&stats.eos_records))
             .field("sequence-gaps", load(&stats.sequence_gaps))
             .field("rebalances", load(&stats.rebalances))
+            .field("records-in-flight", in_flight)
+            .field("records-failed-downstream", failed_downstream)
             .field(
                 "partitions-assigned",
                 stats.partitions_assigned.load(Ordering::Relaxed),
@@ -968,6 +1035,7 @@ impl BaseSrcImpl for KafkaSrc {
             first_offsets: Mutex::new(None),
             seen_partitions: Mutex::new(HashSet::new()),
             gained: Mutex::new(Vec::new()),
+            tracker: OffsetTracker::new(),
         };
         let consumer: BaseConsumer<SrcContext> =
             config.create_with_context(context).map_err(|err| {
@@ -990,6 +1058,9 @@ impl BaseSrcImpl for KafkaSrc {
             .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
 
         let grouped = settings.group_id.is_some();
+        let tracker = consumer.context().tracker.clone();
+        tracker.watch_shutdown_of(self.obj().upcast_ref());
+        *self.tracker.lock().unwrap() = Some(tracker);
         if grouped {
             *consumer.context().first_offsets.lock().unwrap() = Some(offsets);
             consumer.subscribe(&[&topic]).map_err(|err| {
@@ -1029,8 +1100,9 @@ impl BaseSrcImpl for KafkaSrc {
             consumer,
             topic,
             grouped,
-            pending_store: None,
+            pending_push: None,
             on_bad_record: settings.on_bad_record,
+            commit_after: settings.commit_after,
             streams: Streams {
                 by_id: HashMap::new(),
                 current_caps: None,
@@ -1048,6 +1120,10 @@ impl BaseSrcImpl for KafkaSrc {
         // The pending record's push may not have completed: it is not stored, so it is
         // read again after a restart (at-least-once).
         let grouped = started.grouped;
+        if grouped {
+            started.tracker().stopping();
+            started.store_commit_points();
+        }
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         // Closing a group member commits and leaves the group; with the broker gone that
         // can take long, so it runs aside and `stop` waits only a bounded time.
@@ -1132,6 +1208,9 @@ impl PushSrcImpl for KafkaSrc {
         state.pending_pushed(&stats);
 
         loop {
+            if state.grouped {
+                state.store_commit_points();
+            }
             if self.flushing.load(Ordering::SeqCst) {
                 gst::debug!(CAT, imp = self, "Flushing");
                 return Err(gst::FlowError::Flushing);
@@ -1179,24 +1258,21 @@ impl PushSrcImpl for KafkaSrc {
             match result {
                 Err(why) => {
                     self.bad_record(state.on_bad_record, partition, offset, &why)?;
-                    if state.grouped {
-                        store_offset(state, partition, offset);
-                    }
+                    state.tracker().handled(partition, offset);
                 }
-                Ok(Outcome::Consumed) => {
-                    if state.grouped {
-                        store_offset(state, partition, offset);
-                    }
-                }
+                Ok(Outcome::Consumed) => state.tracker().handled(partition, offset),
                 Ok(Outcome::EndOfStream) => {
-                    if state.grouped {
-                        store_offset(state, partition, offset);
-                    }
+                    state.tracker().handled(partition, offset);
+                    state.store_commit_points();
                     gst::info!(CAT, imp = self, "Every stream has ended: EOS");
                     return Err(gst::FlowError::Eos);
                 }
-                Ok(Outcome::Push { buffer, caps }) => {
-                    state.pending_store = Some((partition, offset));
+                Ok(Outcome::Push { mut buffer, caps }) => {
+                    state.pending_push = Some((partition, offset));
+                    if state.grouped && state.commit_after == CommitAfter::Release {
+                        let token = state.tracker().hand_out(partition, offset);
+                        common::attach_release_token(buffer.make_mut(), token);
+                    }
                     if let Some((text, caps)) = caps
                         && state
                             .streams
@@ -1224,20 +1300,37 @@ impl PushSrcImpl for KafkaSrc {
 }
 
 impl Started {
-    /// The buffer handed out last has been pushed downstream: count it, and store its
-    /// record's offset for the next commit.
+    /// The buffer handed out last has been pushed downstream: count it, and with
+    /// `commit-after=push` its record is handled.
     fn pending_pushed(&mut self, stats: &Stats) {
-        if let Some((partition, offset)) = self.pending_store.take() {
+        if let Some((partition, offset)) = self.pending_push.take() {
             stats.buffers_pushed.fetch_add(1, Ordering::Relaxed);
-            if self.grouped {
-                store_offset(self, partition, offset);
+            if self.commit_after == CommitAfter::Push {
+                self.tracker().handled(partition, offset);
             }
+        }
+    }
+
+    fn tracker(&self) -> &Arc<OffsetTracker> {
+        &self.consumer.context().tracker
+    }
+
+    /// Hands every partition's new commit point to the consumer's next (auto-)commit.
+    fn store_commit_points(&self) {
+        for (partition, offset) in self.tracker().take_commit_points() {
+            gst::trace!(CAT, "Partition {partition} handled up to offset {offset}");
+            store_offset(&self.consumer, &self.topic, partition, offset);
         }
     }
 }
 
-fn store_offset(state: &Started, partition: i32, offset: i64) {
-    if let Err(err) = state.consumer.store_offset(&state.topic, partition, offset) {
+fn store_offset<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) {
+    if let Err(err) = consumer.store_offset(topic, partition, offset) {
         // E.g. the partition was revoked meanwhile; its new owner reads it again.
         gst::debug!(
             CAT,
