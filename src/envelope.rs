@@ -21,6 +21,7 @@
 //! | `gkv-capture-time`| Unix time in ns the frame entered the system: its first `kafkasink`, carried on by later hops |
 //! | `gkv-detections`  | the frame's detections as `gkv.detections` JSON (see `detections`), when it has any |
 //!
+//! Times are below 2^64-1 (GStreamer's "no time"), which readers refuse.
 //! Readers ignore headers they do not know, so later minor additions stay compatible; a
 //! record whose `gkv-version` is higher than [`ENVELOPE_VERSION`] is refused.
 
@@ -286,12 +287,12 @@ impl Envelope {
             stream_id: stream_id.ok_or(EnvelopeError::Missing(header::STREAM))?,
             seq: number(header::SEQ, seq)?.ok_or(EnvelopeError::Missing(header::SEQ))?,
             caps,
-            pts: number(header::PTS, pts)?,
-            dts: number(header::DTS, dts)?,
-            duration: number(header::DURATION, duration)?,
+            pts: time(header::PTS, pts)?,
+            dts: time(header::DTS, dts)?,
+            duration: time(header::DURATION, duration)?,
             flags: flags.as_deref().map(Flags::parse).unwrap_or_default(),
-            sink_time_ns: number(header::SINK_TIME, sink_time_ns)?,
-            capture_time_ns: number(header::CAPTURE_TIME, capture_time_ns)?,
+            sink_time_ns: time(header::SINK_TIME, sink_time_ns)?,
+            capture_time_ns: time(header::CAPTURE_TIME, capture_time_ns)?,
             detections,
         }))
     }
@@ -313,6 +314,18 @@ fn number(header: &'static str, value: Option<String>) -> Result<Option<u64>, En
                 .map_err(|_| EnvelopeError::Invalid { header, value: v })
         })
         .transpose()
+}
+
+/// A time in ns. u64::MAX is GStreamer's "no time": no writer sends it, and a reader that
+/// built a `gst::ClockTime` from it would panic.
+fn time(header: &'static str, value: Option<String>) -> Result<Option<u64>, EnvelopeError> {
+    match number(header, value)? {
+        Some(u64::MAX) => Err(EnvelopeError::Invalid {
+            header,
+            value: u64::MAX.to_string(),
+        }),
+        t => Ok(t),
+    }
 }
 
 #[cfg(test)]

@@ -68,7 +68,13 @@ impl ClientContext for ClientLog {
 
     fn error(&self, error: KafkaError, reason: &str) {
         gst::warning!(self.cat, "librdkafka error: {error}: {reason}");
-        *self.last_error.lock().unwrap() = Some(format!("{error}: {reason}"));
+        // "All brokers down" follows the error that says why (TLS handshake, SASL, refused
+        // connection): keep that one for the element's error message.
+        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        let mut last_error = self.last_error.lock().unwrap();
+        if !(all_down && last_error.is_some()) {
+            *last_error = Some(format!("{error}: {reason}"));
+        }
     }
 }
 
