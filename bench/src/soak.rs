@@ -421,23 +421,23 @@ fn run() -> Result<(), String> {
             (&mut publisher, "publisher", &publisher_log),
             (&mut worker, "worker", &worker_log),
         ] {
-            if publisher_stopped.is_none() || name == "worker" {
-                if let Ok(Some(status)) = child.try_wait() {
-                    failure = Some(format!(
-                        "the {name} exited early ({status}); {}:\n{}",
-                        log.display(),
-                        log_tail(log)
-                    ));
-                }
+            // The publisher is expected to exit once it has been told to stop.
+            let may_exit = publisher_stopped.is_some() && name == "publisher";
+            if !may_exit && let Ok(Some(status)) = child.try_wait() {
+                failure = Some(format!(
+                    "the {name} exited early ({status}); {}:\n{}",
+                    log.display(),
+                    log_tail(log)
+                ));
             }
         }
         if failure.is_some() {
             break;
         }
-        if let Some(stopped) = publisher_stopped {
-            if check.caught_up() || now - stopped > options.drain {
-                break;
-            }
+        if let Some(stopped) = publisher_stopped
+            && (check.caught_up() || now - stopped > options.drain)
+        {
+            break;
         }
         if let Some(message) = reader.poll(Duration::from_millis(20)) {
             let message = message.map_err(|e| format!("reading: {e}"))?;
