@@ -16,8 +16,8 @@
 //! Nothing is lost if a worker dies: `kafkasrc` commits a frame's offset only once the
 //! records written from it were acknowledged by the broker, so the frames a killed worker
 //! held (at most a few per camera: every queue here is short) are read again by the group.
-//! Corrupt frames are skipped with a warning; a worker stops only on errors it cannot
-//! step over.
+//! Corrupt frames are skipped (GStreamer 1.22 decoders default to `max-errors=-1`); a
+//! worker stops only on errors it cannot step over.
 //!
 //! `--fixed-cost-ms N` adds N ms per frame after detection (`identity sleep-time`), standing
 //! in for a heavier model when testing overload and scale-out.
@@ -61,7 +61,11 @@ impl Worker {
             let brokers = a.get("brokers", "127.0.0.1:9092");
             let fixed_cost_ms: u64 = a.number("fixed-cost-ms", 0);
             let fixed_cost = if fixed_cost_ms > 0 {
-                format!("identity sleep-time={} ! ", fixed_cost_ms * 1000)
+                // Its own thread, so the fixed cost is all a frame costs.
+                format!(
+                    "queue max-size-buffers={STAGE_DEPTH} ! identity sleep-time={} ! ",
+                    fixed_cost_ms * 1000
+                )
             } else {
                 String::new()
             };
@@ -90,13 +94,6 @@ impl Worker {
                 .unwrap()
                 .downcast::<gst_app::AppSrc>()
                 .unwrap();
-            // A corrupt frame must not stop the worker: decoders skip it with a warning
-            // instead of failing after a few.
-            pipeline.connect_deep_element_added(|_, _, element| {
-                if element.find_property("max-errors").is_some() {
-                    element.set_property("max-errors", -1i32);
-                }
-            });
             pipeline
                 .set_state(gst::State::Playing)
                 .map_err(|_| format!("camera {camera}: the detection branch did not start"))?;
