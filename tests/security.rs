@@ -279,10 +279,26 @@ fn secrets_stay_out_of_logs_and_error_messages() {
 
 // ---- brokers of our own -----------------------------------------------------------------
 
-fn tempdir(prefix: &str) -> PathBuf {
+/// A fresh folder, removed when dropped (the level-9 debug log is large).
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn tempdir(prefix: &str) -> TempDir {
     let dir = std::env::temp_dir().join(support::unique_name(prefix));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 fn free_port() -> u16 {
