@@ -295,6 +295,11 @@ struct Started {
     on_bad_record: BadRecordPolicy,
     commit_after: CommitAfter,
     streams: Streams,
+    /// Set when `config` lowers the fetch limits: a record larger than them may never be
+    /// delivered (some brokers do not send an oversized first record), which is checked
+    /// after this long without records.
+    fetch_limits: Option<(String, Duration)>,
+    last_record: std::time::Instant,
 }
 
 /// What turning records into buffers needs to remember.
@@ -950,9 +955,7 @@ fn check_payload(caps: &gst::Caps, payload: &[u8]) -> Result<(), String> {
         return Ok(());
     };
     match s.name().as_str() {
-        "image/jpeg" if !payload.starts_with(&[0xFF, 0xD8]) => {
-            Err("caps say image/jpeg but the value does not start with a JPEG SOI marker".into())
-        }
+        "image/jpeg" => check_jpeg(payload),
         kafkavision::detections::CAPS => FrameDetections::from_json(payload).map(|_| ()),
         "video/x-raw" => match gst_video::VideoInfo::from_caps(caps) {
             Ok(info) if payload.len() < info.size() => Err(format!(
@@ -967,6 +970,26 @@ fn check_payload(caps: &gst::Caps, payload: &[u8]) -> Result<(), String> {
         },
         _ => Ok(()),
     }
+}
+
+/// A whole JPEG: the SOI marker, a marker segment after it, and the EOI marker at the end
+/// (zero padding after it allowed). Catches garbage and truncated frames, which decoders
+/// would drop silently or decode half grey.
+fn check_jpeg(payload: &[u8]) -> Result<(), String> {
+    if !payload.starts_with(&[0xFF, 0xD8]) {
+        return Err("caps say image/jpeg but the value does not start with a JPEG SOI marker".into());
+    }
+    if payload.get(2) != Some(&0xFF) {
+        return Err("JPEG SOI marker is not followed by a marker segment (corrupt data)".into());
+    }
+    let end = payload.iter().rposition(|b| *b != 0).unwrap_or(0);
+    if end < 3 || payload[end - 1..=end] != [0xFF, 0xD9] {
+        return Err(format!(
+            "JPEG value of {} bytes does not end with an EOI marker (truncated?)",
+            payload.len()
+        ));
+    }
+    Ok(())
 }
 
 impl BaseSrcImpl for KafkaSrc {
@@ -1103,6 +1126,12 @@ impl BaseSrcImpl for KafkaSrc {
             pending_push: None,
             on_bad_record: settings.on_bad_record,
             commit_after: settings.commit_after,
+            fetch_limits: ["fetch.max.bytes", "max.partition.fetch.bytes"]
+                .iter()
+                .filter_map(|key| user_config.get(key).map(|v| format!("{key}={v}")))
+                .reduce(|a, b| format!("{a}, {b}"))
+                .map(|limits| (limits, timeout)),
+            last_record: std::time::Instant::now(),
             streams: Streams {
                 by_id: HashMap::new(),
                 current_caps: None,
@@ -1228,7 +1257,13 @@ impl PushSrcImpl for KafkaSrc {
 
             let (partition, offset, result) = {
                 let message = match state.consumer.poll(POLL_SLICE) {
-                    None => continue,
+                    None => {
+                        if let Some(why) = state.undelivered_records() {
+                            gst::element_imp_error!(self, gst::ResourceError::Read, ("{why}"));
+                            return Err(gst::FlowError::Error);
+                        }
+                        continue;
+                    }
                     Some(Ok(message)) => message,
                     Some(Err(err)) => {
                         if let KafkaError::MessageConsumption(
@@ -1247,6 +1282,7 @@ impl PushSrcImpl for KafkaSrc {
                         continue;
                     }
                 };
+                state.last_record = std::time::Instant::now();
                 stats.records.fetch_add(1, Ordering::Relaxed);
                 stats
                     .bytes
@@ -1268,18 +1304,29 @@ impl PushSrcImpl for KafkaSrc {
                     return Err(gst::FlowError::Eos);
                 }
                 Ok(Outcome::Push { mut buffer, caps }) => {
+                    let caps = caps.filter(|(text, _)| {
+                        state
+                            .streams
+                            .current_caps
+                            .as_ref()
+                            .is_none_or(|(current, _)| current != text)
+                    });
+                    // Caps nothing downstream takes would stop the pipeline, and a group
+                    // would read the record again after every restart: one bad record.
+                    if let Some((_, caps)) = &caps
+                        && !self.obj().static_pad("src").unwrap().peer_query_accept_caps(caps)
+                    {
+                        let why = format!("downstream does not accept caps {caps}");
+                        self.bad_record(state.on_bad_record, partition, offset, &why)?;
+                        state.tracker().handled(partition, offset);
+                        continue;
+                    }
                     state.pending_push = Some((partition, offset));
                     if state.grouped && state.commit_after == CommitAfter::Release {
                         let token = state.tracker().hand_out(partition, offset);
                         common::attach_release_token(buffer.make_mut(), token);
                     }
-                    if let Some((text, caps)) = caps
-                        && state
-                            .streams
-                            .current_caps
-                            .as_ref()
-                            .is_none_or(|(t, _)| *t != text)
-                    {
+                    if let Some((text, caps)) = caps {
                         gst::debug!(CAT, imp = self, "New caps {caps}");
                         state.streams.current_caps = Some((text, caps.clone()));
                         drop(guard);
@@ -1309,6 +1356,36 @@ impl Started {
                 self.tracker().handled(partition, offset);
             }
         }
+    }
+
+    /// With lowered fetch limits and no record for a while: a partition whose records are
+    /// not arriving, described with the setting to raise.
+    fn undelivered_records(&mut self) -> Option<String> {
+        let (limits, after) = self.fetch_limits.as_ref()?;
+        if self.last_record.elapsed() < *after {
+            return None;
+        }
+        self.last_record = std::time::Instant::now();
+        let positions = self.consumer.position().ok()?;
+        positions.elements().iter().find_map(|e| {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, e.partition(), Duration::from_secs(2))
+                .ok()?;
+            let position = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            (high > position).then(|| {
+                format!(
+                    "Partition {} of '{}' has records at offsets {position}..{high} that the \
+                     broker does not deliver; one is probably larger than the fetch limits \
+                     ({limits}): raise fetch.max.bytes / max.partition.fetch.bytes in 'config'",
+                    e.partition(),
+                    self.topic
+                )
+            })
+        })
     }
 
     fn tracker(&self) -> &Arc<OffsetTracker> {
