@@ -322,7 +322,10 @@ mod faults {
             assert!(Instant::now() < deadline, "stats: {}", stats(&sink));
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(stats(&sink).get::<u32>("queue-depth").unwrap(), 5);
+        // The depth is librdkafka's out-queue length: the 5 queued records plus any client
+        // events (e.g. connection errors) not served yet.
+        let depth = stats(&sink).get::<u32>("queue-depth").unwrap();
+        assert!(depth >= 5, "queue-depth {depth}");
         pipeline.set_state(gst::State::Null).unwrap();
     }
 

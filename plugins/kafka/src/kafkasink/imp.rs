@@ -39,7 +39,9 @@ use kafkavision::{Envelope, RecordKind};
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::common::{self, ClientLog};
@@ -633,7 +635,15 @@ impl KafkaSink {
         timeout: Duration,
     ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
+        let deliveries = self.deliveries.lock().unwrap().clone();
         while producer.in_flight_count() > 0 {
+            // Once a record failed the run has failed: waiting for the rest (each up to
+            // message.timeout.ms) only delays the error. Purged records count as failed.
+            if deliveries.failures.load(Ordering::Relaxed) > 0 {
+                producer.purge(PurgeConfig::default().queue().inflight());
+                let _ = producer.flush(Duration::from_millis(100));
+                break;
+            }
             let now = Instant::now();
             if now >= deadline {
                 let waiting = producer.in_flight_count();
@@ -657,7 +667,6 @@ impl KafkaSink {
             }
             let _ = producer.flush((deadline - now).min(Duration::from_millis(50)));
         }
-        let deliveries = self.deliveries.lock().unwrap().clone();
         match Self::delivery_failure(&deliveries, topic) {
             Some(err) => Err(err),
             None => Ok(()),
@@ -770,6 +779,8 @@ impl BaseSinkImpl for KafkaSink {
             ("enable.idempotence", "true"),
             ("compression.codec", settings.compression.codec()),
             ("linger.ms", "5"),
+            // Back within a second of a broker restart, not librdkafka's 10 s backoff.
+            ("reconnect.backoff.max.ms", "1000"),
         ];
         let config = common::rdkafka_config(&settings.brokers, &defaults, &user_config);
         gst::info!(

@@ -977,7 +977,9 @@ fn check_payload(caps: &gst::Caps, payload: &[u8]) -> Result<(), String> {
 /// would drop silently or decode half grey.
 fn check_jpeg(payload: &[u8]) -> Result<(), String> {
     if !payload.starts_with(&[0xFF, 0xD8]) {
-        return Err("caps say image/jpeg but the value does not start with a JPEG SOI marker".into());
+        return Err(
+            "caps say image/jpeg but the value does not start with a JPEG SOI marker".into(),
+        );
     }
     if payload.get(2) != Some(&0xFF) {
         return Err("JPEG SOI marker is not followed by a marker segment (corrupt data)".into());
@@ -1031,6 +1033,8 @@ impl BaseSrcImpl for KafkaSrc {
             ("auto.offset.reset", reset),
             // Low latency while idle; a busy stream is fetched without waiting anyway.
             ("fetch.wait.max.ms", "20"),
+            // Back within a second of a broker restart, not librdkafka's 10 s backoff.
+            ("reconnect.backoff.max.ms", "1000"),
         ];
         // librdkafka's assign() needs a group id even when nothing is committed: a
         // throw-away one, with commits off, when no group was asked for.
@@ -1314,7 +1318,11 @@ impl PushSrcImpl for KafkaSrc {
                     // Caps nothing downstream takes would stop the pipeline, and a group
                     // would read the record again after every restart: one bad record.
                     if let Some((_, caps)) = &caps
-                        && !self.obj().static_pad("src").unwrap().peer_query_accept_caps(caps)
+                        && !self
+                            .obj()
+                            .static_pad("src")
+                            .unwrap()
+                            .peer_query_accept_caps(caps)
                     {
                         let why = format!("downstream does not accept caps {caps}");
                         self.bad_record(state.on_bad_record, partition, offset, &why)?;
