@@ -787,7 +787,7 @@ impl KafkaSrc {
                 .fetch_add(1, Ordering::Relaxed);
             discont = true;
         }
-        stream.next_seq = envelope.seq + 1;
+        stream.next_seq = envelope.seq.wrapping_add(1);
         stream.partition = partition;
 
         let Some(caps) = caps else {
@@ -836,7 +836,11 @@ impl KafkaSrc {
             .ts_offset
             .get_or_insert_with(|| now - reference.map_or(now, |r| r as i128));
         let shift = |t: Option<u64>| {
-            t.map(|t| gst::ClockTime::from_nseconds((t as i128 + ts_offset).max(0) as u64))
+            // Clamped below GST_CLOCK_TIME_NONE, which ClockTime refuses.
+            t.map(|t| {
+                let shifted = (t as i128 + ts_offset).clamp(0, (u64::MAX - 1) as i128);
+                gst::ClockTime::from_nseconds(shifted as u64)
+            })
         };
 
         let mut buffer = gst::Buffer::from_mut_slice(payload.to_vec());
