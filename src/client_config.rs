@@ -4,6 +4,10 @@
 //! A comma inside a value is written `\,` (e.g. `ssl.cipher.suites=A\,B`). Values of keys
 //! that hold secrets are never shown back: [`ClientConfig::redacted`] masks them, and it is
 //! what the elements log and return when the property is read.
+//!
+//! A value written `${NAME}` is read from the environment variable `NAME` when the element
+//! starts (e.g. `sasl.password=${KAFKA_PASSWORD}`), so a secret need not appear in a
+//! gst-launch line, which GStreamer itself logs at debug level and `ps` shows.
 
 use std::fmt;
 
@@ -83,6 +87,36 @@ impl ClientConfig {
         self.entries.is_empty()
     }
 
+    /// The settings with every `${NAME}` value replaced by the environment variable `NAME`;
+    /// the error names the variable and the key (never a value).
+    pub fn with_environment(&self) -> Result<ClientConfig, ConfigError> {
+        self.with_variables(|name| std::env::var(name).ok())
+    }
+
+    fn with_variables(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<ClientConfig, ConfigError> {
+        let entries = self
+            .entries
+            .iter()
+            .map(|(key, value)| {
+                let Some(name) = value
+                    .strip_prefix("${")
+                    .and_then(|rest| rest.strip_suffix('}'))
+                else {
+                    return Ok((key.clone(), value.clone()));
+                };
+                lookup(name).map(|v| (key.clone(), v)).ok_or_else(|| {
+                    ConfigError(format!(
+                        "environment variable {name} (for {key}) is not set"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ClientConfig { entries })
+    }
+
     /// The settings as `key=value,...` with secret values replaced by `***`.
     pub fn redacted(&self) -> String {
         self.entries
@@ -129,6 +163,21 @@ fn split_unescaped_commas(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_from_the_environment() {
+        let config = ClientConfig::parse("sasl.password=${KV_SECRET},linger.ms=5").unwrap();
+        let lookup = |name: &str| (name == "KV_SECRET").then(|| "s3cr3t".to_string());
+        let resolved = config.with_variables(lookup).unwrap();
+        assert_eq!(resolved.get("sasl.password"), Some("s3cr3t"));
+        assert_eq!(resolved.get("linger.ms"), Some("5"));
+        assert_eq!(config.redacted(), "sasl.password=***,linger.ms=5");
+        let missing = ClientConfig::parse("sasl.password=${KV_NOPE}").unwrap();
+        assert_eq!(
+            missing.with_variables(lookup).unwrap_err().to_string(),
+            "environment variable KV_NOPE (for sasl.password) is not set"
+        );
+    }
 
     #[test]
     fn parses_entries_in_order_with_escaped_commas() {

@@ -208,6 +208,41 @@ fn secrets_in_config_are_never_read_back() {
     assert!(shown.contains("sasl.username=bob") && shown.contains("sasl.password=***"));
 }
 
+/// Secrets can stay out of launch lines (which GStreamer logs at debug level): `${NAME}`
+/// reads an environment variable, and a missing one is a start error naming it.
+#[test]
+fn config_values_come_from_the_environment() {
+    init();
+    let topic = new_topic("sink-env", 1);
+    let pipeline = launch(&format!(
+        "videotestsrc num-buffers=2 ! jpegenc ! kafkasink brokers={} topic={topic} \
+         config=sasl.password=${{GKV_TEST_UNSET_SECRET}}",
+        brokers()
+    ));
+    match run_until_end(&pipeline, Duration::from_secs(30)) {
+        Ended::Error(err) => assert!(
+            err.contains(
+                "environment variable GKV_TEST_UNSET_SECRET (for sasl.password) is not set"
+            ),
+            "{err}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // A variable that is set is used: here for a harmless setting the run depends on.
+    // SAFETY: no other thread of this test binary reads this variable.
+    unsafe { std::env::set_var("GKV_TEST_LINGER_MS", "1") };
+    let pipeline = launch(&format!(
+        "videotestsrc num-buffers=2 ! jpegenc ! kafkasink brokers={} topic={topic} \
+         config=linger.ms=${{GKV_TEST_LINGER_MS}}",
+        brokers()
+    ));
+    assert!(matches!(
+        run_until_end(&pipeline, Duration::from_secs(30)),
+        Ended::Eos
+    ));
+    assert_eq!(consume_raw(&topic, 1, 3, Duration::from_secs(10)).len(), 3);
+}
+
 #[test]
 fn caps_changes_travel_with_the_records() {
     let topic = new_topic("sink-caps-change", 1);

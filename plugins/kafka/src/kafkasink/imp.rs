@@ -773,6 +773,13 @@ impl BaseSinkImpl for KafkaSink {
                 ("Invalid 'config' property: {err}")
             )
         })?;
+        // Logged as written (`${NAME}`); the client gets the environment's values.
+        let client_config = user_config.with_environment().map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Invalid 'config' property: {err}")
+            )
+        })?;
 
         let defaults = [
             ("acks", "all"),
@@ -782,7 +789,7 @@ impl BaseSinkImpl for KafkaSink {
             // Back within a second of a broker restart, not librdkafka's 10 s backoff.
             ("reconnect.backoff.max.ms", "1000"),
         ];
-        let config = common::rdkafka_config(&settings.brokers, &defaults, &user_config);
+        let config = common::rdkafka_config(&settings.brokers, &defaults, &client_config);
         gst::info!(
             CAT,
             imp = self,
@@ -825,7 +832,7 @@ impl BaseSinkImpl for KafkaSink {
             ));
         }
 
-        let max_message_bytes = user_config
+        let max_message_bytes = client_config
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES);

@@ -1013,6 +1013,13 @@ impl BaseSrcImpl for KafkaSrc {
                 ("Invalid 'config' property: {err}")
             )
         })?;
+        // Logged as written (`${NAME}`); the client gets the environment's values.
+        let client_config = user_config.with_environment().map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Invalid 'config' property: {err}")
+            )
+        })?;
         let start_from: StartFrom = settings
             .start_from
             .parse()
@@ -1047,7 +1054,7 @@ impl BaseSrcImpl for KafkaSrc {
             Some(group) => defaults.push(("group.id", group)),
             None => defaults.push(("group.id", &private_group)),
         }
-        let config = common::rdkafka_config(&settings.brokers, &defaults, &user_config);
+        let config = common::rdkafka_config(&settings.brokers, &defaults, &client_config);
         gst::info!(
             CAT,
             imp = self,
@@ -1136,7 +1143,7 @@ impl BaseSrcImpl for KafkaSrc {
             commit_after: settings.commit_after,
             fetch_limits: ["fetch.max.bytes", "max.partition.fetch.bytes"]
                 .iter()
-                .filter_map(|key| user_config.get(key).map(|v| format!("{key}={v}")))
+                .filter_map(|key| client_config.get(key).map(|v| format!("{key}={v}")))
                 .reduce(|a, b| format!("{a}, {b}"))
                 .map(|limits| (limits, timeout)),
             last_record: std::time::Instant::now(),
