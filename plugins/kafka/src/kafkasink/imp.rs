@@ -180,6 +180,8 @@ impl Default for Settings {
 /// Delivery results, written by librdkafka's callback thread and read by the element.
 #[derive(Default)]
 struct Deliveries {
+    /// Records handed to librdkafka; minus delivered and failed, those still on their way.
+    queued: AtomicU64,
     records: AtomicU64,
     bytes: AtomicU64,
     failures: AtomicU64,
@@ -561,7 +563,14 @@ impl KafkaSink {
     ) -> Result<bool, gst::FlowError> {
         loop {
             match producer.send(record) {
-                Ok(()) => return Ok(true),
+                Ok(()) => {
+                    self.deliveries
+                        .lock()
+                        .unwrap()
+                        .queued
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(true);
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     match policy {
                         QueueFullPolicy::Block => {
@@ -636,7 +645,17 @@ impl KafkaSink {
     ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let deliveries = self.deliveries.lock().unwrap().clone();
-        while producer.in_flight_count() > 0 {
+        // Our own count: librdkafka's out-queue length also counts client events, which
+        // never drain while `debug` logging streams them.
+        let undelivered = || {
+            let done = deliveries.records.load(Ordering::Relaxed)
+                + deliveries.failures.load(Ordering::Relaxed);
+            deliveries
+                .queued
+                .load(Ordering::Relaxed)
+                .saturating_sub(done)
+        };
+        while undelivered() > 0 {
             // Once a record failed the run has failed: waiting for the rest (each up to
             // message.timeout.ms) only delays the error. Purged records count as failed.
             if deliveries.failures.load(Ordering::Relaxed) > 0 {
@@ -646,7 +665,7 @@ impl KafkaSink {
             }
             let now = Instant::now();
             if now >= deadline {
-                let waiting = producer.in_flight_count();
+                let waiting = undelivered();
                 let reason = producer
                     .context()
                     .log
@@ -662,7 +681,7 @@ impl KafkaSink {
             if self.flushing.load(Ordering::SeqCst) {
                 return Err(format!(
                     "flush interrupted with {} record(s) undelivered",
-                    producer.in_flight_count()
+                    undelivered()
                 ));
             }
             let _ = producer.flush((deadline - now).min(Duration::from_millis(50)));
