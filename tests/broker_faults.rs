@@ -451,18 +451,14 @@ fn a_broker_restart_mid_stream_loses_no_frame() {
     assert!(consumed.unexpected.is_empty(), "{consumed:?}");
 }
 
-#[test]
-fn an_outage_longer_than_message_timeout_fails_loudly_and_counts_every_frame() {
-    init();
-    let broker = PrivateBroker::start(None);
-    let topic = broker.create_topic("faults-timeout", 1);
-    let mut publisher = Running::launch(&camera(
-        &broker.address,
-        &topic,
-        // No end-of-stream record: after the error, videotestsrc sends EOS, and the record
-        // kafkasink would then queue (and fail too) must not blur the count of frames.
-        "eos-marker=false config=message.timeout.ms=3000",
-    ));
+/// A live camera into `topic`, playing and past its first 30 delivered frames, with its
+/// sink and the count of frames that reached the sink.
+fn camera_delivering(
+    broker: &PrivateBroker,
+    topic: &str,
+    sink_properties: &str,
+) -> (Running, gst::Element, Arrivals) {
+    let mut publisher = Running::launch(&camera(&broker.address, topic, sink_properties));
     let sink = publisher.element("sink");
     let offered = Arrivals::at_sink_pad(&sink);
     publisher.play();
@@ -470,6 +466,21 @@ fn an_outage_longer_than_message_timeout_fails_loudly_and_counts_every_frame() {
         stat_u64(&sink, "records-sent") >= 30
     });
     publisher.assert_no_error("the camera pipeline, before the outage");
+    (publisher, sink, offered)
+}
+
+#[test]
+fn an_outage_longer_than_message_timeout_fails_loudly_and_counts_every_frame() {
+    init();
+    let broker = PrivateBroker::start(None);
+    let topic = broker.create_topic("faults-timeout", 1);
+    let (mut publisher, sink, offered) = camera_delivering(
+        &broker,
+        &topic,
+        // No end-of-stream record: after the error, videotestsrc sends EOS, and the record
+        // kafkasink would then queue (and fail too) must not blur the count of frames.
+        "eos-marker=false config=message.timeout.ms=3000",
+    );
 
     let down = Instant::now();
     broker.kill();
@@ -529,18 +540,11 @@ fn a_full_queue_blocks_the_live_camera_until_the_broker_is_back() {
     init();
     let broker = PrivateBroker::start(None);
     let topic = broker.create_topic("faults-block", 1);
-    let mut publisher = Running::launch(&camera(
-        &broker.address,
+    let (mut publisher, sink, offered) = camera_delivering(
+        &broker,
         &topic,
         "queue-full=block config=queue.buffering.max.messages=10",
-    ));
-    let sink = publisher.element("sink");
-    let offered = Arrivals::at_sink_pad(&sink);
-    publisher.play();
-    wait_for("30 frames delivered", Duration::from_secs(60), || {
-        stat_u64(&sink, "records-sent") >= 30
-    });
-    publisher.assert_no_error("the camera pipeline, before the outage");
+    );
 
     let down = Instant::now();
     broker.kill();

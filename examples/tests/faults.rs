@@ -87,8 +87,7 @@ fn worker(name: &str, topics: &Topics, group: &str, extra: &[&str]) -> Running {
         name,
     ];
     args.extend_from_slice(extra);
-    // The binary's name is static; leak the worker name for Running's messages.
-    Running::start("detector-worker", &args).named(Box::leak(name.to_string().into_boxed_str()))
+    Running::start("detector-worker", &args).named(name)
 }
 
 /// Waits until every worker prints that it holds partitions, and they hold all of them.

@@ -23,7 +23,7 @@ pub fn repo() -> &'static Path {
 /// read in the background and kept, line by line.
 pub struct Running {
     pub child: Child,
-    name: &'static str,
+    name: String,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -44,12 +44,16 @@ impl Running {
                 store.lock().unwrap().push(line);
             }
         });
-        Running { child, name, lines }
+        Running {
+            child,
+            name: name.to_string(),
+            lines,
+        }
     }
 
     /// The name failures are reported under, e.g. one worker among several.
-    pub fn named(mut self, name: &'static str) -> Running {
-        self.name = name;
+    pub fn named(mut self, name: &str) -> Running {
+        self.name = name.to_string();
         self
     }
 

@@ -564,11 +564,8 @@ impl KafkaSink {
         loop {
             match producer.send(record) {
                 Ok(()) => {
-                    self.deliveries
-                        .lock()
-                        .unwrap()
-                        .queued
-                        .fetch_add(1, Ordering::Relaxed);
+                    let deliveries = &producer.context().deliveries;
+                    deliveries.queued.fetch_add(1, Ordering::Relaxed);
                     return Ok(true);
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
@@ -644,7 +641,7 @@ impl KafkaSink {
         timeout: Duration,
     ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let deliveries = self.deliveries.lock().unwrap().clone();
+        let deliveries = &producer.context().deliveries;
         // Our own count: librdkafka's out-queue length also counts client events, which
         // never drain while `debug` logging streams them.
         let undelivered = || {
@@ -686,7 +683,7 @@ impl KafkaSink {
             }
             let _ = producer.flush((deadline - now).min(Duration::from_millis(50)));
         }
-        match Self::delivery_failure(&deliveries, topic) {
+        match Self::delivery_failure(deliveries, topic) {
             Some(err) => Err(err),
             None => Ok(()),
         }
