@@ -65,7 +65,7 @@ impl PartitionProgress {
             .min()
             .copied();
         match oldest_open {
-            Some(open) => (open - 1 >= self.first_seen?).then_some(open - 1),
+            Some(open) => (open > self.first_seen?).then_some(open - 1),
             None => self.highest_seen,
         }
     }
