@@ -57,47 +57,17 @@ struct Worker {
 impl Worker {
     fn branch(&mut self, camera: &str) -> Result<&mut Branch, String> {
         if !self.branches.contains_key(camera) {
-            let a = &self.args;
-            let brokers = a.get("brokers", "127.0.0.1:9092");
-            let fixed_cost_ms: u64 = a.number("fixed-cost-ms", 0);
-            let fixed_cost = if fixed_cost_ms > 0 {
-                // Its own thread, so the fixed cost is all a frame costs.
-                format!(
-                    "queue max-size-buffers={STAGE_DEPTH} ! identity sleep-time={} ! ",
-                    fixed_cost_ms * 1000
-                )
-            } else {
-                String::new()
-            };
-            let description = format!(
-                "appsrc name=src format=time is-live=false block=true max-buffers={STAGE_DEPTH} \
-                 max-bytes=20000000 ! decodebin ! videoconvert ! \
-                 yolodetect model-location={model} conf-threshold={conf} threads={threads} \
-                 interval={interval} draw=true ! {fixed_cost}tee name=t \
-                 t. ! queue max-size-buffers={STAGE_DEPTH} ! jpegenc quality=85 ! \
-                 kafkasink brokers={brokers} topic={annotated} key={camera} \
-                 t. ! queue max-size-buffers={STAGE_DEPTH} ! \
-                 kafkasink brokers={brokers} topic={detections} key={camera} payload=detections",
-                model = a.get("model", "models/blob-yolov8.onnx"),
-                conf = a.get("conf", "0.25"),
-                threads = a.get("threads", "1"),
-                interval = a.get("interval", "1"),
-                annotated = a.get("annotated-topic", "annotated"),
-                detections = a.get("detections-topic", "detections"),
-            );
-            let pipeline = gst::parse::launch(&description)
-                .map_err(|e| format!("camera {camera}: {e}"))?
-                .downcast::<gst::Pipeline>()
-                .unwrap();
+            let pipeline = build_branch(&self.args, camera)
+                .map_err(|e| format!("camera {camera:?}: {e}"))?;
             let src = pipeline
                 .by_name("src")
-                .unwrap()
-                .downcast::<gst_app::AppSrc>()
-                .unwrap();
-            pipeline
-                .set_state(gst::State::Playing)
-                .map_err(|_| format!("camera {camera}: the detection branch did not start"))?;
-            eprintln!("{}: new camera {camera}", self.args.get("name", "worker"));
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+                .ok_or("the detection branch has no appsrc")?;
+            pipeline.set_state(gst::State::Playing).map_err(|_| {
+                format!("camera {camera:?}: the detection branch did not start")
+            })?;
+            // Debug-quoted: the key is whatever the frame's writer chose (newlines included).
+            eprintln!("{}: new camera {camera:?}", self.args.get("name", "worker"));
             self.branches.insert(
                 camera.to_string(),
                 Branch {
@@ -116,7 +86,7 @@ impl Worker {
             let msg = b.pipeline.bus()?.pop_filtered(&[gst::MessageType::Error])?;
             match msg.view() {
                 gst::MessageView::Error(e) => {
-                    Some(format!("camera {camera}: {} ({:?})", e.error(), e.debug()))
+                    Some(format!("camera {camera:?}: {} ({:?})", e.error(), e.debug()))
                 }
                 _ => None,
             }
@@ -144,11 +114,60 @@ impl Worker {
                 done.as_ref().map(|m| m.view()),
                 Some(gst::MessageView::Eos(_))
             ) {
-                eprintln!("camera {camera}: did not finish cleanly: {done:?}");
+                eprintln!("camera {camera:?}: did not finish cleanly: {done:?}");
             }
             let _ = b.pipeline.set_state(gst::State::Null);
         }
     }
+}
+
+/// The branch's shape is a constant; every value that comes from the command line or a
+/// record (the camera key above all: whoever writes to the frames topic chooses it) is set
+/// as a typed property, never formatted into the description.
+const BRANCH_HEAD: &str = "appsrc name=src format=time is-live=false block=true \
+     max-bytes=20000000 ! decodebin ! videoconvert ! yolodetect name=detect draw=true ! ";
+/// `--fixed-cost-ms`: a heavier model's cost, in its own thread so it is all a frame costs.
+const FIXED_COST: &str = "queue name=cost-queue ! identity name=cost ! ";
+const BRANCH_TAIL: &str = "tee name=t \
+     t. ! queue name=annotated-queue ! jpegenc quality=85 ! kafkasink name=annotated \
+     t. ! queue name=detections-queue ! kafkasink name=detections payload=detections";
+
+fn build_branch(args: &Args, camera: &str) -> Result<gst::Pipeline, String> {
+    let fixed_cost_ms: u64 = args.number("fixed-cost-ms", 0);
+    let cost = if fixed_cost_ms > 0 { FIXED_COST } else { "" };
+    let pipeline = gst::parse::launch(&[BRANCH_HEAD, cost, BRANCH_TAIL].concat())
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline")?;
+    let element = |name: &str| {
+        pipeline
+            .by_name(name)
+            .ok_or_else(|| format!("no element {name}"))
+    };
+    element("src")?.set_property("max-buffers", STAGE_DEPTH as u64);
+    let detect = element("detect")?;
+    detect.set_property("model-location", args.get("model", "models/blob-yolov8.onnx"));
+    detect.set_property("conf-threshold", args.number::<f64>("conf", 0.25));
+    detect.set_property("threads", args.number::<u32>("threads", 1));
+    detect.set_property("interval", args.number::<u32>("interval", 1).max(1));
+    for queue in ["annotated-queue", "detections-queue"] {
+        element(queue)?.set_property("max-size-buffers", STAGE_DEPTH);
+    }
+    if fixed_cost_ms > 0 {
+        element("cost-queue")?.set_property("max-size-buffers", STAGE_DEPTH);
+        element("cost")?.set_property("sleep-time", (fixed_cost_ms * 1000) as u32);
+    }
+    let brokers = args.get("brokers", "127.0.0.1:9092");
+    for (sink, topic) in [
+        ("annotated", args.get("annotated-topic", "annotated")),
+        ("detections", args.get("detections-topic", "detections")),
+    ] {
+        let sink = element(sink)?;
+        sink.set_property("brokers", &brokers);
+        sink.set_property("topic", topic);
+        sink.set_property("key", camera);
+    }
+    Ok(pipeline)
 }
 
 fn camera_of(buffer: &gst::BufferRef) -> String {
@@ -167,30 +186,26 @@ fn run() -> Result<(), String> {
     let args = Args::parse(USAGE);
     init()?;
     let name = args.get("name", "worker");
-    let brokers = args.get("brokers", "127.0.0.1:9092");
     let limit: u64 = args.number("frames", 0);
-    let reader = gst::parse::launch(&format!(
-        "kafkasrc name=src brokers={brokers} topic={} group-id={} stop-on-eos={} ! \
-         appsink name=in sync=false max-buffers={STAGE_DEPTH}",
-        args.get("topic", "frames"),
-        args.get("group", "detectors"),
-        args.flag("stop-on-eos"),
-    ))
-    .map_err(|e| e.to_string())?
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let reader = gst::parse::launch("kafkasrc name=src ! appsink name=in sync=false")
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let source = reader.by_name("src").unwrap();
+    source.set_property("brokers", args.get("brokers", "127.0.0.1:9092"));
+    source.set_property("topic", args.get("topic", "frames"));
+    source.set_property("group-id", args.get("group", "detectors"));
+    source.set_property("stop-on-eos", args.flag("stop-on-eos"));
     let config = args.get("config", "");
     if !config.is_empty() {
-        reader
-            .by_name("src")
-            .unwrap()
-            .set_property("config", &config);
+        source.set_property("config", &config);
     }
     let appsink = reader
         .by_name("in")
         .unwrap()
         .downcast::<gst_app::AppSink>()
         .unwrap();
+    appsink.set_max_buffers(STAGE_DEPTH);
     reader.set_state(gst::State::Playing).map_err(|_| {
         reader_error(&reader).unwrap_or_else(|| "the Kafka reader did not start".into())
     })?;
@@ -208,7 +223,6 @@ fn run() -> Result<(), String> {
     };
     let mut frames = 0u64;
     let mut last_report = Instant::now();
-    let source = reader.by_name("src").unwrap();
     let mut partitions_held = 0u32;
     let result = loop {
         if stop.load(Ordering::SeqCst) || (limit > 0 && frames >= limit) {
@@ -246,7 +260,7 @@ fn run() -> Result<(), String> {
         if branch.src.push_buffer(buffer).is_err() {
             break Err(worker
                 .branch_error()
-                .unwrap_or_else(|| format!("camera {camera}: branch stopped")));
+                .unwrap_or_else(|| format!("camera {camera:?}: branch stopped")));
         }
         frames += 1;
         if last_report.elapsed() > Duration::from_secs(5) {

@@ -25,15 +25,36 @@ pub struct Running {
     pub child: Child,
     name: String,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Captured stderr, for children started with [`Running::start_with_env`].
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Running {
     pub fn start(name: &'static str, args: &[&str]) -> Running {
+        Self::spawn(name, args, &[], false)
+    }
+
+    /// Starts with extra environment variables and keeps stderr for [`Running::stderr`].
+    pub fn start_with_env(name: &'static str, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Self::spawn(name, args, env, true)
+    }
+
+    fn spawn(
+        name: &'static str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        capture_stderr: bool,
+    ) -> Running {
         let mut child = Command::new(bin(name))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(repo())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if capture_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let stdout = child.stdout.take().unwrap();
@@ -44,11 +65,34 @@ impl Running {
                 store.lock().unwrap().push(line);
             }
         });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let store = stderr.clone();
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut pipe, &mut bytes);
+                *store.lock().unwrap() = String::from_utf8_lossy(&bytes).into_owned();
+            });
+        }
         Running {
             child,
             name: name.to_string(),
             lines,
+            stderr,
         }
+    }
+
+    /// What the child wrote to stderr, once it has exited (see [`Running::start_with_env`]).
+    pub fn stderr(&self) -> String {
+        // The reader thread finishes just after the child's exit.
+        for _ in 0..50 {
+            let text = self.stderr.lock().unwrap().clone();
+            if !text.is_empty() {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stderr.lock().unwrap().clone()
     }
 
     /// The name failures are reported under, e.g. one worker among several.
