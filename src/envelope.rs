@@ -19,11 +19,12 @@
 //! | `gkv-flags`       | comma-separated buffer flags, e.g. `delta-unit,discont`    |
 //! | `gkv-sink-time`   | Unix time in ns when the buffer reached `kafkasink`         |
 //! | `gkv-capture-time`| Unix time in ns the frame entered the system: its first `kafkasink`, carried on by later hops |
-//! | `gkv-detections`  | the frame's detections as `gkv.detections` JSON (see `detections`), when it has any |
 //!
 //! Times are below 2^64-1 (GStreamer's "no time"), which readers refuse.
 //! Readers ignore headers they do not know, so later minor additions stay compatible; a
-//! record whose `gkv-version` is higher than [`ENVELOPE_VERSION`] is refused.
+//! record whose `gkv-version` is higher than [`ENVELOPE_VERSION`] is refused. Other headers
+//! (e.g. `gkv-detections`, see `detections`) are not part of the envelope: the Kafka
+//! elements carry them without reading them.
 
 use std::fmt;
 
@@ -43,7 +44,26 @@ pub mod header {
     pub const FLAGS: &str = "gkv-flags";
     pub const SINK_TIME: &str = "gkv-sink-time";
     pub const CAPTURE_TIME: &str = "gkv-capture-time";
-    pub const DETECTIONS: &str = "gkv-detections";
+
+    /// Every envelope header, in the order they are written.
+    pub const ALL: [&str; 11] = [
+        VERSION,
+        KIND,
+        STREAM,
+        SEQ,
+        CAPS,
+        PTS,
+        DTS,
+        DURATION,
+        FLAGS,
+        SINK_TIME,
+        CAPTURE_TIME,
+    ];
+}
+
+/// True for the headers the envelope is made of; any other header is the application's.
+pub fn is_envelope_header(name: &str) -> bool {
+    header::ALL.contains(&name)
 }
 
 /// What a record carries.
@@ -156,8 +176,6 @@ pub struct Envelope {
     pub sink_time_ns: Option<u64>,
     /// Unix time in ns when the frame entered the system (its first sink).
     pub capture_time_ns: Option<u64>,
-    /// The frame's detections, `gkv.detections` JSON.
-    pub detections: Option<String>,
 }
 
 /// Why a record's headers could not be read as an envelope.
@@ -189,6 +207,31 @@ impl fmt::Display for EnvelopeError {
 impl std::error::Error for EnvelopeError {}
 
 impl Envelope {
+    /// Record `seq` of stream `stream_id`, carrying one buffer with these caps; no
+    /// timestamps, flags or times yet.
+    pub fn buffer(stream_id: impl Into<String>, seq: u64, caps: Option<String>) -> Envelope {
+        Envelope {
+            kind: RecordKind::Buffer,
+            stream_id: stream_id.into(),
+            seq,
+            caps,
+            pts: None,
+            dts: None,
+            duration: None,
+            flags: Flags::empty(),
+            sink_time_ns: None,
+            capture_time_ns: None,
+        }
+    }
+
+    /// The end-of-stream record of stream `stream_id`, numbered `seq`.
+    pub fn end_of_stream(stream_id: impl Into<String>, seq: u64) -> Envelope {
+        Envelope {
+            kind: RecordKind::EndOfStream,
+            ..Envelope::buffer(stream_id, seq, None)
+        }
+    }
+
     /// The headers of this envelope, in the order they are written.
     pub fn to_headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = Vec::with_capacity(10);
@@ -217,9 +260,6 @@ impl Envelope {
         if let Some(t) = self.capture_time_ns {
             headers.push((header::CAPTURE_TIME, t.to_string()));
         }
-        if let Some(json) = &self.detections {
-            headers.push((header::DETECTIONS, json.clone()));
-        }
         headers
     }
 
@@ -242,7 +282,6 @@ impl Envelope {
         let mut flags = None;
         let mut sink_time_ns = None;
         let mut capture_time_ns = None;
-        let mut detections = None;
 
         for (name, value) in headers {
             let (name, slot): (&'static str, &mut Option<String>) = match name {
@@ -257,7 +296,6 @@ impl Envelope {
                 header::FLAGS => (header::FLAGS, &mut flags),
                 header::SINK_TIME => (header::SINK_TIME, &mut sink_time_ns),
                 header::CAPTURE_TIME => (header::CAPTURE_TIME, &mut capture_time_ns),
-                header::DETECTIONS => (header::DETECTIONS, &mut detections),
                 _ => continue,
             };
             *slot = Some(text(name, value)?);
@@ -293,7 +331,6 @@ impl Envelope {
             flags: flags.as_deref().map(Flags::parse).unwrap_or_default(),
             sink_time_ns: time(header::SINK_TIME, sink_time_ns)?,
             capture_time_ns: time(header::CAPTURE_TIME, capture_time_ns)?,
-            detections,
         }))
     }
 }
@@ -336,17 +373,17 @@ mod tests {
         let mut flags = Flags::DELTA_UNIT;
         flags.insert(Flags::DISCONT);
         Envelope {
-            kind: RecordKind::Buffer,
-            stream_id: "cam1-00ff".into(),
-            seq: 42,
-            caps: Some("video/x-h264, stream-format=(string)byte-stream".into()),
             pts: Some(1_000_000_000),
             dts: Some(966_666_667),
             duration: Some(33_333_333),
             flags,
             sink_time_ns: Some(1_763_700_000_000_000_000),
             capture_time_ns: Some(1_763_699_999_000_000_000),
-            detections: Some("{\"schema\":\"gkv.detections\"}".into()),
+            ..Envelope::buffer(
+                "cam1-00ff",
+                42,
+                Some("video/x-h264, stream-format=(string)byte-stream".into()),
+            )
         }
     }
 
@@ -363,18 +400,7 @@ mod tests {
 
     #[test]
     fn absent_optional_fields_stay_absent() {
-        let env = Envelope {
-            kind: RecordKind::EndOfStream,
-            caps: None,
-            pts: None,
-            dts: None,
-            duration: None,
-            flags: Flags::empty(),
-            sink_time_ns: None,
-            capture_time_ns: None,
-            detections: None,
-            ..sample()
-        };
+        let env = Envelope::end_of_stream("cam1-00ff", 43);
         let headers = env.to_headers();
         assert!(
             !headers
@@ -382,6 +408,14 @@ mod tests {
                 .any(|(k, _)| *k == header::PTS || *k == header::FLAGS)
         );
         assert_eq!(round_trip(&env).unwrap(), Some(env));
+    }
+
+    #[test]
+    fn every_written_header_is_an_envelope_header() {
+        for (name, _) in sample().to_headers() {
+            assert!(is_envelope_header(name), "{name}");
+        }
+        assert!(!is_envelope_header("gkv-detections"));
     }
 
     #[test]

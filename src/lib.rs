@@ -5,10 +5,15 @@
 //!   headers = caps, timestamps, flags, sequence number).
 //! - [`client_config`]: the `config` property's `key=value,...` list for librdkafka, and
 //!   how it is shown without secrets.
-//! - [`detections`]: one frame's detections as versioned JSON.
+//! - [`detections`]: one frame's detections as versioned JSON, and (feature `gst`) as
+//!   region-of-interest metas on buffers.
+//! - [`meta`] (feature `gst`): typed accessors of the metas the elements share: where a
+//!   buffer's record came from, and the Kafka headers that ride with it.
 
 pub mod client_config;
 pub mod detections;
 pub mod envelope;
+#[cfg(feature = "gst")]
+pub mod meta;
 
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, Flags, RecordKind};

@@ -2,16 +2,14 @@
 //! Bad input ("no frame lost"): a worker pipeline fed corrupt, truncated, mislabelled and
 //! malformed records keeps running, says what it skipped, and every good record around the
 //! bad ones still comes out. Also H.264 with a broken access unit, size limits on both
-//! sides, and the start errors of `kafkasrc` that `tests/kafkasrc.rs` does not cover.
+//! sides, and the start errors of `kafkasrc` that `plugins/kafka/tests/kafkasrc.rs` does not cover.
 //!
 //! Covered elsewhere, not repeated here: kafkasink missing topic, unreachable broker,
-//! invalid `config` and a record over `message.max.bytes` (`tests/kafkasink.rs`);
+//! invalid `config` and a record over `message.max.bytes` (`plugins/kafka/tests/kafkasink.rs`);
 //! kafkasrc unreachable broker, missing topic, bad start-from, bad records failing with
-//! `on-bad-record=error` (`tests/kafkasrc.rs`); a model file that is not ONNX
-//! (`tests/yolodetect.rs` `bad_input_gives_clear_errors`); a garbage `gkv-detections`
-//! header (`tests/detections.rs`).
-
-mod support;
+//! `on-bad-record=error` (`plugins/kafka/tests/kafkasrc.rs`); a model file that is not ONNX
+//! (`plugins/yolo/tests/yolodetect.rs` `bad_input_gives_clear_errors`); a garbage `gkv-detections`
+//! header (`tests/detections.rs`: the frame passes without detections).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -19,8 +17,16 @@ use std::time::Duration;
 
 use gst::prelude::*;
 use gst_video::prelude::*;
-use kafkavision::{Envelope, Flags, RecordKind};
-use support::*;
+use kafkavision::Envelope;
+use testkit::*;
+
+fn init() {
+    testkit::init(&[
+        gstkafka::plugin_register_static,
+        gstyolo::plugin_register_static,
+        gstgkvanalytics::plugin_register_static,
+    ]);
+}
 
 fn blob_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/blob-yolov8.onnx")
@@ -102,23 +108,12 @@ fn records_written_by(description: &str, count: usize) -> Vec<Rec> {
 
 /// An envelope of stream `stream`, seq `seq`, with `caps`.
 fn envelope(stream: &str, seq: u64, caps: Option<&str>) -> Envelope {
-    Envelope {
-        kind: if caps.is_some() {
-            RecordKind::Buffer
-        } else {
-            RecordKind::EndOfStream
-        },
-        stream_id: stream.into(),
-        seq,
-        caps: caps.map(str::to_string),
-        pts: Some(seq * 33_333_333),
-        dts: None,
-        duration: None,
-        flags: Flags::empty(),
-        sink_time_ns: None,
-        capture_time_ns: None,
-        detections: None,
-    }
+    let mut envelope = match caps {
+        Some(caps) => Envelope::buffer(stream, seq, Some(caps.to_string())),
+        None => Envelope::end_of_stream(stream, seq),
+    };
+    envelope.pts = Some(seq * 33_333_333);
+    envelope
 }
 
 fn eos_record(stream: &str, seq: u64) -> Rec {
@@ -210,14 +205,8 @@ impl BusLog {
 
 /// (stream, seq) of an output buffer, from the record meta kafkasrc attached.
 fn origin(sample: &gst::Sample) -> (String, u64) {
-    let buffer = sample.buffer().unwrap();
-    let meta = gst::meta::CustomMeta::from_buffer(buffer, gstkafka::RECORD_META)
-        .expect("the record meta survives decoding and detection");
-    let s = meta.structure();
-    (
-        s.get::<String>("stream").unwrap(),
-        s.get::<u64>("seq").unwrap(),
-    )
+    let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
+    (record.stream, record.seq)
 }
 
 /// Runs a pipeline with an appsink `out` and a kafkasrc `src` to its end.

@@ -10,8 +10,6 @@
 //! survive its restarts) in a folder of its own and stops it even when the test fails, so
 //! the shared test broker and the tests running against it are never disturbed.
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -22,7 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use support::*;
+use testkit::*;
+
+fn init() {
+    testkit::init(&[
+        gstkafka::plugin_register_static,
+        gstyolo::plugin_register_static,
+        gstgkvanalytics::plugin_register_static,
+    ]);
+}
 
 /// A tansu broker of the test's own, in a temporary folder; stopped and removed on drop.
 struct PrivateBroker {
@@ -845,7 +851,7 @@ struct WorkerRun {
 
 const NETWORK_FAULT: Duration = Duration::from_secs(8);
 
-/// A worker (`kafkasrc group-id ! kafkasink payload=detections`, both through the proxy)
+/// A worker (`kafkasrc group-id ! detectionsconvert ! kafkasink`, both through the proxy)
 /// reads a live camera's frames while `fault` hits its connections for NETWORK_FAULT.
 fn worker_through_fault(
     name: &str,
@@ -865,8 +871,8 @@ fn worker_through_fault(
         "kafkasrc name=src brokers={via} topic={frames_topic} group-id={group} \
          stop-on-eos=true config=client.id=worker-src{worker_config} ! tee name=t \
          t. ! queue ! appsink name=out sync=false \
-         t. ! queue ! kafkasink name=results brokers={via} topic={results_topic} \
-         payload=detections stream-id=worker1 config=client.id=worker-sink{worker_config}"
+         t. ! queue ! detectionsconvert ! kafkasink name=results brokers={via} \
+         topic={results_topic} stream-id=worker1 config=client.id=worker-sink{worker_config}"
     ));
     let received = Arrivals::at_appsink(&worker.pipeline, "out");
     worker.play();

@@ -3,12 +3,18 @@
 //! restart. Its own test binary: restarting the broker would disturb other tests, and
 //! cargo runs test binaries one after another.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use testkit::*;
+
+fn init() {
+    testkit::init(&[
+        gstkafka::plugin_register_static,
+        gstyolo::plugin_register_static,
+        gstgkvanalytics::plugin_register_static,
+    ]);
+}
 
 fn restart_broker() {
     let script = std::env::var("KV_BROKER_SCRIPT")

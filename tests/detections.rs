@@ -1,16 +1,23 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Detections through Kafka: `yolodetect` → `kafkasink payload=detections` writes the
-//! `gkv.detections` JSON; annotated frames carry their detections in a header and
-//! `kafkasrc` attaches them again as metadata; the capture time survives every hop.
-
-mod support;
+//! Detections through Kafka: `yolodetect ! detectionsconvert ! kafkasink` writes the
+//! `gkv.detections` JSON; annotated frames carry their detections in a header
+//! (`detectionsconvert output=header`) and `detectionsconvert output=metas` attaches them
+//! again as metadata after `kafkasrc`; the capture time survives every hop.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use gst::prelude::*;
 use kafkavision::detections::{CAPS, FrameDetections};
-use support::*;
+use testkit::*;
+
+fn init() {
+    testkit::init(&[
+        gstkafka::plugin_register_static,
+        gstyolo::plugin_register_static,
+        gstgkvanalytics::plugin_register_static,
+    ]);
+}
 
 fn blob_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/blob-yolov8.onnx")
@@ -35,7 +42,7 @@ fn detections_only_records_hold_the_json_schema() {
     detect_into(
         5,
         &format!(
-            "kafkasink brokers={} topic={topic} key=cam1 payload=detections",
+            "detectionsconvert camera=cam1 ! kafkasink brokers={} topic={topic} key=cam1",
             brokers()
         ),
     );
@@ -63,7 +70,8 @@ fn annotated_frames_carry_their_detections_back_as_metadata() {
     detect_into(
         5,
         &format!(
-            "jpegenc ! kafkasink brokers={} topic={topic} key=cam1",
+            "detectionsconvert output=header camera=cam1 ! jpegenc ! \
+             kafkasink brokers={} topic={topic} key=cam1",
             brokers()
         ),
     );
@@ -77,7 +85,8 @@ fn annotated_frames_carry_their_detections_back_as_metadata() {
 
     init();
     let pipeline = launch(&format!(
-        "kafkasrc brokers={} topic={topic} stop-on-eos=true ! appsink name=out sync=false",
+        "kafkasrc brokers={} topic={topic} stop-on-eos=true ! detectionsconvert output=metas ! \
+         appsink name=out sync=false",
         brokers()
     ));
     let samples = collect_samples(&pipeline, "out");
@@ -145,31 +154,55 @@ fn the_capture_time_survives_a_second_hop() {
 }
 
 #[test]
-fn a_garbage_detections_header_is_a_bad_record() {
+fn a_garbage_detections_header_passes_the_frame_without_detections_and_warns() {
     let topic = new_topic("bad-detections", 1);
-    let envelope = kafkavision::Envelope {
-        kind: kafkavision::RecordKind::Buffer,
-        stream_id: "s".into(),
-        seq: 0,
-        caps: Some("application/octet-stream".into()),
-        pts: None,
-        dts: None,
-        duration: None,
-        flags: kafkavision::Flags::empty(),
-        sink_time_ns: None,
-        capture_time_ns: None,
-        detections: Some("{oops".into()),
-    };
+    let envelope = kafkavision::Envelope::buffer("s", 0, Some("application/octet-stream".into()));
+    let eos = kafkavision::Envelope::end_of_stream("s", 1);
     let headers = envelope.to_headers();
-    let borrowed: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-    produce_raw(&topic, Some(0), &[(b"bytes".to_vec(), borrowed)]);
+    let mut borrowed: Vec<(&str, &[u8])> =
+        headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    borrowed.push(("gkv-detections", b"{oops"));
+    let eos_headers = eos.to_headers();
+    let eos_borrowed: Vec<(&str, &[u8])> = eos_headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_bytes()))
+        .collect();
+    produce_raw(
+        &topic,
+        Some(0),
+        &[(b"bytes".to_vec(), borrowed), (Vec::new(), eos_borrowed)],
+    );
     init();
     let pipeline = launch(&format!(
-        "kafkasrc brokers={} topic={topic} on-bad-record=error ! fakesink",
+        "kafkasrc brokers={} topic={topic} stop-on-eos=true ! \
+         detectionsconvert name=convert output=metas ! appsink name=out sync=false",
         brokers()
     ));
-    match run_until_end(&pipeline, Duration::from_secs(30)) {
-        Ended::Error(err) => assert!(err.contains("gkv-detections"), "{err}"),
-        other => panic!("expected an error, got {other:?}"),
-    }
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = warnings.clone();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Warning(w) = msg.view() {
+            store.lock().unwrap().push(w.error().to_string());
+        }
+        gst::BusSyncReply::Pass
+    });
+    let samples = collect_samples(&pipeline, "out");
+    let convert = pipeline.by_name("convert").unwrap();
+    assert!(matches!(
+        run_until_end(&pipeline, Duration::from_secs(30)),
+        Ended::Eos
+    ));
+    let samples = samples.lock().unwrap();
+    assert_eq!(samples.len(), 1, "the frame is not lost");
+    let buffer = samples[0].buffer().unwrap();
+    assert_eq!(buffer.map_readable().unwrap().as_slice(), b"bytes");
+    assert_eq!(
+        buffer
+            .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+            .count(),
+        0
+    );
+    assert_eq!(stat_u64(&convert, "bad-detections"), 1);
+    let warnings = warnings.lock().unwrap().join("; ");
+    assert!(warnings.contains("gkv-detections"), "{warnings}");
 }

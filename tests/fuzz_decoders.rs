@@ -8,8 +8,6 @@
 //! SECONDS` sets `KV_FUZZ_SECONDS` and runs them for a time budget instead, printing one
 //! `fuzz-result` line per target. The last test feeds fuzzed records to a real `kafkasrc`.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -23,6 +21,14 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+
+fn init() {
+    testkit::init(&[
+        gstkafka::plugin_register_static,
+        gstyolo::plugin_register_static,
+        gstgkvanalytics::plugin_register_static,
+    ]);
+}
 
 /// Cases per target in a plain `cargo test`: all targets together stay well under 20 s.
 const CI_CASES: u32 = 5000;
@@ -98,7 +104,8 @@ const KNOWN_HEADERS: [&str; 12] = [
     header::FLAGS,
     header::SINK_TIME,
     header::CAPTURE_TIME,
-    header::DETECTIONS,
+    // Not an envelope header: readers must carry it, not parse it.
+    "gkv-detections",
 ];
 
 const ALL_FLAGS: [Flags; 8] = [
@@ -175,10 +182,9 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         any::<u8>(),
         time(),
         time(),
-        option::of(any::<String>()),
     )
         .prop_map(
-            |(eos, stream_id, seq, caps, (pts, dts, duration), flag_bits, sink, capture, dets)| {
+            |(eos, stream_id, seq, caps, (pts, dts, duration), flag_bits, sink, capture)| {
                 let mut flags = Flags::empty();
                 for (i, flag) in ALL_FLAGS.iter().enumerate() {
                     flags.set(*flag, flag_bits & (1 << i) != 0);
@@ -198,7 +204,6 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     flags,
                     sink_time_ns: sink,
                     capture_time_ns: capture,
-                    detections: dets,
                 }
             },
         )
@@ -649,17 +654,9 @@ fn fuzz_config_never_shows_a_secret() {
 /// A valid buffer record of the stream `valid`.
 fn valid_record(seq: u64) -> (Vec<u8>, Headers) {
     let env = Envelope {
-        kind: RecordKind::Buffer,
-        stream_id: "valid".into(),
-        seq,
-        caps: Some("application/x-fuzz-check".into()),
         pts: Some(seq * 1_000_000),
-        dts: None,
         duration: Some(1_000_000),
-        flags: Flags::empty(),
-        sink_time_ns: None,
-        capture_time_ns: None,
-        detections: None,
+        ..Envelope::buffer("valid", seq, Some("application/x-fuzz-check".into()))
     };
     (format!("valid-{seq}").into_bytes(), to_owned_headers(&env))
 }
@@ -703,7 +700,7 @@ fn bad_records(count: usize) -> Vec<(Vec<u8>, Headers)> {
 #[test]
 fn kafkasrc_skips_fuzzed_records_and_delivers_every_valid_one() {
     const VALID: u64 = 40;
-    let topic = support::new_topic("fuzz-src", 1);
+    let topic = testkit::new_topic("fuzz-src", 1);
     let bad = bad_records(300);
     // Valid records spread among the bad ones, the stream's EOS record last.
     let mut records = Vec::new();
@@ -712,20 +709,7 @@ fn kafkasrc_skips_fuzzed_records_and_delivers_every_valid_one() {
         records.push(valid_record(seq));
         records.extend(bad_iter.by_ref().take(bad.len() / VALID as usize + 1));
     }
-    let eos = Envelope {
-        kind: RecordKind::EndOfStream,
-        caps: None,
-        pts: None,
-        duration: None,
-        ..Envelope::from_headers(
-            valid_record(VALID)
-                .1
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_deref())),
-        )
-        .unwrap()
-        .unwrap()
-    };
+    let eos = Envelope::end_of_stream("valid", VALID);
     records.push((Vec::new(), to_owned_headers(&eos)));
     let borrowed: Vec<(Vec<u8>, Vec<(&str, &[u8])>)> = records
         .iter()
@@ -737,17 +721,17 @@ fn kafkasrc_skips_fuzzed_records_and_delivers_every_valid_one() {
             (value.clone(), headers)
         })
         .collect();
-    support::produce_raw(&topic, Some(0), &borrowed);
+    testkit::produce_raw(&topic, Some(0), &borrowed);
 
-    support::init();
-    let pipeline = support::launch(&format!(
+    init();
+    let pipeline = testkit::launch(&format!(
         "kafkasrc name=src brokers={} topic={topic} stop-on-eos=true ! appsink name=out sync=false",
-        support::brokers()
+        testkit::brokers()
     ));
-    let samples = support::collect_samples(&pipeline, "out");
+    let samples = testkit::collect_samples(&pipeline, "out");
     let src = pipeline.by_name("src").unwrap();
-    let ended = support::run_until_end(&pipeline, Duration::from_secs(60));
-    assert!(matches!(ended, support::Ended::Eos), "{ended:?}");
+    let ended = testkit::run_until_end(&pipeline, Duration::from_secs(60));
+    assert!(matches!(ended, testkit::Ended::Eos), "{ended:?}");
     let payloads: Vec<Vec<u8>> = samples
         .lock()
         .unwrap()
@@ -756,5 +740,5 @@ fn kafkasrc_skips_fuzzed_records_and_delivers_every_valid_one() {
         .collect();
     let expected: Vec<Vec<u8>> = (0..VALID).map(|seq| valid_record(seq).0).collect();
     assert_eq!(payloads, expected);
-    assert_eq!(support::stat_u64(&src, "bad-records"), bad.len() as u64);
+    assert_eq!(testkit::stat_u64(&src, "bad-records"), bad.len() as u64);
 }

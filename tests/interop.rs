@@ -2,13 +2,19 @@
 //! Other Kafka clients and our elements read each other's records: kafka-python (the
 //! client the well-known write-ups used) and confluent-kafka, run from the project venv.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use testkit::*;
+
+fn init() {
+    testkit::init(&[
+        gstkafka::plugin_register_static,
+        gstyolo::plugin_register_static,
+        gstgkvanalytics::plugin_register_static,
+    ]);
+}
 
 const CLIENTS: [&str; 2] = ["kafka-python", "confluent"];
 

@@ -2,13 +2,19 @@
 //! Runs the README's gst-launch examples as written, with the broker address and topic
 //! names swapped for the test's own, in README order.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use support::*;
+use testkit::*;
+
+fn init() {
+    testkit::init(&[
+        gstkafka::plugin_register_static,
+        gstyolo::plugin_register_static,
+        gstgkvanalytics::plugin_register_static,
+    ]);
+}
 
 const README_BROKER: &str = "127.0.0.1:9092";
 

@@ -9,8 +9,6 @@
 //! Pipelines with secrets are built without `config` in the launch line: GStreamer's own
 //! parser logs launch lines verbatim at DEBUG, which no element can prevent.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,7 +18,15 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use support::Ended;
+use testkit::Ended;
+
+fn init() {
+    testkit::init(&[
+        gstkafka::plugin_register_static,
+        gstyolo::plugin_register_static,
+        gstgkvanalytics::plugin_register_static,
+    ]);
+}
 
 const PASSWORD: &str = "PwSecret-7f3a91";
 const KEY_PASSWORD: &str = "KeyPass-2b8c44";
@@ -63,8 +69,8 @@ fn assert_no_secret(what: &str, text: &str) {
 }
 
 fn sink_pipeline(brokers: &str, topic: &str, config: &str, frames: u32) -> gst::Pipeline {
-    support::init();
-    let pipeline = support::launch(&format!(
+    init();
+    let pipeline = testkit::launch(&format!(
         "videotestsrc num-buffers={frames} ! video/x-raw,width=32,height=24,framerate=30/1 ! \
          kafkasink name=sink brokers={brokers} topic={topic} connect-timeout=5000"
     ));
@@ -77,8 +83,8 @@ fn sink_pipeline(brokers: &str, topic: &str, config: &str, frames: u32) -> gst::
 }
 
 fn src_pipeline(brokers: &str, topic: &str, config: &str) -> gst::Pipeline {
-    support::init();
-    let pipeline = support::launch(&format!(
+    init();
+    let pipeline = testkit::launch(&format!(
         "kafkasrc name=src brokers={brokers} topic={topic} stop-on-eos=true connect-timeout=5000 ! \
          appsink name=out sync=false"
     ));
@@ -97,15 +103,15 @@ fn round_trip(
     frames: u32,
 ) -> (usize, gst::Structure, gst::Structure) {
     let sink = sink_pipeline(brokers, topic, config, frames);
-    let ended = support::run_until_end(&sink, Duration::from_secs(60));
+    let ended = testkit::run_until_end(&sink, Duration::from_secs(60));
     assert!(matches!(ended, Ended::Eos), "writing ended with {ended:?}");
-    let sink_stats = support::stats(&sink.by_name("sink").unwrap());
+    let sink_stats = testkit::stats(&sink.by_name("sink").unwrap());
 
     let src = src_pipeline(brokers, topic, config);
-    let samples = support::collect_samples(&src, "out");
-    let ended = support::run_until_end(&src, Duration::from_secs(60));
+    let samples = testkit::collect_samples(&src, "out");
+    let ended = testkit::run_until_end(&src, Duration::from_secs(60));
     assert!(matches!(ended, Ended::Eos), "reading ended with {ended:?}");
-    let src_stats = support::stats(&src.by_name("src").unwrap());
+    let src_stats = testkit::stats(&src.by_name("src").unwrap());
     let read = samples.lock().unwrap().len();
     (read, sink_stats, src_stats)
 }
@@ -115,7 +121,7 @@ fn failing_sink(brokers: &str, config: &str) -> String {
     let pipeline = sink_pipeline(brokers, "no-such-topic-needed", config, 3);
     let sink = pipeline.by_name("sink").unwrap();
     sink.set_property("connect-timeout", 3000u32);
-    match support::run_until_end(&pipeline, Duration::from_secs(30)) {
+    match testkit::run_until_end(&pipeline, Duration::from_secs(30)) {
         Ended::Error(err) => err,
         other => panic!("expected an error with config {config:?}, got {other:?}"),
     }
@@ -123,7 +129,7 @@ fn failing_sink(brokers: &str, config: &str) -> String {
 
 #[test]
 fn config_read_back_and_stats_never_show_secrets() {
-    support::init();
+    init();
     let config = format!(
         "{},sasl.oauthbearer.client.secret={OAUTH_SECRET},\
          sasl.jaas.config=PlainLoginModule required password=\"{JAAS_SECRET}\"",
@@ -146,9 +152,9 @@ fn config_read_back_and_stats_never_show_secrets() {
         assert_no_secret(&format!("{factory} invalid config read back"), &shown);
     }
 
-    let topic = support::new_topic("sec-stats", 1);
+    let topic = testkit::new_topic("sec-stats", 1);
     let (read, sink_stats, src_stats) =
-        round_trip(&support::brokers(), &topic, &accepted_secrets(), 5);
+        round_trip(&testkit::brokers(), &topic, &accepted_secrets(), 5);
     assert_eq!(read, 5);
     assert_eq!(
         sink_stats.get::<u64>("records-sent").unwrap(),
@@ -164,9 +170,9 @@ fn config_read_back_and_stats_never_show_secrets() {
 #[test]
 #[ignore = "run by secrets_stay_out_of_logs_and_error_messages in a child process"]
 fn logging_child() {
-    let brokers = support::brokers();
+    let brokers = testkit::brokers();
     let debug = "debug=all";
-    let topic = support::new_topic("sec-logs", 1);
+    let topic = testkit::new_topic("sec-logs", 1);
     let (read, _, _) = round_trip(
         &brokers,
         &topic,
@@ -296,7 +302,7 @@ impl Drop for TempDir {
 }
 
 fn tempdir(prefix: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(support::unique_name(prefix));
+    let dir = std::env::temp_dir().join(testkit::unique_name(prefix));
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
 }

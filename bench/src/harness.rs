@@ -67,3 +67,42 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// A pipeline from a constant description, with properties set on its named elements:
+/// `(element name, property, value)`. Values that come from the command line (brokers,
+/// topics, paths, counts) are set as typed properties, never formatted into a description.
+pub fn pipeline(
+    description: &'static str,
+    properties: &[(&str, &str, &dyn gst::prelude::ToValue)],
+) -> Result<gst::Pipeline, String> {
+    use gst::prelude::*;
+    let pipeline = gst::parse::launch(description)
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    for (element, property, value) in properties {
+        pipeline
+            .by_name(element)
+            .ok_or_else(|| format!("no element named {element}"))?
+            .set_property(property, value.to_value());
+    }
+    Ok(pipeline)
+}
+
+/// A value that goes into a `gst-launch-1.0` command line (soak-bench runs gst-launch
+/// processes, as users do, and gst-launch joins its arguments into one description): only
+/// plain tokens pass, so a value cannot add elements or properties.
+pub fn launch_token<'a>(what: &str, value: &'a str) -> Result<&'a str, String> {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-:/,+@".contains(c));
+    if plain {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{what} '{value}' has characters a gst-launch line would read as syntax; use \
+             letters, digits and . _ - : / , + @ only"
+        ))
+    }
+}

@@ -7,12 +7,12 @@
 //! Usage: `kafka-bench [--brokers HOST:PORT] [--frames N] [--rounds R] [--latency-seconds S]`
 //! (`scripts/bench kafka` starts a private broker and runs it).
 
+mod harness;
+
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use harness::{PRODUCER_CONFIG, rdkafka_config, unique_name, unix_ns};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -21,10 +21,6 @@ use rdkafka::producer::{
 };
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-
-/// Producer settings both sides use: kafkasink's defaults, stated for the bare client too.
-const PRODUCER_CONFIG: &str =
-    "acks=all,enable.idempotence=true,linger.ms=5,message.max.bytes=4000000";
 
 /// kafkasrc's defaults without a group (librdkafka needs a group id for assign()).
 const BARE_CONSUMER_CONFIG: &str =
@@ -73,31 +69,8 @@ fn options() -> Result<Options, String> {
     Ok(options)
 }
 
-fn create_topic(brokers: &str, topic: &str) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| e.to_string())?;
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    let results =
-        futures_executor::block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
-            .map_err(|e| format!("creating {topic}: {e}"))?;
-    for result in results {
-        result.map_err(|(name, code)| format!("creating {name}: {code}"))?;
-    }
-    Ok(())
-}
-
-fn topic_name(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("bench-{what}-{nanos:x}")
-}
-
 /// A ~100 KB JPEG (noise compresses badly) and a 1280x720 I420 frame, from GStreamer.
-fn payload(description: &str) -> Result<(gst::Caps, gst::Buffer), String> {
+fn payload(description: &'static str) -> Result<(gst::Caps, gst::Buffer), String> {
     let pipeline = gst::parse::launch(&format!("{description} ! appsink name=out"))
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
@@ -118,16 +91,6 @@ fn payload(description: &str) -> Result<(gst::Caps, gst::Buffer), String> {
         sample.caps().unwrap().to_owned(),
         sample.buffer_owned().unwrap(),
     ))
-}
-
-fn rdkafka_config(brokers: &str, entries: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
-    for entry in entries.split(',') {
-        let (k, v) = entry.split_once('=').unwrap();
-        config.set(k, v);
-    }
-    config
 }
 
 /// Seconds to send `frames` copies of `bytes` with a bare ThreadedProducer (what
@@ -169,14 +132,14 @@ fn sink_produce(
     buffer: &gst::Buffer,
     frames: usize,
 ) -> Result<f64, String> {
-    let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src format=time block=true max-bytes=20000000 ! \
-         kafkasink brokers={brokers} topic={topic} config={}",
-        PRODUCER_CONFIG
-    ))
-    .map_err(|e| e.to_string())?
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let pipeline = harness::pipeline(
+        "appsrc name=src format=time block=true max-bytes=20000000 ! kafkasink name=sink",
+        &[
+            ("sink", "brokers", &brokers),
+            ("sink", "topic", &topic),
+            ("sink", "config", &PRODUCER_CONFIG),
+        ],
+    )?;
     let src = pipeline
         .by_name("src")
         .unwrap()
@@ -247,13 +210,14 @@ fn bare_consume(brokers: &str, topic: &str, frames: usize) -> Result<f64, String
 
 /// Seconds between the first and the last of `frames` buffers out of `kafkasrc`.
 fn src_consume(brokers: &str, topic: &str, frames: usize) -> Result<f64, String> {
-    let pipeline = gst::parse::launch(&format!(
-        "kafkasrc brokers={brokers} topic={topic} start-from=earliest num-buffers={frames} ! \
-         appsink name=out sync=false"
-    ))
-    .map_err(|e| e.to_string())?
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let pipeline = harness::pipeline(
+        "kafkasrc name=src start-from=earliest ! appsink name=out sync=false",
+        &[
+            ("src", "brokers", &brokers),
+            ("src", "topic", &topic),
+            ("src", "num-buffers", &(frames as i32)),
+        ],
+    )?;
     let sink = pipeline
         .by_name("out")
         .unwrap()
@@ -307,10 +271,10 @@ fn throughput(
     let (mut sink_s, mut bare_p_s, mut src_s, mut bare_c_s) = (vec![], vec![], vec![], vec![]);
     for round in 0..options.rounds {
         eprintln!("{name}: round {}/{}", round + 1, options.rounds);
-        let ours = topic_name("ours");
-        let bare = topic_name("bare");
-        create_topic(&options.brokers, &ours)?;
-        create_topic(&options.brokers, &bare)?;
+        let ours = unique_name("bench-ours");
+        let bare = unique_name("bench-bare");
+        harness::create_topic(&options.brokers, &ours, 1)?;
+        harness::create_topic(&options.brokers, &bare, 1)?;
         // Alternate who goes first, so neither always gets the warmer broker.
         if round % 2 == 0 {
             sink_s.push(sink_produce(&options.brokers, &ours, caps, buffer, n)?);
@@ -351,25 +315,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
 /// Milliseconds from `kafkasink` receiving a frame to `kafkasrc` pushing it, at 30 frames/s.
 fn element_latency(options: &Options) -> Result<Vec<f64>, String> {
-    let topic = topic_name("latency");
-    create_topic(&options.brokers, &topic)?;
+    let topic = unique_name("bench-latency");
+    harness::create_topic(&options.brokers, &topic, 1)?;
     let frames = options.latency_seconds * 30;
-    let reader = gst::parse::launch(&format!(
-        "kafkasrc brokers={} topic={topic} stop-on-eos=true ! appsink name=out sync=false",
-        options.brokers
-    ))
-    .map_err(|e| e.to_string())?
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let reader = harness::pipeline(
+        "kafkasrc name=src stop-on-eos=true ! appsink name=out sync=false",
+        &[
+            ("src", "brokers", &options.brokers),
+            ("src", "topic", &topic),
+        ],
+    )?;
     let sink = reader
         .by_name("out")
         .unwrap()
@@ -402,15 +359,15 @@ fn element_latency(options: &Options) -> Result<Vec<f64>, String> {
         .set_state(gst::State::Playing)
         .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_secs(2)); // the reader is polling before frames flow
-    let writer = gst::parse::launch(&format!(
-        "videotestsrc is-live=true num-buffers={frames} pattern=ball ! \
-         video/x-raw,width=640,height=480,framerate=30/1 ! jpegenc ! \
-         kafkasink brokers={} topic={topic}",
-        options.brokers
-    ))
-    .map_err(|e| e.to_string())?
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let writer = harness::pipeline(
+        "videotestsrc name=camera is-live=true pattern=ball ! \
+         video/x-raw,width=640,height=480,framerate=30/1 ! jpegenc ! kafkasink name=sink",
+        &[
+            ("camera", "num-buffers", &(frames as i32)),
+            ("sink", "brokers", &options.brokers),
+            ("sink", "topic", &topic),
+        ],
+    )?;
     writer
         .set_state(gst::State::Playing)
         .map_err(|e| e.to_string())?;
@@ -434,8 +391,8 @@ fn element_latency(options: &Options) -> Result<Vec<f64>, String> {
 /// The same hop with bare clients: a producer at 30 frames/s stamping the send time in a
 /// header, a consumer measuring on arrival.
 fn bare_latency(options: &Options, bytes: &[u8]) -> Result<Vec<f64>, String> {
-    let topic = topic_name("latency-bare");
-    create_topic(&options.brokers, &topic)?;
+    let topic = unique_name("bench-latency-bare");
+    harness::create_topic(&options.brokers, &topic, 1)?;
     let frames = options.latency_seconds * 30;
     let consumer: BaseConsumer = rdkafka_config(&options.brokers, BARE_CONSUMER_CONFIG)
         .create()

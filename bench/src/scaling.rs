@@ -157,13 +157,22 @@ fn worker(mut args: impl Iterator<Item = String>) -> Result<(), String> {
 
     gst::init().map_err(|e| e.to_string())?;
     gstkafka::plugin_register_static().map_err(|e| e.to_string())?;
-    let pipeline = gst::parse::launch(&format!(
-        "kafkasrc name=src brokers={brokers} topic={input} group-id={group} caps={FRAME_CAPS} ! \
-         identity sleep-time={cost_us} ! kafkasink brokers={brokers} topic={output}"
-    ))
-    .map_err(|e| e.to_string())?
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let caps: gst::Caps = FRAME_CAPS.parse().map_err(|_| "bad frame caps")?;
+    let cost_us: u32 = cost_us
+        .parse()
+        .map_err(|_| format!("--cost-us {cost_us}: not a number of microseconds"))?;
+    let pipeline = harness::pipeline(
+        "kafkasrc name=src ! identity name=cost ! kafkasink name=sink",
+        &[
+            ("src", "brokers", &brokers),
+            ("src", "topic", &input),
+            ("src", "group-id", &group),
+            ("src", "caps", &caps),
+            ("cost", "sleep-time", &cost_us),
+            ("sink", "brokers", &brokers),
+            ("sink", "topic", &output),
+        ],
+    )?;
     let src = pipeline.by_name("src").unwrap();
 
     let stdin_closed = Arc::new(AtomicBool::new(false));

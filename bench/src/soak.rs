@@ -6,7 +6,7 @@
 //! * publisher: `gst-launch-1.0 -e videotestsrc is-live=true pattern=ball !
 //!   video/x-raw,width=640,height=360,framerate=30/1 ! jpegenc ! kafkasink topic=FRAMES`
 //! * worker: `gst-launch-1.0 -e kafkasrc group-id=G topic=FRAMES ! jpegdec ! videoconvert !
-//!   yolodetect model-location=MODEL ! kafkasink topic=DETECTIONS payload=detections`
+//!   yolodetect model-location=MODEL ! detectionsconvert ! kafkasink topic=DETECTIONS`
 //! * the broker (its pid given with `--broker-pid`)
 //! * this program, the checker: it reads both topics with rdkafka from the beginning.
 //!
@@ -321,12 +321,15 @@ fn run() -> Result<(), String> {
     reader.assign(&tpl).map_err(|e| e.to_string())?;
 
     let (fps, width, height) = (options.fps, options.width, options.height);
+    // gst-launch-1.0 processes, as users run them: the values that come from the command
+    // line must be plain tokens (the rest are numbers and names made here).
+    let brokers = harness::launch_token("--brokers", brokers)?;
+    let model = harness::launch_token("--model", &options.model)?;
     let mut worker = launch(
         &format!(
             "kafkasrc brokers={brokers} topic={frames_topic} group-id={group} ! jpegdec ! \
-             videoconvert ! yolodetect model-location={} ! \
-             kafkasink brokers={brokers} topic={detections_topic} payload=detections",
-            options.model
+             videoconvert ! yolodetect model-location={model} ! \
+             detectionsconvert ! kafkasink brokers={brokers} topic={detections_topic}"
         ),
         &worker_log,
     )?;

@@ -7,6 +7,8 @@
 //! Usage: `yolo-bench --model M --ort-library L --python P [--frames N] [--threads T] [--rounds R]`
 //! (`scripts/bench yolo` fills these in).
 
+mod harness;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -66,14 +68,17 @@ struct Row {
 fn yolodetect(options: &Options, format: &str) -> Result<Row, String> {
     let (w, h) = (1280, 720);
     // A busy picture (the ball pattern moves; snow would be unrealistic noise for YOLO).
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", w)
+        .field("height", h)
+        .field("framerate", gst::Fraction::new(30, 1))
+        .build();
     let frame = {
-        let pipeline = gst::parse::launch(&format!(
-            "videotestsrc pattern=ball num-buffers=1 ! video/x-raw,format={format},width={w},height={h} ! \
-             appsink name=out"
-        ))
-        .map_err(|e| e.to_string())?
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+        let pipeline = harness::pipeline(
+            "videotestsrc pattern=ball num-buffers=1 ! capsfilter name=format ! appsink name=out",
+            &[("format", "caps", &caps)],
+        )?;
         let sink = pipeline
             .by_name("out")
             .unwrap()
@@ -86,16 +91,19 @@ fn yolodetect(options: &Options, format: &str) -> Result<Row, String> {
         pipeline.set_state(gst::State::Null).unwrap();
         sample.buffer_owned().unwrap()
     };
-    let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src format=time caps=video/x-raw,format={format},width={w},height={h},framerate=30/1 ! \
-         yolodetect name=detect model-location={} ort-library={} threads={} ! fakesink sync=false",
-        options.model.display(),
-        options.ort_library,
-        options.threads
-    ))
-    .map_err(|e| e.to_string())?
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let pipeline = harness::pipeline(
+        "appsrc name=src format=time ! yolodetect name=detect ! fakesink sync=false",
+        &[
+            ("src", "caps", &caps),
+            (
+                "detect",
+                "model-location",
+                &options.model.display().to_string(),
+            ),
+            ("detect", "ort-library", &options.ort_library),
+            ("detect", "threads", &(options.threads as u32)),
+        ],
+    )?;
     let src = pipeline
         .by_name("src")
         .unwrap()

@@ -3,15 +3,30 @@
 //! registered statically, and small command-line parsing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-pub mod testing;
-
-/// Initialises GStreamer and registers the kafka and yolo plugins.
+/// Initialises GStreamer and registers the kafka, yolo and analytics plugins.
 pub fn init() -> Result<(), String> {
     gst::init().map_err(|e| e.to_string())?;
     gstkafka::plugin_register_static().map_err(|e| e.to_string())?;
     gstyolo::plugin_register_static().map_err(|e| e.to_string())?;
+    gstgkvanalytics::plugin_register_static().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// A flag that Ctrl-C or SIGTERM sets, so the program can stop cleanly (flush, commit);
+/// a second signal ends the process at once (exit status 130).
+pub fn stop_on_signal() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| format!("installing the signal handler: {e}"))?;
+    Ok(stop)
 }
 
 /// `--name value` pairs and bare `--flag`s; `usage` is printed for `--help` or a stray word.

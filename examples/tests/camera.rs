@@ -7,87 +7,20 @@
 //! Every child process sits in a guard that kills it on drop, so a failing test leaves
 //! nothing behind.
 
-use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
+use testkit::{RawRecord, Running, brokers, create_topic, read_until, unique_name as unique};
 
 use gst::prelude::*;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 // ---- Kafka ---------------------------------------------------------------------------
 
-/// One record as a bare consumer sees it.
-#[derive(Debug)]
-struct Record {
-    key: Option<String>,
-    headers: BTreeMap<String, String>,
-    value_len: usize,
-}
-
-impl Record {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or("", String::as_str)
-    }
-    fn is_eos(&self) -> bool {
-        self.header("gkv-kind") == "eos"
-    }
-}
-
-/// Reads `topic` (one partition) from the start until `enough` says so, or `timeout`.
-fn read_records(topic: &str, timeout: Duration, enough: impl Fn(&[Record]) -> bool) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("camera-test-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + timeout;
-    let mut records = Vec::new();
-    while !enough(&records) && Instant::now() < deadline {
-        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = result.expect("consumer error");
-        records.push(Record {
-            key: message
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
-            headers: message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_string(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            value_len: message.payload().map_or(0, <[u8]>::len),
-        });
-    }
-    records
-}
-
 /// The records of each stream (`gkv-stream`), in order of first appearance.
-fn by_stream(records: &[Record]) -> Vec<(String, Vec<&Record>)> {
-    let mut streams: Vec<(String, Vec<&Record>)> = Vec::new();
+fn by_stream(records: &[RawRecord]) -> Vec<(String, Vec<&RawRecord>)> {
+    let mut streams: Vec<(String, Vec<&RawRecord>)> = Vec::new();
     for r in records {
-        let id = r.header("gkv-stream").to_string();
+        let id = r.header("gkv-stream").unwrap_or("").to_string();
         match streams.iter_mut().find(|(s, _)| *s == id) {
             Some((_, list)) => list.push(r),
             None => streams.push((id, vec![r])),
@@ -98,147 +31,48 @@ fn by_stream(records: &[Record]) -> Vec<(String, Vec<&Record>)> {
 
 /// One stream as the publisher should write it: a keyframe first, seq 0.. without gaps,
 /// H.264 byte-stream caps, the end-of-stream record last. Returns its frame count.
-fn check_stream(id: &str, records: &[&Record], key: &str) -> usize {
+fn check_stream(id: &str, records: &[&RawRecord], key: &str) -> usize {
     assert!(
         records.last().is_some_and(|r| r.is_eos()),
         "stream {id} does not end with its end-of-stream record"
     );
-    let buffers: Vec<&&Record> = records.iter().filter(|r| !r.is_eos()).collect();
+    let buffers: Vec<&&RawRecord> = records.iter().filter(|r| !r.is_eos()).collect();
     assert!(!buffers.is_empty(), "stream {id} has no frames");
     assert!(
-        !buffers[0].header("gkv-flags").contains("delta-unit"),
+        !buffers[0]
+            .header("gkv-flags")
+            .unwrap_or("")
+            .contains("delta-unit"),
         "stream {id} does not start with a keyframe: {:?}",
         buffers[0].headers
     );
     for (i, r) in records.iter().enumerate() {
-        assert_eq!(r.header("gkv-seq"), i.to_string(), "stream {id}: sequence");
-        assert_eq!(r.key.as_deref(), Some(key), "stream {id}: key");
+        assert_eq!(
+            r.header("gkv-seq"),
+            Some(i.to_string().as_str()),
+            "stream {id}: sequence"
+        );
+        assert_eq!(r.key_text(), key, "stream {id}: key");
     }
     for r in &buffers {
         assert!(
-            r.header("gkv-caps").starts_with("video/x-h264")
-                && r.header("gkv-caps").contains("byte-stream"),
-            "stream {id}: caps {}",
+            r.header("gkv-caps")
+                .unwrap_or("")
+                .starts_with("video/x-h264")
+                && r.header("gkv-caps").unwrap_or("").contains("byte-stream"),
+            "stream {id}: caps {:?}",
             r.header("gkv-caps")
         );
-        assert!(r.value_len > 0, "stream {id}: an empty frame");
+        assert!(!r.value.is_empty(), "stream {id}: an empty frame");
     }
     buffers.len()
 }
 
 // ---- processes -----------------------------------------------------------------------
 
-/// A child process, killed (and reaped) on drop.
-struct Process {
-    name: &'static str,
-    child: Child,
-    /// Its stderr lines so far (also echoed to the test's stderr).
-    stderr: Arc<Mutex<Vec<String>>>,
-    status: Option<ExitStatus>,
-}
-
-unsafe extern "C" {
-    fn kill(pid: i32, signal: i32) -> i32;
-}
-const SIGTERM: i32 = 15;
-
-impl Process {
-    fn spawn(name: &'static str, program: &str, args: &[&str]) -> Process {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("[{name}] {line}");
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Process {
-            name,
-            child,
-            stderr,
-            status: None,
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    fn stderr_count(&self, needle: &str) -> usize {
-        self.stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
-    /// Waits until `needle` occurs `count` times in stderr.
-    fn wait_for_stderr(&mut self, needle: &str, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.stderr_count(needle) < count {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "{} exited ({status}) before printing {needle:?} {count} time(s):\n{}",
-                    self.name,
-                    self.stderr_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not print {needle:?} {count} time(s) within {timeout:?}:\n{}",
-                self.name,
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn terminate(&self) {
-        unsafe { kill(self.child.id() as i32, SIGTERM) };
-    }
-
-    fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                self.status = Some(status);
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {timeout:?}:\n{}",
-                self.name,
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// camera-sim on `port` (0: a free one); returns it once ready, with its camera URLs.
-fn camera_sim(cameras: u32, port: u16) -> (Process, Vec<String>) {
-    let mut process = Process::spawn(
-        "camera-sim",
+fn camera_sim(cameras: u32, port: u16) -> (Running, Vec<String>) {
+    let mut process = Running::start(
         env!("CARGO_BIN_EXE_camera-sim"),
         &[
             "--cameras",
@@ -249,32 +83,13 @@ fn camera_sim(cameras: u32, port: u16) -> (Process, Vec<String>) {
             "10",
         ],
     );
-    let stdout = process.child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut urls = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line == "camera-sim: ready" => break,
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("camera-sim: ") {
-                    urls.push(url.to_string());
-                }
-            }
-            Err(_) => panic!(
-                "camera-sim did not become ready:\n{}",
-                process.stderr_text()
-            ),
-        }
-    }
+    let urls: Vec<String> = process
+        .wait_for("camera-sim: ready", Duration::from_secs(15))
+        .iter()
+        .filter_map(|line| line.strip_prefix("camera-sim: "))
+        .filter(|rest| rest.starts_with("rtsp://"))
+        .map(String::from)
+        .collect();
     assert_eq!(urls.len(), cameras as usize, "{urls:?}");
     for (i, url) in urls.iter().enumerate() {
         assert!(
@@ -294,11 +109,11 @@ fn port_of(url: &str) -> u16 {
         .unwrap()
 }
 
-fn publisher(url: &str, topic: &str, extra: &[&str]) -> Process {
+fn publisher(url: &str, topic: &str, extra: &[&str]) -> Running {
     let brokers = brokers();
     let mut args = vec!["--url", url, "--brokers", &brokers, "--topic", topic];
     args.extend_from_slice(extra);
-    Process::spawn("publisher", env!("CARGO_BIN_EXE_publisher"), &args)
+    Running::start(env!("CARGO_BIN_EXE_publisher"), &args)
 }
 
 // ---- in-process reading --------------------------------------------------------------
@@ -468,12 +283,12 @@ fn the_publisher_sends_thirty_decodable_h264_frames_of_a_simulated_camera() {
     assert!(
         status.success(),
         "publisher: {status}\n{}",
-        publisher.stderr_text()
+        publisher.stderr()
     );
 
     // In Kafka: one stream of exactly 30 frames, keyed by the camera from the URL.
-    let records = read_records(&topic, Duration::from_secs(15), |r| {
-        r.iter().any(Record::is_eos)
+    let records = read_until(&topic, 1, Duration::from_secs(15), |r| {
+        r.iter().any(RawRecord::is_eos)
     });
     let streams = by_stream(&records);
     assert_eq!(streams.len(), 1, "streams: {streams:?}");
@@ -517,9 +332,9 @@ fn the_publisher_reconnects_after_a_camera_restart_as_a_new_stream() {
     assert!(
         status.success(),
         "publisher after SIGTERM: {status}\n{}",
-        publisher.stderr_text()
+        publisher.stderr()
     );
-    let log = publisher.stderr_text();
+    let log = publisher.stderr();
     assert!(
         log.contains("reconnecting in 1 s (attempt 1)"),
         "no reconnection line in:\n{log}"
@@ -527,7 +342,7 @@ fn the_publisher_reconnects_after_a_camera_restart_as_a_new_stream() {
 
     // Two streams, before and after the restart, each from a keyframe to its
     // end-of-stream record.
-    let records = read_records(&topic, Duration::from_secs(15), |r| {
+    let records = read_until(&topic, 1, Duration::from_secs(15), |r| {
         r.iter().filter(|r| r.is_eos()).count() >= 2
     });
     let streams = by_stream(&records);
@@ -577,7 +392,7 @@ fn without_retries_a_camera_that_is_not_there_fails_clearly() {
     let started = Instant::now();
     let mut publisher = publisher(&url, &topic, &["--max-retries", "0"]);
     let status = publisher.wait(Duration::from_secs(20));
-    let log = publisher.stderr_text();
+    let log = publisher.stderr();
     assert!(!status.success(), "publisher: {status}\n{log}");
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
@@ -587,7 +402,7 @@ fn without_retries_a_camera_that_is_not_there_fails_clearly() {
     assert!(!log.contains("reconnecting"), "{log}");
     assert!(started.elapsed() < Duration::from_secs(15));
     // Nothing was written.
-    let records = read_records(&topic, Duration::from_secs(2), |_| false);
+    let records = read_until(&topic, 1, Duration::from_secs(2), |_| false);
     assert!(records.is_empty(), "{records:?}");
 }
 
@@ -597,7 +412,7 @@ fn a_missing_topic_is_fatal_with_kafkasinks_message() {
     let topic = unique("camera-no-such-topic");
     let mut publisher = publisher(&urls[0], &topic, &[]);
     let status = publisher.wait(Duration::from_secs(20));
-    let log = publisher.stderr_text();
+    let log = publisher.stderr();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
         log.contains("Kafka error") && log.contains(&format!("topic '{topic}' does not exist")),

@@ -1,22 +1,19 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `counter` and `archive` against a real broker (`KAFKA_BROKERS`, started by
 //! `scripts/test`): a ball goes through `yolodetect` into a detections topic
-//! (`payload=detections`) and an annotated-frames topic; the expected numbers come from
+//! (`detectionsconvert ! kafkasink`) and an annotated-frames topic; the expected numbers come from
 //! reading those topics with a bare rdkafka consumer and parsing the JSON here.
 
-use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use testkit::{RawRecord, brokers, create_topic, read_until, unique_name as unique};
 
 use gst::prelude::*;
 use kafkavision::detections::FrameDetections;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 const FRAMES: usize = 20;
 const COUNT_THRESHOLD: f64 = 0.5;
@@ -29,63 +26,18 @@ fn new_topic(prefix: &str) -> String {
     topic
 }
 
-/// One record as a bare consumer sees it.
-struct RawRecord {
-    value: Vec<u8>,
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-impl RawRecord {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| std::str::from_utf8(v).unwrap())
-    }
-}
-
 /// Every record of partition 0 of `topic` up to and including the first end-of-stream record.
 fn read_until_eos(topic: &str) -> Vec<RawRecord> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.partition.eof", "false")
-        .set("group.id", unique("raw-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut records = Vec::new();
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "no end-of-stream record in {topic} after {} records",
-            records.len()
-        );
-        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = result.expect("consumer error");
-        let record = RawRecord {
-            value: message.payload().unwrap_or_default().to_vec(),
-            headers: message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        let eos = record.header("gkv-kind") == Some("eos");
-        records.push(record);
-        if eos {
-            return records;
-        }
-    }
+    let records = read_until(topic, 1, Duration::from_secs(20), |r| {
+        r.iter().any(RawRecord::is_eos)
+    });
+    assert!(
+        records.iter().any(RawRecord::is_eos),
+        "no end-of-stream record in {topic} after {} records",
+        records.len()
+    );
+    let end = records.iter().position(RawRecord::is_eos).unwrap();
+    records[..=end].to_vec()
 }
 
 fn run_pipeline(description: &str) {
@@ -143,8 +95,10 @@ fn published() -> &'static Published {
         run_pipeline(&format!(
             "videotestsrc pattern=ball num-buffers={FRAMES} ! video/x-raw,width=320,height=240 ! \
              yolodetect model-location=\"{}\" ! tee name=t \
-             t. ! queue ! kafkasink brokers={b} topic={detections_topic} payload=detections key=cam1 \
-             t. ! queue ! jpegenc ! kafkasink brokers={b} topic={annotated_topic} key=cam1",
+             t. ! queue ! detectionsconvert camera=cam1 ! \
+                  kafkasink brokers={b} topic={detections_topic} key=cam1 \
+             t. ! queue ! detectionsconvert output=header camera=cam1 ! jpegenc ! \
+                  kafkasink brokers={b} topic={annotated_topic} key=cam1",
             model.display()
         ));
 
@@ -163,8 +117,7 @@ fn published() -> &'static Published {
             .iter()
             .filter(|r| r.header("gkv-kind") != Some("eos"))
             .map(|r| {
-                FrameDetections::from_json(r.header("gkv-detections").unwrap().as_bytes())
-                    .unwrap()
+                FrameDetections::from_json(r.header("gkv-detections").unwrap().as_bytes()).unwrap()
             })
             .collect();
         Published {

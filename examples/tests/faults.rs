@@ -10,19 +10,17 @@
 //! 90 s we waited), and it did not form a group of static members at all. The mock
 //! cluster's coordinator honours `session.timeout.ms` as Kafka does.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{Running, read_all_from};
 use gst::prelude::*;
-use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
 use kafkavision::detections::FrameDetections;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use testkit::{RawRecord, Running, read_all_from};
+use testkit::{brokers, create_topic, unique_name as unique};
 
 /// Lets the group notice a killed worker in seconds instead of librdkafka's 45 s default.
 const WORKER_CONFIG: &str = "session.timeout.ms=6000,heartbeat.interval.ms=1000";
@@ -87,7 +85,7 @@ fn worker(name: &str, topics: &Topics, group: &str, extra: &[&str]) -> Running {
         name,
     ];
     args.extend_from_slice(extra);
-    Running::start("detector-worker", &args).named(name)
+    Running::start(env!("CARGO_BIN_EXE_detector-worker"), &args).named(name)
 }
 
 /// Waits until every worker prints that it holds partitions, and they hold all of them.
@@ -196,7 +194,7 @@ fn detected_frames(topics: &Topics, expected: usize) -> BTreeMap<(String, u64), 
     frame_counts(&records)
 }
 
-fn frame_counts(records: &[common::Record]) -> BTreeMap<(String, u64), u32> {
+fn frame_counts(records: &[RawRecord]) -> BTreeMap<(String, u64), u32> {
     let mut counts = BTreeMap::new();
     for r in records.iter().filter(|r| !r.value.is_empty()) {
         let frame = FrameDetections::from_json(&r.value).expect("detections JSON");

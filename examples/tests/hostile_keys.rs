@@ -4,19 +4,17 @@
 //! quotes, an element with a file location), spans lines, is 10 KB long or is not UTF-8
 //! names a camera and nothing else. No file is written and no element created from it.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Running, is_buffer, read_all};
 use gst::prelude::*;
-use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
 use kafkavision::detections::FrameDetections;
-use kafkavision::{Envelope, Flags, RecordKind};
+use kafkavision::{Envelope, RecordKind};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use testkit::{RawRecord, Running, read_all};
+use testkit::{brokers, create_topic, unique_name as unique};
 
 const FRAMES_PER_KEY: u64 = 3;
 
@@ -79,23 +77,14 @@ fn hostile_record_keys_are_plain_camera_names_to_the_worker() {
     for seq in 0..=FRAMES_PER_KEY {
         for (i, key) in keys.iter().enumerate() {
             let stream_id = format!("hostile-{i}");
-            let kind = if seq < FRAMES_PER_KEY {
-                RecordKind::Buffer
+            let envelope = if seq < FRAMES_PER_KEY {
+                Envelope {
+                    pts: Some(seq * 100_000_000),
+                    duration: Some(100_000_000),
+                    ..Envelope::buffer(stream_id, seq, Some(caps.clone()))
+                }
             } else {
-                RecordKind::EndOfStream
-            };
-            let envelope = Envelope {
-                kind,
-                stream_id,
-                seq,
-                caps: (kind == RecordKind::Buffer).then(|| caps.clone()),
-                pts: Some(seq * 100_000_000),
-                dts: None,
-                duration: Some(100_000_000),
-                flags: Flags::empty(),
-                sink_time_ns: None,
-                capture_time_ns: None,
-                detections: None,
+                Envelope::end_of_stream(stream_id, seq)
             };
             let mut headers = OwnedHeaders::new();
             for (name, value) in envelope.to_headers() {
@@ -119,7 +108,7 @@ fn hostile_record_keys_are_plain_camera_names_to_the_worker() {
 
     let b = brokers();
     let mut worker = Running::start_with_env(
-        "detector-worker",
+        env!("CARGO_BIN_EXE_detector-worker"),
         &[
             "--brokers",
             &b,
@@ -147,15 +136,21 @@ fn hostile_record_keys_are_plain_camera_names_to_the_worker() {
 
     // One camera per key, each key exactly as sent (lossily decoded when not UTF-8); shown
     // shortened, the 10 KB key would drown a failure message.
-    let short = |key: &str| format!("{:?} ({} bytes)", key.chars().take(48).collect::<String>(), key.len());
+    let short = |key: &str| {
+        format!(
+            "{:?} ({} bytes)",
+            key.chars().take(48).collect::<String>(),
+            key.len()
+        )
+    };
     let expected: BTreeMap<String, u64> = keys
         .iter()
         .map(|k| (short(&String::from_utf8_lossy(k)), FRAMES_PER_KEY))
         .collect();
-    let count_by_key = |records: &[common::Record]| {
+    let count_by_key = |records: &[RawRecord]| {
         let mut counts = BTreeMap::<String, u64>::new();
-        for r in records.iter().filter(|r| is_buffer(r)) {
-            *counts.entry(short(&r.key)).or_default() += 1;
+        for r in records.iter().filter(|r| r.is_buffer()) {
+            *counts.entry(short(&r.key_text())).or_default() += 1;
         }
         counts
     };
@@ -165,14 +160,18 @@ fn hostile_record_keys_are_plain_camera_names_to_the_worker() {
         });
         assert_eq!(count_by_key(&records), expected, "records in {topic}");
         if topic == &detections {
-            for r in records.iter().filter(|r| is_buffer(r)) {
+            for r in records.iter().filter(|r| r.is_buffer()) {
                 let frame = FrameDetections::from_json(&r.value).unwrap();
-                assert_eq!(frame.camera.as_deref(), Some(r.key.as_str()));
+                assert_eq!(frame.camera, Some(r.key_text()));
             }
         }
     }
 
-    assert!(!written.exists(), "a record key wrote {}", written.display());
+    assert!(
+        !written.exists(),
+        "a record key wrote {}",
+        written.display()
+    );
     assert_eq!(std::fs::read_dir(&trap).unwrap().count(), 0);
     let log = worker.stderr();
     let created: std::collections::BTreeSet<&str> = log

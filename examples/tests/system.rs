@@ -5,15 +5,13 @@
 //! once by the pool, that the counter's totals match the detections published, that the
 //! archive holds the expected crops, and that the viewer serves both cameras.
 
-mod common;
-
-use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
+use testkit::{brokers, create_topic, unique_name as unique};
 
-use common::{Record, Running, is_buffer, read_all};
 use kafkavision::detections::FrameDetections;
+use testkit::{RawRecord, Running, read_all};
 
 const FRAMES_PER_CAMERA: usize = 30;
 
@@ -35,7 +33,7 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
         .map(|i| {
             let name = format!("worker{i}");
             Running::start(
-                "detector-worker",
+                env!("CARGO_BIN_EXE_detector-worker"),
                 &[
                     "--brokers",
                     &b,
@@ -54,7 +52,7 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
         })
         .collect();
     let mut cameras = Running::start(
-        "camera-sim",
+        env!("CARGO_BIN_EXE_camera-sim"),
         &["--cameras", "2", "--port", "0", "--fps", "10"],
     );
     let urls: Vec<String> = cameras
@@ -77,7 +75,7 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
         .map(|(i, url)| {
             let camera = format!("cam{}", i + 1);
             Running::start(
-                "publisher",
+                env!("CARGO_BIN_EXE_publisher"),
                 &[
                     "--url",
                     url,
@@ -103,20 +101,22 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
     // What was published, from the first keyframe of each camera on (a stream joined
     // mid-GOP starts at its keyframe): identified by camera and capture time.
     let published = read_all(&frames, 2, Duration::from_secs(20), |r| {
-        r.iter().filter(|r| is_buffer(r)).count() >= 2 * FRAMES_PER_CAMERA
+        r.iter().filter(|r| r.is_buffer()).count() >= 2 * FRAMES_PER_CAMERA
     });
     let mut expected = BTreeSet::new();
     let mut synced = BTreeSet::new();
-    for r in published.iter().filter(|r| is_buffer(r)) {
+    for r in published.iter().filter(|r| r.is_buffer()) {
         let delta = r
-            .headers
-            .get("gkv-flags")
+            .header("gkv-flags")
             .is_some_and(|f| f.contains("delta-unit"));
         if !delta {
-            synced.insert(r.key.clone());
+            synced.insert(r.key_text());
         }
-        if synced.contains(&r.key) {
-            expected.insert((r.key.clone(), r.headers["gkv-capture-time"].clone()));
+        if synced.contains(&r.key_text()) {
+            expected.insert((
+                r.key_text(),
+                r.header("gkv-capture-time").unwrap().to_string(),
+            ));
         }
     }
     assert!(
@@ -128,7 +128,8 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
     // Every one is detected once by the pool. A decoder holds its newest frame until more
     // come or the stream ends: wait for all but those, then stop the workers cleanly (they
     // drain their branches) and look at everything.
-    let detection_records = |records: &[Record]| records.iter().filter(|r| is_buffer(r)).count();
+    let detection_records =
+        |records: &[RawRecord]| records.iter().filter(|r| r.is_buffer()).count();
     read_all(&detections, 2, Duration::from_secs(90), |r| {
         detection_records(r) + 2 >= expected.len()
     });
@@ -143,7 +144,7 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
         detection_records(r) >= expected.len()
     });
     let mut seen = BTreeMap::new();
-    for r in detected.iter().filter(|r| is_buffer(r)) {
+    for r in detected.iter().filter(|r| r.is_buffer()) {
         let frame = FrameDetections::from_json(&r.value).unwrap();
         let id = (
             frame.camera.clone().unwrap(),
@@ -166,7 +167,7 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
     // The counter's totals match the detections published (confidence >= 0.5).
     let csv = out.join("counts.csv");
     let mut counter = Running::start(
-        "counter",
+        env!("CARGO_BIN_EXE_counter"),
         &[
             "--brokers",
             &b,
@@ -183,7 +184,7 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
     assert!(counter.wait(Duration::from_secs(60)).success());
     let published_count: usize = detected
         .iter()
-        .filter(|r| is_buffer(r))
+        .filter(|r| r.is_buffer())
         .map(|r| FrameDetections::from_json(&r.value).unwrap())
         .map(|f| {
             f.detections
@@ -210,18 +211,18 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
 
     // The archive holds one crop per detection >= 0.7 in the annotated frames.
     let annotated_records = read_all(&annotated, 2, Duration::from_secs(20), |r| {
-        r.iter().filter(|r| is_buffer(r)).count() >= expected.len()
+        r.iter().filter(|r| r.is_buffer()).count() >= expected.len()
     });
     let expected_crops: usize = annotated_records
         .iter()
-        .filter(|r| is_buffer(r))
-        .filter_map(|r| r.headers.get("gkv-detections"))
+        .filter(|r| r.is_buffer())
+        .filter_map(|r| r.header("gkv-detections"))
         .map(|json| FrameDetections::from_json(json.as_bytes()).unwrap())
         .map(|f| f.detections.iter().filter(|d| d.confidence >= 0.7).count())
         .sum();
     let archive_dir = out.join("archive");
     let mut archive = Running::start(
-        "archive",
+        env!("CARGO_BIN_EXE_archive"),
         &[
             "--brokers",
             &b,
@@ -240,7 +241,7 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
 
     // The viewer serves both cameras.
     let mut viewer = Running::start(
-        "viewer",
+        env!("CARGO_BIN_EXE_viewer"),
         &[
             "--brokers",
             &b,

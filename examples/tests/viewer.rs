@@ -2,11 +2,11 @@
 //! The web viewer in headless Chromium (Debian's `chromium`): the page loads, frames
 //! arrive, and a screenshot shows the detector's boxes.
 
-use gst_kafka_vision_examples::testing::{brokers, create_topic, unique};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::{brokers, create_topic, unique_name as unique};
 
 use gst::prelude::*;
 

@@ -3,9 +3,10 @@
 //! above `--min-confidence` is cut out of its frame (box clipped to the frame) and saved as
 //! `<out>/<label>/<label>_<n>.jpg`; `n` continues from the files already there.
 //!
-//! Pipeline: `kafkasrc ! jpegdec ! videoconvert ! video/x-raw,format=RGB ! appsink`. The
-//! boxes are the `GstVideoRegionOfInterestMeta`s `kafkasrc` attaches from each record's
-//! `gkv-detections` header. In a single-stream check on GStreamer 1.22 they survived
+//! Pipeline: `kafkasrc ! detectionsconvert output=metas ! jpegdec ! videoconvert !
+//! video/x-raw,format=RGB ! appsink`. The boxes are the `GstVideoRegionOfInterestMeta`s
+//! `detectionsconvert` attaches from each record's `gkv-detections` header. In a
+//! single-stream check on GStreamer 1.22 they survived
 //! `jpegdec` and `videoconvert`, but decoders are not bound to keep them (the meta carries
 //! the "size" tag), so a pad probe on `kafkasrc` also keeps each JPEG buffer's detections
 //! in order: a decoded frame without metas takes the next kept list (one decoded frame per
@@ -20,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use gst::prelude::*;
@@ -39,8 +40,6 @@ usage: archive [options]
   --quality Q              JPEG quality 1..100 (default 90)
   --stop-on-eos            end once every stream read so far has sent its end-of-stream record
   --frames N               end after N frames (default: run until stopped)";
-
-static STOP: AtomicBool = AtomicBool::new(false);
 
 fn main() {
     let args = Args::parse(USAGE);
@@ -130,17 +129,14 @@ fn clip(rect: (u32, u32, u32, u32), width: u32, height: u32) -> Option<(u32, u32
     (x1 > x0 && y1 > y0).then_some((x0, y0, x1, y1))
 }
 
-/// Confident detections of a buffer: (label, confidence, rect).
+/// The detections of a buffer: (label, confidence, rect in pixels).
 fn detections(buffer: &gst::BufferRef) -> Vec<(String, f64, (u32, u32, u32, u32))> {
-    buffer
-        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
-        .filter_map(|meta| {
-            let param = meta.param("detection")?;
-            let confidence = param.get::<f64>("confidence").ok()?;
-            let label = param
-                .get::<String>("label")
-                .unwrap_or_else(|_| meta.roi_type().to_string());
-            Some((label, confidence, meta.rect()))
+    kafkavision::detections::meta::of_buffer(buffer, 0, 0)
+        .into_iter()
+        .map(|d| {
+            let b = &d.bbox;
+            let rect = (b.x as u32, b.y as u32, b.width as u32, b.height as u32);
+            (d.label, d.confidence, rect)
         })
         .collect()
 }
@@ -226,12 +222,12 @@ fn run(args: &Args) -> Result<(), String> {
         max_frames: args.number("frames", 0u64),
     });
     let stop_on_eos = args.flag("stop-on-eos");
-    install_signal_handlers();
+    let stop = gst_kafka_vision_examples::stop_on_signal()?;
 
     gst_kafka_vision_examples::init()?;
     let pipeline = gst::parse::launch(
-        "kafkasrc name=src ! jpegdec ! videoconvert ! video/x-raw,format=RGB ! \
-         appsink name=out sync=false max-buffers=4",
+        "kafkasrc name=src ! detectionsconvert name=detections output=metas ! jpegdec ! \
+         videoconvert ! video/x-raw,format=RGB ! appsink name=out sync=false max-buffers=4",
     )
     .map_err(|e| format!("building the pipeline: {e}"))?
     .downcast::<gst::Pipeline>()
@@ -242,7 +238,7 @@ fn run(args: &Args) -> Result<(), String> {
     src.set_property("group-id", &group);
     src.set_property("stop-on-eos", stop_on_eos);
 
-    // Confident detections as they leave kafkasrc, still on the JPEG buffers. Video
+    // Confident detections as they leave detectionsconvert, still on the JPEG buffers. Video
     // decoders drop region-of-interest metas (their "size" tag), so they are kept here in
     // order and matched to the decoded frames, which come out one per JPEG, in order
     // (timestamps do not do: two cameras' interleaved frames make the decoder re-time them).
@@ -251,7 +247,10 @@ fn run(args: &Args) -> Result<(), String> {
     let min_confidence = settings.min_confidence;
     let counter = upstream.clone();
     let store = in_order.clone();
-    src.static_pad("src")
+    pipeline
+        .by_name("detections")
+        .unwrap()
+        .static_pad("src")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(buffer) = info.buffer() {
@@ -324,7 +323,7 @@ fn run(args: &Args) -> Result<(), String> {
                 break;
             }
         }
-        if STOP.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) {
             break;
         }
         let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
@@ -404,24 +403,4 @@ fn pipeline_error(pipeline: &gst::Pipeline, fallback: &str) -> String {
         }
     }
     fallback.to_string()
-}
-
-/// Ctrl-C / SIGTERM end the run cleanly (final commit, summary); a second one exits at
-/// once.
-fn install_signal_handlers() {
-    unsafe extern "C" {
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-        fn _exit(code: i32) -> !;
-    }
-    extern "C" fn on_signal(_: i32) {
-        if STOP.swap(true, Ordering::Relaxed) {
-            unsafe { _exit(130) }
-        }
-    }
-    const SIGINT: i32 = 2;
-    const SIGTERM: i32 = 15;
-    unsafe {
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
-    }
 }

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gst_kafka_vision_examples::Args;
@@ -44,8 +44,6 @@ usage: counter [options]
   --quiet                  no live table (the final summary line is still printed)";
 
 const DEFAULT_CLASSES: &str = "car,truck,bus,motorcycle,bicycle";
-
-static STOP: AtomicBool = AtomicBool::new(false);
 
 fn main() {
     let args = Args::parse(USAGE);
@@ -119,7 +117,7 @@ fn read_record(message: &BorrowedMessage<'_>) -> Result<Record, String> {
         .headers()
         .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
         .unwrap_or_default();
-    let envelope = Envelope::from_headers(headers).map_err(|e| e.to_string())?;
+    let envelope = Envelope::from_headers(headers.iter().copied()).map_err(|e| e.to_string())?;
     if let Some(env) = &envelope {
         if env.kind == RecordKind::EndOfStream {
             return Ok(Record::Eos(env.stream_id.clone()));
@@ -129,16 +127,18 @@ fn read_record(message: &BorrowedMessage<'_>) -> Result<Record, String> {
             .as_deref()
             .is_none_or(|c| c.split(',').next().map(str::trim) == Some(detections::CAPS));
         if !is_detections {
-            let Some(json) = &env.detections else {
+            let Some((_, json)) = headers.iter().find(|(name, _)| *name == detections::HEADER)
+            else {
                 return Err(format!(
-                    "caps '{}' are not {} and the record has no gkv-detections header",
+                    "caps '{}' are not {} and the record has no {} header",
                     env.caps.as_deref().unwrap_or(""),
-                    detections::CAPS
+                    detections::CAPS,
+                    detections::HEADER
                 ));
             };
-            return FrameDetections::from_json(json.as_bytes())
+            return FrameDetections::from_json(json.unwrap_or_default())
                 .map(|f| Record::Frame(Some(env.stream_id.clone()), f))
-                .map_err(|e| format!("header gkv-detections: {e}"));
+                .map_err(|e| format!("header {}: {e}", detections::HEADER));
         }
     }
     FrameDetections::from_json(message.payload().unwrap_or_default())
@@ -200,7 +200,7 @@ fn run(args: &Args) -> Result<(), String> {
     let max_frames: u64 = args.number("frames", 0u64);
     let quiet = args.flag("quiet");
     let csv_path = args.get("csv", "");
-    install_signal_handlers();
+    let stop = gst_kafka_vision_examples::stop_on_signal()?;
 
     let mut csv = if csv_path.is_empty() {
         None
@@ -248,7 +248,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut reason = "stopped";
 
     loop {
-        if STOP.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) {
             break;
         }
         if Instant::now() >= next_print {
@@ -364,24 +364,4 @@ fn run(args: &Args) -> Result<(), String> {
         cameras.len()
     );
     Ok(())
-}
-
-/// Ctrl-C / SIGTERM end the loop cleanly (CSV flushed, offsets committed); a second one
-/// exits at once.
-fn install_signal_handlers() {
-    unsafe extern "C" {
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-        fn _exit(code: i32) -> !;
-    }
-    extern "C" fn on_signal(_: i32) {
-        if STOP.swap(true, Ordering::Relaxed) {
-            unsafe { _exit(130) }
-        }
-    }
-    const SIGINT: i32 = 2;
-    const SIGTERM: i32 = 15;
-    unsafe {
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
-    }
 }

@@ -7,7 +7,8 @@
 //! # viewer: http://127.0.0.1:8080/
 //! ```
 //!
-//! It reads `kafkasrc brokers=… topic=… group-id=GROUP ! appsink` and keeps, per camera
+//! It reads `kafkasrc brokers=… topic=… group-id=GROUP ! detectionsconvert output=metas !
+//! appsink` and keeps, per camera
 //! (the record key), the latest JPEG with its detections and lag. Pages it serves:
 //!
 //! - `/`: the viewer; `/?camera=cam2` selects a camera, `/?still=1` refreshes the picture
@@ -41,8 +42,6 @@ viewer: a web page showing a topic's annotated frames live
 
 Prints 'viewer: http://HOST:PORT/' once it is listening and consuming.";
 
-const RECORD_META: &str = "GstKafkaRecordMeta";
-const UNIX_TIME_CAPS: &str = "timestamp/x-unix";
 /// Camera name of records that have no key.
 const NO_KEY: &str = "(no key)";
 const BOUNDARY: &str = "gkvframe";
@@ -134,48 +133,34 @@ impl Shared {
         let jpeg = Arc::new(map.as_slice().to_vec());
         drop(map);
 
-        let record = gst::meta::CustomMeta::from_buffer(buffer, RECORD_META).ok();
-        let record = record.as_ref().map(|m| m.structure());
+        let record = gstkafka::RecordMeta::of(buffer);
         let camera = record
-            .and_then(|s| s.get::<String>("key").ok())
+            .as_ref()
+            .and_then(|r| r.key.clone())
             .unwrap_or_else(|| NO_KEY.to_string());
-        let partition = record
-            .and_then(|s| s.get::<i32>("partition").ok())
-            .unwrap_or(-1);
-        let offset = record
-            .and_then(|s| s.get::<i64>("offset").ok())
-            .unwrap_or(-1);
-        let seq = record.and_then(|s| s.get::<u64>("seq").ok());
+        let partition = record.as_ref().map_or(-1, |r| r.partition);
+        let offset = record.as_ref().map_or(-1, |r| r.offset);
+        let seq = record.as_ref().map(|r| r.seq);
 
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
-        let lag_ms = buffer
-            .iter_meta::<gst::ReferenceTimestampMeta>()
-            .find(|m| {
-                m.reference()
-                    .structure(0)
-                    .is_some_and(|s| s.name() == UNIX_TIME_CAPS)
-            })
-            .map(|m| (now_ns - m.timestamp().nseconds() as i128) as f64 / 1e6);
+        let lag_ms =
+            kafkavision::meta::capture_time(buffer).map(|t| (now_ns - t as i128) as f64 / 1e6);
 
-        let detections = buffer
-            .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
-            .map(|meta| {
-                let param = meta.param("detection");
-                Detection {
-                    label: param
-                        .and_then(|p| p.get::<String>("label").ok())
-                        .unwrap_or_else(|| meta.roi_type().to_string()),
-                    class_id: param
-                        .and_then(|p| p.get::<u32>("class-id").ok())
-                        .unwrap_or(0),
-                    confidence: param
-                        .and_then(|p| p.get::<f64>("confidence").ok())
-                        .unwrap_or(0.0),
-                    rect: meta.rect(),
-                }
+        let detections = kafkavision::detections::meta::of_buffer(buffer, 0, 0)
+            .into_iter()
+            .map(|d| Detection {
+                rect: (
+                    d.bbox.x as u32,
+                    d.bbox.y as u32,
+                    d.bbox.width as u32,
+                    d.bbox.height as u32,
+                ),
+                label: d.label,
+                class_id: d.class_id,
+                confidence: d.confidence,
             })
             .collect();
 
@@ -726,6 +711,11 @@ fn main() {
     let source = source
         .build()
         .unwrap_or_else(|e| fail(&format!("creating kafkasrc: {e}")));
+    // The boxes ride in each frame's gkv-detections header; drawn from metas.
+    let detections = gst::ElementFactory::make("detectionsconvert")
+        .property_from_str("output", "metas")
+        .build()
+        .unwrap_or_else(|e| fail(&format!("creating detectionsconvert: {e}")));
     let sink = gst_app::AppSink::builder()
         .sync(false)
         .max_buffers(4)
@@ -733,8 +723,8 @@ fn main() {
         .build();
     let pipeline = gst::Pipeline::new();
     pipeline
-        .add_many([&source, sink.upcast_ref()])
-        .and_then(|_| source.link(&sink))
+        .add_many([&source, &detections, sink.upcast_ref()])
+        .and_then(|_| gst::Element::link_many([&source, &detections, sink.upcast_ref()]))
         .unwrap_or_else(|e| fail(&format!("building the pipeline: {e}")));
 
     let shared = Arc::new(Shared {

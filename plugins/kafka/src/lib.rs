@@ -3,23 +3,31 @@
 //! GStreamer plugin `kafka`: carries any stream through Apache Kafka.
 //!
 //! - [`kafkasink`]: each buffer becomes one Kafka record (value = buffer bytes, headers =
-//!   the envelope of `kafkavision::envelope`).
+//!   the envelope of `kafkavision::envelope`, then the buffer's other Kafka headers).
 //! - [`kafkasrc`]: a live source that rebuilds the stream from those records, scales out
-//!   with consumer groups and commits offsets only after the buffer was pushed.
+//!   with consumer groups and commits offsets only after downstream released the buffer.
+//! - [`kafkadecodebin`]: one decoder per stream of an interleaved multi-camera topic.
+//!
+//! Applications read where a buffer came from with [`RecordMeta`], and the Kafka headers
+//! riding with it with [`KafkaHeaders`].
 
 use gst::glib;
 
-mod common;
+mod client;
+pub mod kafkadecodebin;
 pub mod kafkasink;
 pub mod kafkasrc;
+mod record;
 mod release;
 
-pub use common::RECORD_META;
+pub use kafkavision::meta::{HEADERS_META, KafkaHeaders, RECORD_META, RecordMeta};
+pub use record::{ORIGINAL_PTS_CAPS, UNIX_TIME_CAPS};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    common::register_record_meta();
+    kafkavision::meta::register();
     kafkasink::register(plugin)?;
     kafkasrc::register(plugin)?;
+    kafkadecodebin::register(plugin)?;
     Ok(())
 }
 

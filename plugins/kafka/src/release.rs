@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use gst::glib;
 use gst::prelude::*;
+use kafkavision::meta::RECORD_META;
 
 /// Name of the record meta field that holds the token.
 pub const TOKEN_FIELD: &str = "release-token";
@@ -229,8 +230,15 @@ impl ReleaseToken {
 
     /// The token a buffer's record meta holds, if any.
     pub fn of_buffer(buffer: &gst::BufferRef) -> Option<ReleaseToken> {
-        let meta = gst::meta::CustomMeta::from_buffer(buffer, crate::RECORD_META).ok()?;
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, RECORD_META).ok()?;
         meta.structure().get::<ReleaseToken>(TOKEN_FIELD).ok()
+    }
+
+    /// Puts this token into the buffer's record meta, which keeps the record open.
+    pub fn attach(self, buffer: &mut gst::BufferRef) {
+        if let Ok(mut meta) = gst::meta::CustomMeta::from_mut_buffer(buffer, RECORD_META) {
+            meta.mut_structure().set(TOKEN_FIELD, self);
+        }
     }
 }
 

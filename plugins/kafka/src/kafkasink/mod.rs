@@ -5,8 +5,10 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod producer;
 
-pub use imp::{Compression, Payload, QueueFullPolicy};
+pub use imp::{Compression, KeyFrom, Partitioner};
+pub use producer::QueueFullPolicy;
 
 glib::wrapper! {
     pub struct KafkaSink(ObjectSubclass<imp::KafkaSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;

@@ -40,8 +40,7 @@
  * ```
  */
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -51,17 +50,18 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use kafkavision::client_config::ClientConfig;
-use kafkavision::detections::FrameDetections;
-use kafkavision::{Envelope, Flags, RecordKind};
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use kafkavision::meta::RecordMeta;
+use kafkavision::{Flags, RecordKind};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::types::RDKafkaErrorCode;
 
-use crate::common::{self, ClientLog, UNIX_TIME_CAPS};
+use super::consumer::{self, FetchLimits, SrcContext, StartFrom, Stats};
+use super::payload::check_payload;
+use crate::client::{ClientBlurbs, ClientLog, ClientSettings};
+use crate::record::{self, Retime};
 use crate::release::OffsetTracker;
 
 const DEFAULT_START_FROM: &str = "committed";
@@ -73,7 +73,6 @@ const DEFAULT_LATENCY_MS: u32 = 200;
 const POLL_SLICE: Duration = Duration::from_millis(50);
 /// How long `stop` waits for the final commit and group leave before giving up on them.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-const ORIGINAL_PTS_CAPS: &str = "timestamp/x-gkv-original-pts";
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -105,171 +104,29 @@ pub enum CommitAfter {
     Push = 1,
 }
 
-/// Where to start reading partitions that have no committed offset to go on from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StartFrom {
-    /// The group's committed offset; partitions without one start at the earliest record.
-    Committed,
-    Earliest,
-    Latest,
-    /// The first record at or after this Unix time in ms.
-    Time(i64),
-}
-
-impl FromStr for StartFrom {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "committed" => Ok(StartFrom::Committed),
-            "earliest" => Ok(StartFrom::Earliest),
-            "latest" => Ok(StartFrom::Latest),
-            other => {
-                if let Ok(ms) = other.parse::<i64>() {
-                    return Ok(StartFrom::Time(ms));
-                }
-                glib::DateTime::from_iso8601(other, None)
-                    .map(|t| StartFrom::Time(t.to_unix() * 1000 + t.microsecond() as i64 / 1000))
-                    .map_err(|_| {
-                        format!(
-                            "start-from='{other}' is not committed, earliest, latest, a Unix time \
-                             in ms (e.g. 1763700000000) or an ISO-8601 time (e.g. \
-                             2026-11-21T10:00:00Z)"
-                        )
-                    })
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Settings {
-    brokers: String,
-    topic: Option<String>,
+    client: ClientSettings,
     group_id: Option<String>,
     start_from: String,
-    config: Result<ClientConfig, String>,
     caps: Option<gst::Caps>,
     stop_on_eos: bool,
     on_bad_record: BadRecordPolicy,
     commit_after: CommitAfter,
-    connect_timeout_ms: u32,
     latency_ms: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            brokers: common::DEFAULT_BROKERS.to_string(),
-            topic: None,
+            client: ClientSettings::default(),
             group_id: None,
             start_from: DEFAULT_START_FROM.to_string(),
-            config: Ok(ClientConfig::default()),
             caps: None,
             stop_on_eos: DEFAULT_STOP_ON_EOS,
             on_bad_record: DEFAULT_ON_BAD_RECORD,
             commit_after: DEFAULT_COMMIT_AFTER,
-            connect_timeout_ms: common::DEFAULT_CONNECT_TIMEOUT_MS,
             latency_ms: DEFAULT_LATENCY_MS,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Stats {
-    records: AtomicU64,
-    bytes: AtomicU64,
-    buffers_pushed: AtomicU64,
-    delta_units_skipped: AtomicU64,
-    bad_records: AtomicU64,
-    eos_records: AtomicU64,
-    sequence_gaps: AtomicU64,
-    rebalances: AtomicU64,
-    partitions_assigned: AtomicU32,
-}
-
-/// Consumer callbacks: log routing, and partition assignments for the streaming thread.
-struct SrcContext {
-    log: ClientLog,
-    stats: Arc<Stats>,
-    /// Start offsets for partitions assigned for the first time in this run.
-    first_offsets: Mutex<Option<HashMap<i32, Offset>>>,
-    seen_partitions: Mutex<HashSet<i32>>,
-    /// Partitions gained since the streaming thread last looked.
-    gained: Mutex<Vec<i32>>,
-    /// Records handed downstream and not yet released.
-    tracker: Arc<OffsetTracker>,
-}
-
-impl ClientContext for SrcContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        self.log.log(level, fac, log_message)
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.log.error(error, reason)
-    }
-}
-
-impl ConsumerContext for SrcContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        self.stats.rebalances.fetch_add(1, Ordering::Relaxed);
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut seen = self.seen_partitions.lock().unwrap();
-                let first_offsets = self.first_offsets.lock().unwrap();
-                let mut gained = Vec::new();
-                for elem in tpl.elements() {
-                    gained.push(elem.partition());
-                }
-                let topic = tpl.elements().first().map(|e| e.topic().to_string());
-                for partition in &gained {
-                    if seen.insert(*partition)
-                        && let (Some(topic), Some(offset)) = (
-                            &topic,
-                            first_offsets.as_ref().and_then(|m| m.get(partition)),
-                        )
-                    {
-                        let _ = tpl.set_partition_offset(topic, *partition, *offset);
-                    }
-                }
-                self.tracker.reset();
-                if let Err(e) = consumer.assign(tpl) {
-                    gst::error!(*CAT, "Could not take the assigned partitions: {e}");
-                }
-                self.stats
-                    .partitions_assigned
-                    .store(gained.len() as u32, Ordering::Relaxed);
-                gst::info!(*CAT, "Assigned partitions {gained:?}");
-                self.gained.lock().unwrap().extend(gained);
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                gst::info!(*CAT, "Partitions revoked");
-                // With auto commit on, librdkafka commits the stored offsets here: store what
-                // was released so far; what is still in flight is read again by the next
-                // owner.
-                if let Some(topic) = tpl.elements().first().map(|e| e.topic().to_string()) {
-                    for (partition, offset) in self.tracker.take_commit_points() {
-                        store_offset(consumer, &topic, partition, offset);
-                    }
-                }
-                self.tracker.reset();
-                if let Err(e) = consumer.unassign() {
-                    gst::warning!(*CAT, "Could not give up the revoked partitions: {e}");
-                }
-                self.stats.partitions_assigned.store(0, Ordering::Relaxed);
-            }
-            other => {
-                gst::warning!(*CAT, "Rebalance error: {}", RDKafkaErrorCode::from(other));
-                self.tracker.reset();
-                let _ = consumer.unassign();
-                self.stats.partitions_assigned.store(0, Ordering::Relaxed);
-            }
         }
     }
 }
@@ -295,11 +152,8 @@ struct Started {
     on_bad_record: BadRecordPolicy,
     commit_after: CommitAfter,
     streams: Streams,
-    /// Set when `config` lowers the fetch limits: a record larger than them may never be
-    /// delivered (some brokers do not send an oversized first record), which is checked
-    /// after this long without records.
-    fetch_limits: Option<(String, Duration)>,
-    last_record: std::time::Instant,
+    /// Set when `config` lowers the fetch limits.
+    fetch_limits: Option<FetchLimits>,
 }
 
 /// What turning records into buffers needs to remember.
@@ -314,13 +168,16 @@ struct Streams {
 pub struct KafkaSrc {
     settings: Mutex<Settings>,
     state: Mutex<Option<Started>>,
+    /// The caps pushed last, for caps queries from any thread (`create` holds `state`
+    /// while it waits for records).
+    pushed_caps: Mutex<Option<gst::Caps>>,
     stats: Mutex<Arc<Stats>>,
     /// The running consumer's tracker, for `stats` to read without waiting for `create`.
     tracker: Mutex<Option<Arc<OffsetTracker>>>,
     flushing: AtomicBool,
 }
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "kafkasrc",
         gst::DebugColorFlags::empty(),
@@ -333,6 +190,7 @@ impl Default for KafkaSrc {
         KafkaSrc {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
+            pushed_caps: Mutex::new(None),
             stats: Mutex::new(Arc::new(Stats::default())),
             tracker: Mutex::new(None),
             flushing: AtomicBool::new(false),
@@ -350,18 +208,13 @@ impl ObjectSubclass for KafkaSrc {
 impl ObjectImpl for KafkaSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("brokers")
-                    .nick("Brokers")
-                    .blurb("Kafka bootstrap servers as host:port,host:port, e.g. 127.0.0.1:9092.")
-                    .default_value(Some(common::DEFAULT_BROKERS))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("topic")
-                    .nick("Topic")
-                    .blurb("Kafka topic to read, e.g. frames. Required.")
-                    .mutable_ready()
-                    .build(),
+            let mut properties = ClientSettings::properties(&ClientBlurbs {
+                topic: "Kafka topic to read, e.g. frames. Required.",
+                config: "Extra librdkafka consumer properties as key=value,key=value, e.g. \
+                         fetch.wait.max.ms=10,security.protocol=SSL (write a comma inside a \
+                         value as \\,). Secret values are never shown back.",
+            });
+            properties.extend([
                 glib::ParamSpecString::builder("group-id")
                     .nick("Consumer group")
                     .blurb(
@@ -379,15 +232,6 @@ impl ObjectImpl for KafkaSrc {
                          (1763700000000) or ISO-8601 (2026-11-21T10:00:00Z).",
                     )
                     .default_value(Some(DEFAULT_START_FROM))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("config")
-                    .nick("Client configuration")
-                    .blurb(
-                        "Extra librdkafka consumer properties as key=value,key=value, e.g. \
-                         fetch.wait.max.ms=10,security.protocol=SSL (write a comma inside a \
-                         value as \\,). Secret values are never shown back.",
-                    )
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Caps>("caps")
@@ -425,16 +269,6 @@ impl ObjectImpl for KafkaSrc {
                     )
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("connect-timeout")
-                    .nick("Connect timeout")
-                    .blurb(
-                        "Milliseconds to wait for the brokers when starting, e.g. 10000; then \
-                         the element fails with the reason.",
-                    )
-                    .minimum(1)
-                    .default_value(common::DEFAULT_CONNECT_TIMEOUT_MS)
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecUInt::builder("latency")
                     .nick("Latency")
                     .blurb(
@@ -455,21 +289,20 @@ impl ObjectImpl for KafkaSrc {
                     )
                     .read_only()
                     .build(),
-            ]
+            ]);
+            properties
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = self.settings.lock().unwrap();
+        match settings.client.set_property(pspec.name(), value) {
+            Ok(true) => return,
+            Err(err) => return gst::error!(CAT, imp = self, "{err}"),
+            Ok(false) => {}
+        }
         match pspec.name() {
-            "brokers" => {
-                settings.brokers = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .unwrap_or_else(|| common::DEFAULT_BROKERS.to_string())
-            }
-            "topic" => settings.topic = value.get().unwrap(),
             "group-id" => {
                 settings.group_id = value
                     .get::<Option<String>>()
@@ -485,17 +318,10 @@ impl ObjectImpl for KafkaSrc {
                     gst::error!(CAT, imp = self, "{err}");
                 }
             }
-            "config" => {
-                settings.config = common::parse_config(value.get::<Option<&str>>().unwrap());
-                if let Err(err) = &settings.config {
-                    gst::error!(CAT, imp = self, "Invalid config: {err}");
-                }
-            }
             "caps" => settings.caps = value.get().unwrap(),
             "stop-on-eos" => settings.stop_on_eos = value.get().unwrap(),
             "on-bad-record" => settings.on_bad_record = value.get().unwrap(),
             "commit-after" => settings.commit_after = value.get().unwrap(),
-            "connect-timeout" => settings.connect_timeout_ms = value.get().unwrap(),
             "latency" => settings.latency_ms = value.get().unwrap(),
             _ => unreachable!(),
         }
@@ -503,17 +329,16 @@ impl ObjectImpl for KafkaSrc {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = self.settings.lock().unwrap();
+        if let Some(value) = settings.client.property(pspec.name()) {
+            return value;
+        }
         match pspec.name() {
-            "brokers" => settings.brokers.to_value(),
-            "topic" => settings.topic.to_value(),
             "group-id" => settings.group_id.to_value(),
             "start-from" => settings.start_from.to_value(),
-            "config" => common::shown_config(&settings.config).to_value(),
             "caps" => settings.caps.to_value(),
             "stop-on-eos" => settings.stop_on_eos.to_value(),
             "on-bad-record" => settings.on_bad_record.to_value(),
             "commit-after" => settings.commit_after.to_value(),
-            "connect-timeout" => settings.connect_timeout_ms.to_value(),
             "latency" => settings.latency_ms.to_value(),
             "stats" => {
                 drop(settings);
@@ -627,43 +452,6 @@ impl KafkaSrc {
             .build()
     }
 
-    fn start_offsets(
-        consumer: &BaseConsumer<SrcContext>,
-        topic: &str,
-        partitions: usize,
-        start_from: StartFrom,
-        timeout: Duration,
-    ) -> Result<HashMap<i32, Offset>, String> {
-        let partitions = 0..partitions as i32;
-        Ok(match start_from {
-            StartFrom::Committed => HashMap::new(),
-            StartFrom::Earliest => partitions.map(|p| (p, Offset::Beginning)).collect(),
-            StartFrom::Latest => partitions.map(|p| (p, Offset::End)).collect(),
-            StartFrom::Time(ms) => {
-                let mut tpl = TopicPartitionList::new();
-                for p in partitions {
-                    tpl.add_partition_offset(topic, p, Offset::Offset(ms))
-                        .map_err(|e| e.to_string())?;
-                }
-                let found = consumer
-                    .offsets_for_times(tpl, timeout)
-                    .map_err(|e| format!("could not look up offsets for time {ms} ms: {e}"))?;
-                found
-                    .elements()
-                    .iter()
-                    .map(|e| {
-                        // No record at or after the time: start at the end.
-                        let offset = match e.offset() {
-                            Offset::Offset(o) => Offset::Offset(o),
-                            _ => Offset::End,
-                        };
-                        (e.partition(), offset)
-                    })
-                    .collect()
-            }
-        })
-    }
-
     /// Posts the bad-record warning or error; `Err` when the policy is to fail.
     fn bad_record(
         &self,
@@ -712,14 +500,45 @@ impl KafkaSrc {
     ) -> Result<Outcome, String> {
         let payload = message.payload().unwrap_or_default();
         let partition = message.partition();
-        let envelope = match message.headers() {
-            Some(headers) => Envelope::from_headers(headers.iter().map(|h| (h.key, h.value))),
-            None => Ok(None),
-        }
-        .map_err(|e| e.to_string())?;
+        let headers: Vec<(&str, Option<&[u8]>)> = message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+            .unwrap_or_default();
+        let (envelope, extra) =
+            record::split_headers(headers.iter().copied()).map_err(|e| e.to_string())?;
+        let key = message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
 
         let Some(envelope) = envelope else {
-            return self.read_plain_record(state, message, payload);
+            // Without envelope, a partition is one stream and the offset its sequence.
+            let Some(caps) = state.fallback_caps.clone() else {
+                return Err(
+                    "record carries no gkv envelope; set the caps property (e.g. \
+                     caps=image/jpeg) to read records written by other clients"
+                        .into(),
+                );
+            };
+            check_payload(&caps, payload)?;
+            let origin = RecordMeta {
+                topic: message.topic().to_string(),
+                partition,
+                offset: message.offset(),
+                key,
+                stream: format!("partition-{partition}"),
+                seq: message.offset() as u64,
+            };
+            let buffer = record::plain_buffer_of(
+                payload,
+                self.obj().current_running_time(),
+                message.timestamp().to_millis(),
+                &origin,
+                &extra,
+            );
+            return Ok(Outcome::Push {
+                buffer,
+                caps: Some((caps.to_string(), caps)),
+            });
         };
 
         // A bad record must not register its stream: validate before any bookkeeping.
@@ -729,7 +548,8 @@ impl KafkaSrc {
                     (text.clone(), caps.clone())
                 }
                 (Some(text), _) => {
-                    let caps = gst::Caps::from_str(text)
+                    let caps = text
+                        .parse::<gst::Caps>()
                         .map_err(|_| format!("header gkv-caps '{text}' is not valid caps"))?;
                     if !caps.is_fixed() {
                         return Err(format!("header gkv-caps '{text}' is not fixed caps"));
@@ -751,14 +571,6 @@ impl KafkaSrc {
         } else {
             None
         };
-        let detections = envelope
-            .detections
-            .as_deref()
-            .map(|json| {
-                FrameDetections::from_json(json.as_bytes())
-                    .map_err(|e| format!("header gkv-detections: {e}"))
-            })
-            .transpose()?;
 
         let stream = state
             .by_id
@@ -830,196 +642,39 @@ impl KafkaSrc {
         let now = self
             .obj()
             .current_running_time()
-            .map_or(0, |t| t.nseconds()) as i128;
+            .map_or(0, |t| t.nseconds());
         let reference = envelope.dts.or(envelope.pts);
-        let ts_offset = *stream
+        let offset = *stream
             .ts_offset
-            .get_or_insert_with(|| now - reference.map_or(now, |r| r as i128));
-        let shift = |t: Option<u64>| {
-            // Clamped below GST_CLOCK_TIME_NONE, which ClockTime refuses.
-            t.map(|t| {
-                let shifted = (t as i128 + ts_offset).clamp(0, (u64::MAX - 1) as i128);
-                gst::ClockTime::from_nseconds(shifted as u64)
-            })
+            .get_or_insert_with(|| now as i128 - reference.map_or(now as i128, |r| r as i128));
+        let origin = RecordMeta {
+            topic: message.topic().to_string(),
+            partition,
+            offset: message.offset(),
+            key,
+            stream: envelope.stream_id.clone(),
+            seq: envelope.seq,
         };
-
-        let mut buffer = gst::Buffer::from_mut_slice(payload.to_vec());
-        {
-            let buffer = buffer.get_mut().unwrap();
-            match reference {
-                Some(_) => {
-                    buffer.set_pts(shift(envelope.pts));
-                    buffer.set_dts(shift(envelope.dts));
-                }
-                None => buffer.set_pts(gst::ClockTime::from_nseconds(now as u64)),
-            }
-            buffer.set_duration(envelope.duration.map(gst::ClockTime::from_nseconds));
-            buffer.set_offset(envelope.seq);
-            common::add_record_meta(
-                buffer,
-                &common::RecordOrigin {
-                    topic: message.topic(),
-                    partition,
-                    offset: message.offset(),
-                    key: message.key(),
-                    stream: &envelope.stream_id,
-                    seq: envelope.seq,
-                },
-            );
-            let mut flags = common::buffer_flags(envelope.flags);
-            flags.set(
-                gst::BufferFlags::DISCONT,
-                discont || flags.contains(gst::BufferFlags::DISCONT),
-            );
-            buffer.set_flags(flags);
-            if let Some(pts) = envelope.pts {
-                gst::ReferenceTimestampMeta::add(
-                    buffer,
-                    &gst::Caps::new_empty_simple(ORIGINAL_PTS_CAPS),
-                    gst::ClockTime::from_nseconds(pts),
-                    gst::ClockTime::NONE,
-                );
-            }
-            // The capture time (older writers only had the sink time).
-            if let Some(t) = envelope.capture_time_ns.or(envelope.sink_time_ns) {
-                gst::ReferenceTimestampMeta::add(
-                    buffer,
-                    &gst::Caps::new_empty_simple(UNIX_TIME_CAPS),
-                    gst::ClockTime::from_nseconds(t),
-                    gst::ClockTime::NONE,
-                );
-            }
-            if let Some(detections) = &detections {
-                common::attach_detections(buffer, detections);
-            }
-        }
+        let buffer = record::buffer_of(
+            payload,
+            &envelope,
+            Retime { offset, now },
+            discont,
+            &origin,
+            &extra,
+        );
         Ok(Outcome::Push {
             buffer,
             caps: Some(caps),
         })
     }
-
-    /// A record without envelope, e.g. from kafka-python: its value with the `caps`
-    /// property, stamped with its arrival time.
-    fn read_plain_record(
-        &self,
-        state: &mut Streams,
-        message: &BorrowedMessage<'_>,
-        payload: &[u8],
-    ) -> Result<Outcome, String> {
-        let Some(caps) = state.fallback_caps.clone() else {
-            return Err(
-                "record carries no gkv envelope; set the caps property (e.g. caps=image/jpeg) \
-                 to read records written by other clients"
-                    .into(),
-            );
-        };
-        check_payload(&caps, payload)?;
-        let now = self.obj().current_running_time();
-        let mut buffer = gst::Buffer::from_mut_slice(payload.to_vec());
-        {
-            let buffer = buffer.get_mut().unwrap();
-            buffer.set_pts(now);
-            buffer.set_offset(message.offset() as u64);
-            // Without envelope, a partition is one stream and the offset its sequence.
-            common::add_record_meta(
-                buffer,
-                &common::RecordOrigin {
-                    topic: message.topic(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key(),
-                    stream: &format!("partition-{}", message.partition()),
-                    seq: message.offset() as u64,
-                },
-            );
-            if let Some(ms) = message.timestamp().to_millis().filter(|ms| *ms >= 0) {
-                gst::ReferenceTimestampMeta::add(
-                    buffer,
-                    &gst::Caps::new_empty_simple(UNIX_TIME_CAPS),
-                    gst::ClockTime::from_mseconds(ms as u64),
-                    gst::ClockTime::NONE,
-                );
-            }
-        }
-        Ok(Outcome::Push {
-            buffer,
-            caps: Some((caps.to_string(), caps)),
-        })
-    }
-}
-
-/// Cheap checks that a value is what its caps say, so garbage is caught at the source
-/// instead of in a decoder.
-fn check_payload(caps: &gst::Caps, payload: &[u8]) -> Result<(), String> {
-    if payload.is_empty() {
-        return Err("record value is empty".into());
-    }
-    let Some(s) = caps.structure(0) else {
-        return Ok(());
-    };
-    match s.name().as_str() {
-        "image/jpeg" => check_jpeg(payload),
-        kafkavision::detections::CAPS => FrameDetections::from_json(payload).map(|_| ()),
-        "video/x-raw" => match gst_video::VideoInfo::from_caps(caps) {
-            Ok(info) if payload.len() < info.size() => Err(format!(
-                "value has {} bytes, but caps {}x{} {} need {}",
-                payload.len(),
-                info.width(),
-                info.height(),
-                info.format(),
-                info.size()
-            )),
-            _ => Ok(()),
-        },
-        _ => Ok(()),
-    }
-}
-
-/// A whole JPEG: the SOI marker, a marker segment after it, and the EOI marker at the end
-/// (zero padding after it allowed). Catches garbage and truncated frames, which decoders
-/// would drop silently or decode half grey.
-fn check_jpeg(payload: &[u8]) -> Result<(), String> {
-    if !payload.starts_with(&[0xFF, 0xD8]) {
-        return Err(
-            "caps say image/jpeg but the value does not start with a JPEG SOI marker".into(),
-        );
-    }
-    if payload.get(2) != Some(&0xFF) {
-        return Err("JPEG SOI marker is not followed by a marker segment (corrupt data)".into());
-    }
-    let end = payload.iter().rposition(|b| *b != 0).unwrap_or(0);
-    if end < 3 || payload[end - 1..=end] != [0xFF, 0xD9] {
-        return Err(format!(
-            "JPEG value of {} bytes does not end with an EOI marker (truncated?)",
-            payload.len()
-        ));
-    }
-    Ok(())
 }
 
 impl BaseSrcImpl for KafkaSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let Some(topic) = settings.topic.clone().filter(|t| !t.is_empty()) else {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ("No topic set; set the 'topic' property, e.g. topic=frames")
-            ));
-        };
-        let user_config = settings.config.clone().map_err(|err| {
-            gst::error_msg!(
-                gst::ResourceError::Settings,
-                ("Invalid 'config' property: {err}")
-            )
-        })?;
-        // Logged as written (`${NAME}`); the client gets the environment's values.
-        let client_config = user_config.with_environment().map_err(|err| {
-            gst::error_msg!(
-                gst::ResourceError::Settings,
-                ("Invalid 'config' property: {err}")
-            )
-        })?;
+        let start = settings.client.for_start()?;
+        let topic = start.topic.clone();
         let start_from: StartFrom = settings
             .start_from
             .parse()
@@ -1054,15 +709,15 @@ impl BaseSrcImpl for KafkaSrc {
             Some(group) => defaults.push(("group.id", group)),
             None => defaults.push(("group.id", &private_group)),
         }
-        let config = common::rdkafka_config(&settings.brokers, &defaults, &client_config);
+        let config = settings.client.rdkafka_config(&start, &defaults);
         gst::info!(
             CAT,
             imp = self,
             "Starting: brokers={} topic={topic} group={:?} start-from={:?} config={}",
-            settings.brokers,
+            settings.client.brokers,
             settings.group_id,
             start_from,
-            user_config.redacted()
+            start.user.redacted()
         );
 
         let stats = Arc::new(Stats::default());
@@ -1083,16 +738,16 @@ impl BaseSrcImpl for KafkaSrc {
                 )
             })?;
 
-        let timeout = Duration::from_millis(settings.connect_timeout_ms as u64);
-        let partitions = common::check_topic(
+        let timeout = start.connect_timeout;
+        let partitions = crate::client::check_topic(
             consumer.client(),
-            &settings.brokers,
+            &settings.client.brokers,
             &topic,
             timeout,
             || consumer.context().log.last_error(),
         )
         .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
-        let offsets = Self::start_offsets(&consumer, &topic, partitions, start_from, timeout)
+        let offsets = consumer::start_offsets(&consumer, &topic, partitions, start_from, timeout)
             .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
 
         let grouped = settings.group_id.is_some();
@@ -1134,6 +789,7 @@ impl BaseSrcImpl for KafkaSrc {
             "Started: topic '{topic}' has {partitions} partition(s)"
         );
 
+        *self.pushed_caps.lock().unwrap() = None;
         *self.state.lock().unwrap() = Some(Started {
             consumer,
             topic,
@@ -1143,10 +799,13 @@ impl BaseSrcImpl for KafkaSrc {
             commit_after: settings.commit_after,
             fetch_limits: ["fetch.max.bytes", "max.partition.fetch.bytes"]
                 .iter()
-                .filter_map(|key| client_config.get(key).map(|v| format!("{key}={v}")))
+                .filter_map(|key| start.client.get(key).map(|v| format!("{key}={v}")))
                 .reduce(|a, b| format!("{a}, {b}"))
-                .map(|limits| (limits, timeout)),
-            last_record: std::time::Instant::now(),
+                .map(|limits| FetchLimits {
+                    limits,
+                    after: timeout,
+                    last_record: std::time::Instant::now(),
+                }),
             streams: Streams {
                 by_id: HashMap::new(),
                 current_caps: None,
@@ -1200,13 +859,10 @@ impl BaseSrcImpl for KafkaSrc {
 
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
         let caps = self
-            .state
-            .try_lock()
-            .ok()
-            .and_then(|s| {
-                s.as_ref()
-                    .and_then(|s| s.streams.current_caps.as_ref().map(|c| c.1.clone()))
-            })
+            .pushed_caps
+            .lock()
+            .unwrap()
+            .clone()
             .or_else(|| self.settings.lock().unwrap().caps.clone())
             .unwrap_or_else(gst::Caps::new_any);
         Some(match filter {
@@ -1273,7 +929,10 @@ impl PushSrcImpl for KafkaSrc {
             let (partition, offset, result) = {
                 let message = match state.consumer.poll(POLL_SLICE) {
                     None => {
-                        if let Some(why) = state.undelivered_records() {
+                        let why = state.fetch_limits.as_mut().and_then(|limits| {
+                            limits.undelivered(&state.consumer, &state.topic, &self.flushing)
+                        });
+                        if let Some(why) = why {
                             gst::element_imp_error!(self, gst::ResourceError::Read, ("{why}"));
                             return Err(gst::FlowError::Error);
                         }
@@ -1297,7 +956,9 @@ impl PushSrcImpl for KafkaSrc {
                         continue;
                     }
                 };
-                state.last_record = std::time::Instant::now();
+                if let Some(limits) = &mut state.fetch_limits {
+                    limits.last_record = std::time::Instant::now();
+                }
                 stats.records.fetch_add(1, Ordering::Relaxed);
                 stats
                     .bytes
@@ -1343,11 +1004,12 @@ impl PushSrcImpl for KafkaSrc {
                     state.pending_push = Some((partition, offset));
                     if state.grouped && state.commit_after == CommitAfter::Release {
                         let token = state.tracker().hand_out(partition, offset);
-                        common::attach_release_token(buffer.make_mut(), token);
+                        token.attach(buffer.make_mut());
                     }
                     if let Some((text, caps)) = caps {
                         gst::debug!(CAT, imp = self, "New caps {caps}");
                         state.streams.current_caps = Some((text, caps.clone()));
+                        *self.pushed_caps.lock().unwrap() = Some(caps.clone());
                         drop(guard);
                         self.obj().set_caps(&caps).map_err(|_| {
                             gst::element_imp_error!(
@@ -1377,36 +1039,6 @@ impl Started {
         }
     }
 
-    /// With lowered fetch limits and no record for a while: a partition whose records are
-    /// not arriving, described with the setting to raise.
-    fn undelivered_records(&mut self) -> Option<String> {
-        let (limits, after) = self.fetch_limits.as_ref()?;
-        if self.last_record.elapsed() < *after {
-            return None;
-        }
-        self.last_record = std::time::Instant::now();
-        let positions = self.consumer.position().ok()?;
-        positions.elements().iter().find_map(|e| {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, e.partition(), Duration::from_secs(2))
-                .ok()?;
-            let position = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => low,
-            };
-            (high > position).then(|| {
-                format!(
-                    "Partition {} of '{}' has records at offsets {position}..{high} that the \
-                     broker does not deliver; one is probably larger than the fetch limits \
-                     ({limits}): raise fetch.max.bytes / max.partition.fetch.bytes in 'config'",
-                    e.partition(),
-                    self.topic
-                )
-            })
-        })
-    }
-
     fn tracker(&self) -> &Arc<OffsetTracker> {
         &self.consumer.context().tracker
     }
@@ -1415,22 +1047,7 @@ impl Started {
     fn store_commit_points(&self) {
         for (partition, offset) in self.tracker().take_commit_points() {
             gst::trace!(CAT, "Partition {partition} handled up to offset {offset}");
-            store_offset(&self.consumer, &self.topic, partition, offset);
+            consumer::store_offset(&self.consumer, &self.topic, partition, offset);
         }
-    }
-}
-
-fn store_offset<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) {
-    if let Err(err) = consumer.store_offset(topic, partition, offset) {
-        // E.g. the partition was revoked meanwhile; its new owner reads it again.
-        gst::debug!(
-            CAT,
-            "Could not store offset {offset} of partition {partition}: {err}"
-        );
     }
 }

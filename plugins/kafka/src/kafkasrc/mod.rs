@@ -4,7 +4,9 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod consumer;
 mod imp;
+mod payload;
 
 pub use imp::BadRecordPolicy;
 

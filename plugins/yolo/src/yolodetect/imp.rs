@@ -37,6 +37,8 @@ use super::draw::Canvas;
 use super::letterbox::{Letterbox, PixelLayout, Planes, Preprocessor, YuvMatrix};
 use super::model::{self, Model, Provider, SessionOptions};
 use super::postprocess::{self, Detection, Filter};
+use kafkavision::detections::Rect;
+use kafkavision::detections::meta as detections_meta;
 
 const DEFAULT_CONF_THRESHOLD: f64 = 0.25;
 const DEFAULT_IOU_THRESHOLD: f64 = 0.45;
@@ -106,13 +108,41 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// What each frame needs, copied without allocating.
+    fn per_frame(&self) -> FrameSettings {
+        FrameSettings {
+            conf_threshold: self.conf_threshold as f32,
+            iou_threshold: self.iou_threshold as f32,
+            class_agnostic: self.class_agnostic,
+            max_detections: self.max_detections as usize,
+            interval: self.interval.max(1) as u64,
+            draw: self.draw,
+            post_messages: self.post_messages,
+        }
+    }
+}
+
+/// The settings that may change while playing.
+#[derive(Clone, Copy, Debug)]
+struct FrameSettings {
+    conf_threshold: f32,
+    iou_threshold: f32,
+    class_agnostic: bool,
+    max_detections: usize,
+    interval: u64,
+    draw: bool,
+    post_messages: bool,
+}
+
 /// Counters for `stats`; times in microseconds, summed.
 #[derive(Default)]
 struct Stats {
+    /// Frames that reached the element; those neither inferred nor skipped were dropped by
+    /// QoS (BaseTransform's, which posts the QoS message and marks the next frame DISCONT).
     frames_in: AtomicU64,
     inferred: AtomicU64,
     skipped: AtomicU64,
-    dropped: AtomicU64,
     pre_us: AtomicU64,
     infer_us: AtomicU64,
     post_us: AtomicU64,
@@ -134,8 +164,6 @@ pub struct YoloDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     stats: Arc<Stats>,
-    /// Earliest running time downstream still wants, from QoS events.
-    earliest: Mutex<Option<gst::ClockTime>>,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -152,7 +180,6 @@ impl Default for YoloDetect {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
             stats: Arc::new(Stats::default()),
-            earliest: Mutex::new(None),
         }
     }
 }
@@ -184,9 +211,9 @@ impl ObjectImpl for YoloDetect {
                 glib::ParamSpecString::builder("ort-library")
                     .nick("ONNX Runtime library")
                     .blurb(
-                        "Path of libonnxruntime.so, e.g. .venv/lib/python3.11/site-packages/\
-                         onnxruntime/capi/libonnxruntime.so.1.31.1. Unset: ORT_DYLIB_PATH, then \
-                         the system library path.",
+                        "Path of libonnxruntime.so, e.g. the one the onnxruntime Python wheel \
+                         ships: <site-packages>/onnxruntime/capi/libonnxruntime.so.1.31.1. \
+                         Unset: ORT_DYLIB_PATH, then the system library path.",
                     )
                     .mutable_ready()
                     .build(),
@@ -324,6 +351,13 @@ impl ObjectImpl for YoloDetect {
             _ => unreachable!(),
         }
     }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Frames already late downstream are dropped before inference: BaseTransform's
+        // QoS, which posts QoS messages and marks the next frame DISCONT.
+        self.obj().set_qos(true);
+    }
 }
 
 impl GstObjectImpl for YoloDetect {}
@@ -386,6 +420,7 @@ impl YoloDetect {
         let s = &self.stats;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let inferred = load(&s.inferred);
+        let dropped = load(&s.frames_in).saturating_sub(inferred + load(&s.skipped));
         let mean_ms = |c: &AtomicU64| {
             if inferred == 0 {
                 0.0
@@ -397,7 +432,7 @@ impl YoloDetect {
             .field("frames-in", load(&s.frames_in))
             .field("inferred", inferred)
             .field("skipped", load(&s.skipped))
-            .field("dropped", load(&s.dropped))
+            .field("dropped", dropped)
             .field("pre-ms", mean_ms(&s.pre_us))
             .field("infer-ms", mean_ms(&s.infer_us))
             .field("post-ms", mean_ms(&s.post_us))
@@ -428,53 +463,48 @@ impl YoloDetect {
         Ok(Some(allowed))
     }
 
-    /// Drops a buffer that QoS says is too late to be worth inferring.
-    fn is_late(&self, buffer: &gst::BufferRef) -> bool {
-        let Some(earliest) = *self.earliest.lock().unwrap() else {
-            return false;
-        };
-        let obj = self.obj();
-        let segment = obj.segment();
-        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
-            return false;
-        };
-        let running_time = segment.to_running_time(buffer.pts());
-        let end = running_time.map(|t| t + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
-        end.is_some_and(|end| end < earliest)
-    }
-
+    /// Attaches the detections as region-of-interest metas (the detections schema's
+    /// mapping) and returns them as structures for the element message.
     fn attach(
-        &self,
         buffer: &mut gst::BufferRef,
         detections: &[Detection],
         model: &Model,
         inferred: bool,
+        frame: (u32, u32),
+        messages: bool,
     ) -> Vec<gst::Structure> {
-        let mut structures = Vec::with_capacity(detections.len());
+        let mut structures = Vec::with_capacity(if messages { detections.len() } else { 0 });
         for d in detections {
             let label = model.label(d.class_id);
-            let (x, y) = (d.x1.round() as u32, d.y1.round() as u32);
-            let w = (d.x2.round() as u32).saturating_sub(x);
-            let h = (d.y2.round() as u32).saturating_sub(y);
-            let detection = gst::Structure::builder("detection")
-                .field("class-id", d.class_id as u32)
-                .field("label", label.as_str())
-                .field("confidence", d.score as f64)
-                .field("inferred", inferred)
-                .build();
-            let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, &label, (x, y, w, h));
-            meta.add_param(detection.clone());
-            structures.push(
-                gst::Structure::builder("detection")
-                    .field("class-id", d.class_id as u32)
-                    .field("label", label.as_str())
-                    .field("confidence", d.score as f64)
-                    .field("x", d.x1 as f64)
-                    .field("y", d.y1 as f64)
-                    .field("width", (d.x2 - d.x1) as f64)
-                    .field("height", (d.y2 - d.y1) as f64)
-                    .build(),
+            let bbox = Rect {
+                x: d.x1 as f64,
+                y: d.y1 as f64,
+                width: (d.x2 - d.x1) as f64,
+                height: (d.y2 - d.y1) as f64,
+            };
+            if messages {
+                structures.push(
+                    gst::Structure::builder("detection")
+                        .field("class-id", d.class_id as u32)
+                        .field("label", label.as_str())
+                        .field("confidence", d.score as f64)
+                        .field("x", bbox.x)
+                        .field("y", bbox.y)
+                        .field("width", bbox.width)
+                        .field("height", bbox.height)
+                        .build(),
+                );
+            }
+            let detection = kafkavision::detections::Detection::new(
+                &label,
+                d.class_id as u32,
+                d.score as f64,
+                inferred,
+                bbox,
+                frame.0,
+                frame.1,
             );
+            detections_meta::attach(buffer, &detection);
         }
         structures
     }
@@ -548,7 +578,6 @@ impl BaseTransformImpl for YoloDetect {
             frame_index: 0,
             last: Vec::new(),
         });
-        *self.earliest.lock().unwrap() = None;
         Ok(())
     }
 
@@ -584,46 +613,33 @@ impl BaseTransformImpl for YoloDetect {
         Ok(())
     }
 
-    fn src_event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::Qos(qos) = event.view() {
-            let (_, _, diff, timestamp) = qos.get();
-            // Downstream is late by `diff`: frames due before timestamp + diff are stale.
-            let earliest = timestamp.map(|t| {
-                if diff > 0 {
-                    t + gst::ClockTime::from_nseconds(diff as u64)
-                } else {
-                    t
-                }
-            });
-            *self.earliest.lock().unwrap() = earliest;
-        }
-        self.parent_src_event(event)
+    fn submit_input_buffer(
+        &self,
+        is_discont: bool,
+        inbuf: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.parent_submit_input_buffer(is_discont, inbuf)
     }
 
     fn transform_ip(
         &self,
         buffer: &mut gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().clone();
-        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-        if self.is_late(buffer) {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            gst::debug!(CAT, imp = self, "Dropping late frame {:?}", buffer.pts());
-            return Ok(gst_base::BASE_TRANSFORM_FLOW_DROPPED);
-        }
+        let settings = self.settings.lock().unwrap().per_frame();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
-        let (Some(pre), Some(info)) = (state.preprocessor.as_ref(), state.info.clone()) else {
+        let (Some(pre), Some(info)) = (state.preprocessor.as_ref(), state.info.as_ref()) else {
             return Err(gst::FlowError::NotNegotiated);
         };
         let index = state.frame_index;
         state.frame_index += 1;
-        let inferred = index % settings.interval as u64 == 0;
+        let inferred = index % settings.interval == 0;
 
         if inferred {
             let started = Instant::now();
             {
-                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buffer, &info)
+                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buffer, info)
                     .map_err(|_| {
                         gst::element_imp_error!(
                             self,
@@ -636,24 +652,33 @@ impl BaseTransformImpl for YoloDetect {
                 pre.fill(&planes, &mut state.input);
             }
             let pre_done = Instant::now();
-            let (shape, output) = state.model.run(&state.input).map_err(|err| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
-                gst::FlowError::Error
-            })?;
-            let infer_done = Instant::now();
             let filter = Filter {
-                conf_threshold: settings.conf_threshold as f32,
-                iou_threshold: settings.iou_threshold as f32,
+                conf_threshold: settings.conf_threshold,
+                iou_threshold: settings.iou_threshold,
                 class_agnostic: settings.class_agnostic,
-                max_detections: settings.max_detections as usize,
+                max_detections: settings.max_detections,
                 allowed: state.allowed.as_deref(),
             };
+            let layout = state.model.layout;
+            let mut infer_done = pre_done;
+            let found = state
+                .model
+                .run(&state.input, |shape, output| {
+                    infer_done = Instant::now();
+                    postprocess::decode(layout, output, shape, &filter)
+                })
+                .map_err(|err| {
+                    gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
+                    gst::FlowError::Error
+                })?;
             let letterbox = pre.letterbox;
-            state.last = postprocess::decode(state.model.layout, &output, &shape, &filter)
-                .iter()
-                .map(|d| letterbox.to_frame(d))
-                .filter(|d| d.x2 > d.x1 && d.y2 > d.y1)
-                .collect();
+            state.last.clear();
+            state.last.extend(
+                found
+                    .iter()
+                    .map(|d| letterbox.to_frame(d))
+                    .filter(|d| d.x2 > d.x1 && d.y2 > d.y1),
+            );
             let done = Instant::now();
             self.stats.inferred.fetch_add(1, Ordering::Relaxed);
             let us = |a: Instant, b: Instant| (b - a).as_micros() as u64;
@@ -670,11 +695,18 @@ impl BaseTransformImpl for YoloDetect {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
         }
 
-        let detections = state.last.clone();
-        let structures = self.attach(buffer, &detections, &state.model, inferred);
-        if settings.draw && !detections.is_empty() {
+        let frame_size = (info.width(), info.height());
+        let structures = Self::attach(
+            buffer,
+            &state.last,
+            &state.model,
+            inferred,
+            frame_size,
+            settings.post_messages,
+        );
+        if settings.draw && !state.last.is_empty() {
             let layout = PixelLayout::of(info.format()).unwrap();
-            let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
+            let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, info)
                 .map_err(|_| {
                     gst::element_imp_error!(
                         self,
@@ -707,7 +739,7 @@ impl BaseTransformImpl for YoloDetect {
                     *strides.get(2).unwrap_or(&0),
                 ],
             };
-            for d in &detections {
+            for d in &state.last {
                 canvas.draw(d, &state.model.label(d.class_id));
             }
         }
@@ -716,8 +748,8 @@ impl BaseTransformImpl for YoloDetect {
         if settings.post_messages {
             let s = gst::Structure::builder("yolodetect")
                 .field("pts", buffer.pts())
-                .field("frame-width", info.width())
-                .field("frame-height", info.height())
+                .field("frame-width", frame_size.0)
+                .field("frame-height", frame_size.1)
                 .field("inferred", inferred)
                 .field(
                     "detections",

@@ -161,7 +161,7 @@ impl Model {
         // One run on a blank input: the output shape (often symbolic in the graph) is
         // known for sure, and the first-run cost is paid here, not on the first frame.
         let blank = vec![114.0f32 / 255.0; 3 * input_width * input_height];
-        let shape = model.run(&blank)?.0;
+        let shape = model.run(&blank, |shape, _| shape.to_vec())?;
         model.layout = Layout::detect(&shape, names.as_ref().map(Vec::len), end2end)?;
         model.output_shape = shape;
         let classes = match model.layout {
@@ -173,7 +173,13 @@ impl Model {
     }
 
     /// Runs the model on a prepared input; returns the first output's shape and data.
-    pub fn run(&mut self, input: &[f32]) -> Result<(Vec<i64>, Vec<f32>), String> {
+    /// Runs the model on `input` and hands its first output (shape, data) to `decode`,
+    /// borrowed from ONNX Runtime: no copy of the output tensor per frame.
+    pub fn run<R>(
+        &mut self,
+        input: &[f32],
+        decode: impl FnOnce(&[i64], &[f32]) -> R,
+    ) -> Result<R, String> {
         let shape = [1usize, 3, self.input_height, self.input_width];
         let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| e.to_string())?;
         let outputs = self
@@ -183,7 +189,7 @@ impl Model {
         let (shape, data) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(|e| format!("the model's first output is not a float32 tensor: {e}"))?;
-        Ok((shape.to_vec(), data.to_vec()))
+        Ok(decode(shape, data))
     }
 
     pub fn label(&self, class_id: usize) -> String {

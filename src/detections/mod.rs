@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The detections of one frame as JSON: the schema detections-only Kafka records carry
-//! (`kafkasink payload=detections`) and that rides with annotated frames in the
-//! `gkv-detections` header. Written and read here only.
+//! (`detectionsconvert ! kafkasink`) and that rides with annotated frames in the
+//! `gkv-detections` header (`detectionsconvert output=header`). Written and read here only;
+//! [`meta`] maps it to and from the region-of-interest metas detectors attach.
 //!
 //! ```json
 //! {"schema": "gkv.detections", "version": 1,
@@ -26,10 +27,15 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "gst")]
+pub mod meta;
+
 pub const SCHEMA: &str = "gkv.detections";
 pub const SCHEMA_VERSION: u32 = 1;
 /// Caps of detections-only records.
 pub const CAPS: &str = "application/x-gkv-detections+json";
+/// The Kafka header that carries a frame's detections next to the frame itself.
+pub const HEADER: &str = "gkv-detections";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rect {

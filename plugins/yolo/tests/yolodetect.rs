@@ -3,14 +3,16 @@
 //! reference (onnxruntime + numpy, `models/reference.py`) for every layout, frame shape and
 //! raw format; thresholds, allow-list, interval, max-detections; bad input.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use gst::prelude::*;
-use support::*;
+use testkit::*;
+
+fn init() {
+    testkit::init(&[gstyolo::plugin_register_static]);
+}
 
 const MODELS: [&str; 4] = [
     "blob-yolov8",
@@ -20,10 +22,6 @@ const MODELS: [&str; 4] = [
 ];
 const SIZES: [(usize, usize); 3] = [(1920, 1080), (480, 640), (333, 517)];
 const FORMATS: [&str; 5] = ["RGB", "BGRx", "RGBA", "I420", "NV12"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn model(name: &str) -> PathBuf {
     repo().join("models").join(format!("{name}.onnx"))
@@ -521,6 +519,31 @@ fn late_frames_are_dropped_under_qos_instead_of_inferred() {
         model("blob-yolov8").display()
     ));
     let detect = pipeline.by_name("detect").unwrap();
+    // BaseTransform's QoS: a QoS message per dropped frame, and the frame after a drop
+    // marked DISCONT.
+    let qos_messages = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = qos_messages.clone();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Qos(_) = msg.view()
+            && msg.src().is_some_and(|s| s.name() == "detect")
+        {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        gst::BusSyncReply::Pass
+    });
+    let disconts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = disconts.clone();
+    detect
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer()
+                && buffer.flags().contains(gst::BufferFlags::DISCONT)
+            {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
     assert!(matches!(
         run_until_end(&pipeline, Duration::from_secs(60)),
         Ended::Eos
@@ -532,6 +555,13 @@ fn late_frames_are_dropped_under_qos_instead_of_inferred() {
     );
     assert!(dropped > 0, "{stats}");
     assert_eq!(dropped + inferred, 60, "{stats}");
+    let qos = qos_messages.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(qos, dropped, "one QoS message per dropped frame");
+    // The first frame is DISCONT anyway; every drop makes the next one DISCONT too.
+    assert!(
+        disconts.load(std::sync::atomic::Ordering::Relaxed) > 1,
+        "frames after a drop are DISCONT"
+    );
 }
 
 #[test]

@@ -2,14 +2,16 @@
 //! `kafkasrc` (with `kafkasink` writing) against the broker `scripts/test` starts: round
 //! trips, keyframe joins, consumer groups, committed offsets, bad records, shutdown.
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use kafkavision::{Envelope, Flags, RecordKind};
-use support::*;
+use kafkavision::Envelope;
+use testkit::*;
+
+fn init() {
+    testkit::init(&[gstkafka::plugin_register_static]);
+}
 
 const ORIGINAL_PTS: &str = "timestamp/x-gkv-original-pts";
 
@@ -353,17 +355,12 @@ fn jpeg_bytes() -> Vec<u8> {
 fn write_good_and_bad_records(topic: &str) {
     let jpeg = jpeg_bytes();
     let good = |seq: u64| Envelope {
-        kind: RecordKind::Buffer,
-        stream_id: "good".into(),
-        seq,
-        caps: Some("image/jpeg, width=(int)64, height=(int)48".into()),
         pts: Some(seq * 1_000_000),
-        dts: None,
-        duration: None,
-        flags: Flags::empty(),
-        sink_time_ns: None,
-        capture_time_ns: None,
-        detections: None,
+        ..Envelope::buffer(
+            "good",
+            seq,
+            Some("image/jpeg, width=(int)64, height=(int)48".into()),
+        )
     };
     let with = |header: &'static str, value: &str, env: Envelope| {
         let mut headers = envelope_headers(&env);
@@ -417,11 +414,7 @@ fn write_good_and_bad_records(topic: &str) {
         (jpeg.clone(), envelope_headers(&good(1))),
         (
             vec![],
-            envelope_headers(&Envelope {
-                kind: RecordKind::EndOfStream,
-                caps: None,
-                ..good(2)
-            }),
+            envelope_headers(&Envelope::end_of_stream("good", 2)),
         ),
     ];
     let borrowed: Vec<(Vec<u8>, Vec<(&str, &[u8])>)> = records
@@ -616,14 +609,60 @@ fn every_buffer_says_which_record_it_came_from() {
         brokers()
     ));
     for (i, sample) in received.iter().enumerate() {
-        let buffer = sample.buffer().unwrap();
-        let meta = gst::meta::CustomMeta::from_buffer(buffer, gstkafka::RECORD_META).unwrap();
-        let s = meta.structure();
-        assert_eq!(s.get::<&str>("topic").unwrap(), topic);
-        assert_eq!(s.get::<i32>("partition").unwrap(), 0);
-        assert_eq!(s.get::<i64>("offset").unwrap(), i as i64);
-        assert_eq!(s.get::<&str>("key").unwrap(), "cam9");
-        assert_eq!(s.get::<&str>("stream").unwrap(), "cam9-run1");
-        assert_eq!(s.get::<u64>("seq").unwrap(), i as u64);
+        let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
+        assert_eq!(
+            record,
+            gstkafka::RecordMeta {
+                topic: topic.clone(),
+                partition: 0,
+                offset: i as i64,
+                key: Some("cam9".into()),
+                stream: "cam9-run1".into(),
+                seq: i as u64,
+            }
+        );
     }
+}
+
+#[test]
+fn caps_queries_from_another_thread_see_the_pushed_caps() {
+    let topic = new_topic("src-caps-query", 1);
+    publish_jpeg(&topic, 3, "eos-marker=false");
+    let reader = Reader::start(&format!(
+        "kafkasrc name=src brokers={} topic={topic} ! appsink name=out sync=false",
+        brokers()
+    ));
+    wait_for("3 frames", Duration::from_secs(20), || reader.count() >= 3);
+    let pushed = reader.samples.lock().unwrap()[0].caps().unwrap().to_owned();
+    // The streaming thread is waiting for more records now (it holds the element's
+    // state); the answer must not depend on that.
+    for _ in 0..20 {
+        let caps = reader.src.static_pad("src").unwrap().query_caps(None);
+        assert_eq!(caps, pushed);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reader.stop();
+}
+
+#[test]
+fn stopping_while_checking_undelivered_records_with_the_broker_gone_is_prompt() {
+    use rdkafka::mocking::MockCluster;
+    init();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("frames", 4, 1).unwrap();
+    // Lowered fetch limits make the source ask the broker for each partition's watermarks
+    // after connect-timeout without records; with the broker gone each question waits.
+    let reader = Reader::start(&format!(
+        "kafkasrc name=src brokers={} topic=frames connect-timeout=1000 \
+         config=fetch.max.bytes=100000,max.partition.fetch.bytes=100000,message.max.bytes=100000 ! \
+         appsink name=out",
+        cluster.bootstrap_servers()
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let started = Instant::now();
+    reader.stop();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "stopping took {took:?}");
 }

@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! What `kafkasink` and `kafkasrc` share as Kafka clients: the client properties
+//! (`brokers`, `topic`, `config`, `connect-timeout`) in one [`ClientSettings`], the
+//! librdkafka configuration built from them, librdkafka's log routed into GStreamer's, and
+//! the check that the broker answers and the topic exists. A client property is added
+//! here once and both elements have it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use kafkavision::client_config::{ClientConfig, is_secret_key};
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+pub const DEFAULT_BROKERS: &str = "localhost:9092";
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
+
+/// The client properties of both elements.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub brokers: String,
+    pub topic: Option<String>,
+    /// The parsed `config`, or why it could not be parsed (reported by `start`).
+    pub config: Result<ClientConfig, String>,
+    pub connect_timeout_ms: u32,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            brokers: DEFAULT_BROKERS.to_string(),
+            topic: None,
+            config: Ok(ClientConfig::default()),
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+        }
+    }
+}
+
+/// What differs between the producer's and the consumer's client properties.
+pub struct ClientBlurbs {
+    pub topic: &'static str,
+    pub config: &'static str,
+}
+
+/// The librdkafka configuration a started element uses, and the user's part of it as
+/// written (for logs: `${NAME}` unexpanded, secrets masked by `redacted`).
+pub struct StartConfig {
+    pub topic: String,
+    pub connect_timeout: Duration,
+    /// The `config` property as written.
+    pub user: ClientConfig,
+    /// The `config` property with `${NAME}` values read from the environment.
+    pub client: ClientConfig,
+}
+
+impl ClientSettings {
+    pub fn properties(blurbs: &ClientBlurbs) -> Vec<glib::ParamSpec> {
+        vec![
+            glib::ParamSpecString::builder("brokers")
+                .nick("Brokers")
+                .blurb("Kafka bootstrap servers as host:port,host:port, e.g. 127.0.0.1:9092.")
+                .default_value(Some(DEFAULT_BROKERS))
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("topic")
+                .nick("Topic")
+                .blurb(blurbs.topic)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("config")
+                .nick("Client configuration")
+                .blurb(blurbs.config)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("connect-timeout")
+                .nick("Connect timeout")
+                .blurb(
+                    "Milliseconds to wait for the brokers when starting, e.g. 10000; then the \
+                     element fails with the reason.",
+                )
+                .minimum(1)
+                .default_value(DEFAULT_CONNECT_TIMEOUT_MS)
+                .mutable_ready()
+                .build(),
+        ]
+    }
+
+    /// Sets a client property; `Err` is the parse error of `config`, to be logged. Returns
+    /// `Ok(false)` when `name` is not a client property.
+    pub fn set_property(&mut self, name: &str, value: &glib::Value) -> Result<bool, String> {
+        match name {
+            "brokers" => {
+                self.brokers = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .unwrap_or_else(|| DEFAULT_BROKERS.to_string())
+            }
+            "topic" => self.topic = value.get().unwrap(),
+            "config" => {
+                self.config =
+                    ClientConfig::parse(value.get::<Option<&str>>().unwrap().unwrap_or(""))
+                        .map_err(|e| e.to_string());
+                if let Err(err) = &self.config {
+                    return Err(format!("Invalid config: {err}"));
+                }
+            }
+            "connect-timeout" => self.connect_timeout_ms = value.get().unwrap(),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The value of a client property; `config` never shows a secret.
+    pub fn property(&self, name: &str) -> Option<glib::Value> {
+        Some(match name {
+            "brokers" => self.brokers.to_value(),
+            "topic" => self.topic.to_value(),
+            "config" => match &self.config {
+                Ok(config) => config.redacted().to_value(),
+                Err(err) => format!("<invalid: {err}>").to_value(),
+            },
+            "connect-timeout" => self.connect_timeout_ms.to_value(),
+            _ => return None,
+        })
+    }
+
+    /// Checks the settings when the element starts; the error names the property.
+    pub fn for_start(&self) -> Result<StartConfig, gst::ErrorMessage> {
+        let Some(topic) = self.topic.clone().filter(|t| !t.is_empty()) else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("No topic set; set the 'topic' property, e.g. topic=frames")
+            ));
+        };
+        let invalid = |err: &dyn std::fmt::Display| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Invalid 'config' property: {err}")
+            )
+        };
+        let user = self.config.clone().map_err(|err| invalid(&err))?;
+        let client = user.with_environment().map_err(|err| invalid(&err))?;
+        Ok(StartConfig {
+            topic,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms as u64),
+            user,
+            client,
+        })
+    }
+
+    /// The librdkafka configuration: our defaults first, then the user's `config` entries
+    /// (which win), and `bootstrap.servers` from `brokers`.
+    pub fn rdkafka_config(
+        &self,
+        start: &StartConfig,
+        defaults: &[(&str, &str)],
+    ) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in start.client.entries() {
+            // librdkafka's error for a setting it refuses quotes the value (seen: OAuth
+            // secrets in this build without libcurl, Java's sasl.jaas.config): a refused
+            // secret goes in masked, so the client fails with the same error minus the
+            // secret.
+            if is_secret_key(key) && !librdkafka_accepts(key, value) {
+                config.set(key, "***");
+            } else {
+                config.set(key, value);
+            }
+        }
+        if start.client.get("bootstrap.servers").is_none() {
+            config.set("bootstrap.servers", &self.brokers);
+        }
+        // librdkafka's `debug` contexts log at debug level: without this they were dropped.
+        config.set_log_level(if start.client.get("debug").is_some() {
+            RDKafkaLogLevel::Debug
+        } else {
+            RDKafkaLogLevel::Info
+        });
+        config
+    }
+}
+
+fn librdkafka_accepts(key: &str, value: &str) -> bool {
+    rdkafka::ClientConfig::new()
+        .set(key, value)
+        .create_native_config()
+        .is_ok()
+}
+
+/// Client context shared by both elements: librdkafka's log goes to the element's debug
+/// category, and the last client-level error (e.g. "all brokers down") is kept so that
+/// error messages can name the broker's own reason.
+pub struct ClientLog {
+    cat: gst::DebugCategory,
+    element: glib::WeakRef<gst::Element>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientLog {
+    pub fn new(cat: gst::DebugCategory, element: &gst::Element) -> Self {
+        ClientLog {
+            cat,
+            element: element.downgrade(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap().clone()
+    }
+}
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let level = match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => gst::DebugLevel::Error,
+            RDKafkaLogLevel::Warning => gst::DebugLevel::Warning,
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => gst::DebugLevel::Info,
+            RDKafkaLogLevel::Debug => gst::DebugLevel::Debug,
+        };
+        match self.element.upgrade() {
+            Some(element) => gst::log_with_level!(
+                self.cat,
+                level,
+                obj = element,
+                "librdkafka {facility}: {message}"
+            ),
+            None => gst::log_with_level!(self.cat, level, "librdkafka {facility}: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        gst::warning!(self.cat, "librdkafka error: {error}: {reason}");
+        // "All brokers down" follows the error that says why (TLS handshake, SASL, refused
+        // connection): keep that one for the element's error message.
+        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        let mut last_error = self.last_error.lock().unwrap();
+        if !(all_down && last_error.is_some()) {
+            *last_error = Some(format!("{error}: {reason}"));
+        }
+    }
+}
+
+/// Checks within `timeout` that the brokers answer and `topic` exists; returns its
+/// partition count. The error names what to change.
+pub fn check_topic<C: ClientContext>(
+    client: &Client<C>,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    last_error: impl Fn() -> Option<String>,
+) -> Result<usize, String> {
+    let metadata = client.fetch_metadata(Some(topic), timeout).map_err(|err| {
+        let reason = last_error().unwrap_or_else(|| err.to_string());
+        format!(
+            "could not reach Kafka brokers '{brokers}' within {} ms ({reason}); check the \
+             'brokers' property (host:port,...) and that the broker is up, or raise \
+             'connect-timeout'",
+            timeout.as_millis()
+        )
+    })?;
+    let Some(topic_meta) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(format!(
+            "broker '{brokers}' returned no metadata for topic '{topic}'"
+        ));
+    };
+    if let Some(err) = topic_meta.error() {
+        let code = RDKafkaErrorCode::from(err);
+        return Err(if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+            format!(
+                "topic '{topic}' does not exist on brokers '{brokers}'; create it (e.g. \
+                 kafka-topics.sh --create --topic {topic} --partitions 4) or enable \
+                 auto-creation on the broker"
+            )
+        } else {
+            format!("topic '{topic}' on brokers '{brokers}' is not usable: {code}")
+        });
+    }
+    if topic_meta.partitions().is_empty() {
+        return Err(format!(
+            "topic '{topic}' on brokers '{brokers}' has no partitions"
+        ));
+    }
+    Ok(topic_meta.partitions().len())
+}
+
+/// Unix time now, in ns.
+pub fn unix_time_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_properties_set_read_back_and_check_at_start() {
+        gst::init().unwrap();
+        let mut settings = ClientSettings::default();
+        assert!(matches!(settings.for_start(), Err(e) if e.to_string().contains("'topic'")));
+        assert_eq!(
+            settings.set_property("topic", &"frames".to_value()),
+            Ok(true)
+        );
+        assert_eq!(
+            settings.set_property("config", &"sasl.password=hunter2,linger.ms=5".to_value()),
+            Ok(true)
+        );
+        let shown = settings
+            .property("config")
+            .unwrap()
+            .get::<String>()
+            .unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(settings.set_property("config", &"oops".to_value()).is_err());
+        assert!(settings.for_start().is_err());
+        assert_eq!(
+            settings.set_property("group-id", &"g".to_value()),
+            Ok(false)
+        );
+        assert!(settings.property("group-id").is_none());
+    }
+}
