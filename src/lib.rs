@@ -7,12 +7,15 @@
 //!   how it is shown without secrets.
 //! - [`detections`]: one frame's detections as versioned JSON, and (feature `gst`) as
 //!   region-of-interest metas on buffers.
+//! - [`events`]: what happened in a camera's view (line crossings, zone entries and
+//!   exits) as versioned JSON, one record per event.
 //! - [`meta`] (feature `gst`): typed accessors of the metas the elements share: where a
 //!   buffer's record came from, and the Kafka headers that ride with it.
 
 pub mod client_config;
 pub mod detections;
 pub mod envelope;
+pub mod events;
 #[cfg(feature = "gst")]
 pub mod meta;
 

@@ -369,15 +369,17 @@ fn detection() -> impl Strategy<Value = Detection> {
         any::<bool>(),
         rect(),
         rect(),
+        option::of(any::<u64>()),
     )
         .prop_map(
-            |(label, class_id, confidence, inferred, bbox, box_normalized)| Detection {
+            |(label, class_id, confidence, inferred, bbox, box_normalized, track_id)| Detection {
                 label,
                 class_id,
                 confidence,
                 inferred,
                 bbox,
                 box_normalized,
+                track_id,
             },
         )
 }

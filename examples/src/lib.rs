@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub mod scene;
+
 /// Initialises GStreamer and registers the kafka, yolo and analytics plugins.
 pub fn init() -> Result<(), String> {
     gst::init().map_err(|e| e.to_string())?;

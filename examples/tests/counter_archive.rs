@@ -185,6 +185,8 @@ fn run_counter(classes: Option<&str>, csv: &Path, scratch: &Path) -> (Run, Vec<V
     let group = unique("counter");
     let b = brokers();
     let mut args = vec![
+        "--mode",
+        "detections",
         "--brokers",
         &b,
         "--topic",

@@ -169,6 +169,8 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
     let mut counter = Running::start(
         env!("CARGO_BIN_EXE_counter"),
         &[
+            "--mode",
+            "detections",
             "--brokers",
             &b,
             "--topic",

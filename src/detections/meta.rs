@@ -12,6 +12,7 @@
 //! | `label`      | string  | class name |
 //! | `confidence` | double  | score, 0..1 |
 //! | `inferred`   | boolean | false when a detector carried the result of an earlier frame forward |
+//! | `track-id`   | uint64  | the object's track (`objecttrack`); absent when not tracked |
 
 use super::{Detection, FrameDetections, Rect, SCHEMA, SCHEMA_VERSION, SourceRecord};
 use crate::meta::{KafkaHeaders, RecordMeta};
@@ -29,14 +30,34 @@ pub fn attach(buffer: &mut gst::BufferRef, detection: &Detection) {
     let bottom = pixels(b.y + b.height).max(y);
     let rect = (x, y, right - x, bottom - y);
     let mut meta = gst_video::VideoRegionOfInterestMeta::add(buffer, &detection.label, rect);
-    meta.add_param(
-        gst::Structure::builder(PARAM)
-            .field("class-id", detection.class_id)
-            .field("label", detection.label.as_str())
-            .field("confidence", detection.confidence)
-            .field("inferred", detection.inferred)
-            .build(),
-    );
+    let mut param = gst::Structure::builder(PARAM)
+        .field("class-id", detection.class_id)
+        .field("label", detection.label.as_str())
+        .field("confidence", detection.confidence)
+        .field("inferred", detection.inferred);
+    if let Some(track_id) = detection.track_id {
+        param = param.field("track-id", track_id);
+    }
+    meta.add_param(param.build());
+}
+
+/// Replaces the detections of `buffer` (its region-of-interest metas with a `detection`
+/// param; others stay) with `detections`.
+pub fn replace(buffer: &mut gst::BufferRef, detections: &[Detection]) {
+    use std::ops::ControlFlow;
+    buffer.foreach_meta_mut(|mut meta| {
+        let is_detection = meta
+            .downcast_ref::<gst_video::VideoRegionOfInterestMeta>()
+            .is_some_and(|roi| roi.param(PARAM).is_some());
+        ControlFlow::Continue(if is_detection {
+            gst::buffer::BufferMetaForeachAction::Remove
+        } else {
+            gst::buffer::BufferMetaForeachAction::Keep
+        })
+    });
+    for detection in detections {
+        attach(buffer, detection);
+    }
 }
 
 /// The detections of `buffer`: its region-of-interest metas that carry a `detection`
@@ -50,7 +71,7 @@ pub fn of_buffer(buffer: &gst::BufferRef, width: u32, height: u32) -> Vec<Detect
             let label = param
                 .get::<String>("label")
                 .unwrap_or_else(|_| meta.roi_type().to_string());
-            Some(Detection::new(
+            let mut detection = Detection::new(
                 &label,
                 param.get::<u32>("class-id").unwrap_or(0),
                 param.get::<f64>("confidence").unwrap_or(0.0),
@@ -63,7 +84,9 @@ pub fn of_buffer(buffer: &gst::BufferRef, width: u32, height: u32) -> Vec<Detect
                 },
                 width,
                 height,
-            ))
+            );
+            detection.track_id = param.get::<u64>("track-id").ok();
+            Some(detection)
         })
         .collect()
 }
@@ -180,6 +203,25 @@ mod tests {
         assert_eq!(read, frame);
         attach_frame(copy.get_mut().unwrap(), &read);
         assert_eq!(of_buffer(&copy, 1280, 720), frame.detections);
+
+        // Replacing keeps other regions of interest.
+        let untracked: Vec<Detection> = frame
+            .detections
+            .iter()
+            .map(|d| Detection {
+                track_id: None,
+                ..d.clone()
+            })
+            .collect();
+        replace(buffer.get_mut().unwrap(), &untracked);
+        assert_eq!(of_buffer(&buffer, 1280, 720), untracked);
+        assert_eq!(
+            buffer
+                .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+                .count(),
+            2,
+            "the face stays"
+        );
     }
 
     #[test]

@@ -14,14 +14,16 @@
 //!  "detections": [
 //!    {"label": "car", "class_id": 2, "confidence": 0.91, "inferred": true,
 //!     "box": {"x": 100.0, "y": 200.0, "width": 50.0, "height": 40.0},
-//!     "box_normalized": {"x": 0.078, "y": 0.278, "width": 0.039, "height": 0.056}}]}
+//!     "box_normalized": {"x": 0.078, "y": 0.278, "width": 0.039, "height": 0.056},
+//!     "track_id": 7}]}
 //! ```
 //!
 //! Boxes are in frame pixels (`box`) and as fractions of the frame size
 //! (`box_normalized`). `camera` is the record key the frame was published with (null if
 //! none); `capture_time_ns` the Unix time the frame entered the system (its first
 //! `kafkasink`); `inferred` is false for frames a detector skipped (`interval`), which
-//! carry the last result. `source` names the Kafka record the frame was read from (when it
+//! carry the last result. `track_id` (optional) is the object's track after `objecttrack`:
+//! the same id on every frame while the object stays in view. `source` names the Kafka record the frame was read from (when it
 //! came through `kafkasrc`): where to fetch the frame, and the sequence number loss and
 //! duplicate checks count on. Readers ignore unknown fields; a higher `version` is refused.
 
@@ -66,6 +68,10 @@ pub struct Detection {
     #[serde(rename = "box")]
     pub bbox: Rect,
     pub box_normalized: Rect,
+    /// The object's track id (`objecttrack`), stable while it stays in view; absent for
+    /// untracked detections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -96,7 +102,14 @@ impl Detection {
                 height: bbox.height / h,
             },
             bbox,
+            track_id: None,
         }
+    }
+
+    /// The same detection with a track id.
+    pub fn with_track(mut self, track_id: u64) -> Self {
+        self.track_id = Some(track_id);
+        self
     }
 }
 

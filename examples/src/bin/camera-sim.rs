@@ -12,26 +12,36 @@
 //! not used: they draw full-width white lines through the ball, which the blob detector
 //! then reports as one frame-wide box.
 //!
+//! With `--scene crossing` every camera shows the scripted scene of
+//! `gst_kafka_vision_examples::scene` instead: white squares crossing a vertical line at
+//! known times, both ways, two at once, one that touches the line and turns back, one the
+//! camera misses for three frames (the line-counting demo and its tests). Camera K starts
+//! K-1 seconds into the script, so cameras differ.
+//!
 //! Prints `camera-sim: rtsp://127.0.0.1:PORT/camK` per camera and `camera-sim: ready` once
 //! listening; stops cleanly (closing the client connections) on SIGINT/SIGTERM.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use gst::glib;
+use gst::prelude::*;
 use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::{RTSPFilterResult, RTSPMediaFactory, RTSPServer};
 
 const USAGE: &str = "\
 camera-sim: RTSP server with simulated H.264 cameras (a bright moving ball on black)
 
-usage: camera-sim [--cameras N] [--port P] [--fps F] [--width W] [--height H]
+usage: camera-sim [--cameras N] [--port P] [--fps F] [--width W] [--height H] [--scene balls|crossing]
 
   --cameras N   number of cameras, served at /cam1 … /camN (default 2)
   --port P      TCP port of the RTSP server; 0 picks a free port (default 8554)
   --fps F       frames per second; one keyframe a second (default 10)
   --width W     frame width (default 640)
   --height H    frame height (default 480)
+  --scene S     balls: a bright ball bouncing around (default); crossing: the scripted
+                line-crossing scene (squares crossing x = 0.5 at known times)
 
 Prints one line `camera-sim: rtsp://127.0.0.1:PORT/camK` per camera, then
 `camera-sim: ready`. Stops on SIGINT/SIGTERM.";
@@ -71,6 +81,51 @@ fn camera_launch(index: usize, width: u32, height: u32, fps: u32) -> String {
     )
 }
 
+/// The scripted scene's pipeline: frames rendered by the program into `appsrc name=scene`.
+fn scene_launch(width: u32, height: u32, fps: u32) -> String {
+    format!(
+        "( appsrc name=scene is-live=true do-timestamp=true format=time \
+             caps=video/x-raw,format=RGB,width={width},height={height},framerate={fps}/1 ! \
+           videoconvert ! video/x-raw,format=I420 ! \
+           x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bframes=0 ! \
+           video/x-h264,profile=constrained-baseline ! \
+           rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+}
+
+/// Feeds the scene's frames into a new media's appsrc, paced at `fps`, camera `index`
+/// starting `index` seconds into the script.
+fn play_scene(media: &gst_rtsp_server::RTSPMedia, index: usize, width: u32, height: u32, fps: u32) {
+    let Some(src) = media
+        .element()
+        .downcast::<gst::Bin>()
+        .ok()
+        .and_then(|bin| bin.by_name("scene"))
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+    else {
+        eprintln!("camera-sim: the scene's media has no appsrc");
+        return;
+    };
+    let frame_time = Duration::from_secs(1) / fps;
+    let first = index as u32 * fps;
+    let mut next = 0u32;
+    let mut started: Option<Instant> = None;
+    src.set_callbacks(
+        gst_app::AppSrcCallbacks::builder()
+            .need_data(move |src, _| {
+                let start = *started.get_or_insert_with(Instant::now);
+                let due = start + frame_time * next;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let rgb = gst_kafka_vision_examples::scene::render_rgb(first + next, width, height);
+                let _ = src.push_buffer(gst::Buffer::from_mut_slice(rgb));
+                next += 1;
+            })
+            .build(),
+    );
+}
+
 fn main() {
     let args = gst_kafka_vision_examples::Args::parse(USAGE);
     let cameras: usize = args.number("cameras", 2);
@@ -78,6 +133,14 @@ fn main() {
     let fps: u32 = args.number("fps", 10);
     let width: u32 = args.number("width", 640);
     let height: u32 = args.number("height", 480);
+    let scripted = match args.get("scene", "balls").as_str() {
+        "balls" => false,
+        "crossing" => true,
+        other => {
+            eprintln!("camera-sim: --scene {other:?}: expected balls or crossing");
+            std::process::exit(2);
+        }
+    };
     if cameras == 0 || fps == 0 || width < 16 || height < 16 {
         eprintln!(
             "camera-sim: --cameras and --fps must be at least 1, --width/--height at least 16"
@@ -111,7 +174,14 @@ fn main() {
     let mounts = server.mount_points().expect("the server has mount points");
     for index in 0..cameras {
         let factory = RTSPMediaFactory::new();
-        factory.set_launch(&camera_launch(index, width, height, fps));
+        if scripted {
+            factory.set_launch(&scene_launch(width, height, fps));
+            factory.connect_media_configure(move |_, media| {
+                play_scene(media, index, width, height, fps);
+            });
+        } else {
+            factory.set_launch(&camera_launch(index, width, height, fps));
+        }
         factory.set_shared(true);
         mounts.add_factory(&format!("/cam{}", index + 1), factory);
     }
@@ -153,7 +223,12 @@ fn main() {
     }
     eprintln!(
         "camera-sim: {cameras} camera(s), {width}x{height} at {fps} fps, H.264 with a keyframe \
-         every second, on port {bound}"
+         every second, on port {bound}{}",
+        if scripted {
+            ", scripted crossing scene"
+        } else {
+            ""
+        }
     );
 
     main_loop.run();

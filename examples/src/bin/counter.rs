@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `counter`: a moving count of vehicles (or any classes) per frame and per camera, read
-//! from `gkv.detections` JSON records (`kafkasink payload=detections`).
+//! `counter`: counts of vehicles (or any classes) per camera, from Kafka.
+//!
+//! - `--mode crossings` (the default): unique objects crossing each line, per direction,
+//!   and entering and leaving each zone, from `gkv.events` records (`crossingcount !
+//!   eventsconvert ! kafkasink`, `detector-worker --lines`). An object counts once per line
+//!   and direction, however often its event is read again after a restart.
+//! - `--mode detections`: a moving count of detections per frame (one car seen for three
+//!   seconds at 10 frames/s counts 30 times), from `gkv.detections` records.
 //!
 //! A plain rdkafka consumer reads the records: the job needs only each record's JSON and
 //! its envelope headers (end-of-stream records, the stream id), no GStreamer pipeline, and
@@ -9,9 +15,12 @@
 //! at-least-once rule as `kafkasrc`). Annotated-frame records work too: their detections
 //! ride in the `gkv-detections` header.
 //!
-//! Every second a table: camera | frames | in last frame | mean over the last N frames |
-//! total counted | lag ms (now − the frame's capture time). With `--csv`, one row per
-//! frame: `camera,seq,pts_ns,capture_time_ns,count,labels` (labels like `car:2;bus:1`).
+//! Every second a table. Crossings: camera | line or zone | in | out | entered | left.
+//! Detections: camera | frames | in last frame | mean over the last N frames | total
+//! counted | lag ms (now − the frame's capture time). With `--csv`, crossings: one row per
+//! counted event, `camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns`;
+//! detections: one row per frame, `camera,seq,pts_ns,capture_time_ns,count,labels` (labels
+//! like `car:2;bus:1`).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
@@ -21,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gst_kafka_vision_examples::Args;
 use kafkavision::detections::{self, FrameDetections};
+use kafkavision::events::{self, Event, EventKind};
 use kafkavision::{Envelope, RecordKind};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -29,18 +39,21 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 
 const USAGE: &str = "\
-counter: a moving count of vehicles per frame and camera from gkv.detections records
+counter: unique objects crossing lines and visiting zones (gkv.events records), or a moving
+count of detections per frame (gkv.detections records), per camera
 
 usage: counter [options]
+  --mode crossings|detections  what to count (default crossings)
   --brokers HOST:PORT      Kafka bootstrap servers (default localhost:9092)
-  --topic NAME             detections topic (default detections)
+  --topic NAME             events topic (crossings; default events) or detections topic
+                           (detections; default detections)
   --group NAME             consumer group (default counter)
   --classes a,b,c          labels to count (default car,truck,bus,motorcycle,bicycle)
   --min-confidence X       count detections with confidence >= X (default 0.5)
   --window N               frames in the moving mean (default 30)
-  --csv PATH               write one row per frame: camera,seq,pts_ns,capture_time_ns,count,labels
+  --csv PATH               write one row per counted event (crossings) or per frame (detections)
   --stop-on-eos            end once every stream read so far has sent its end-of-stream record
-  --frames N               end after N frames (default: run until stopped)
+  --frames N               end after N records (default: run until stopped)
   --quiet                  no live table (the final summary line is still printed)";
 
 const DEFAULT_CLASSES: &str = "car,truck,bus,motorcycle,bicycle";
@@ -106,7 +119,61 @@ enum Record {
     /// The end-of-stream record of a stream.
     Eos(String),
     /// A frame's detections, with the envelope's stream id when there is an envelope.
-    Frame(Option<String>, FrameDetections),
+    Frame(Option<String>, Box<FrameDetections>),
+    /// An event, with the envelope's stream id.
+    Event(Option<String>, Event),
+}
+
+/// Unique objects per camera and line or zone: crossings in and out, entries and exits.
+#[derive(Default)]
+struct Crossings {
+    /// (camera, place) → [in, out, entered, left]
+    counts: BTreeMap<(String, String), [u64; 4]>,
+    /// (camera, place, which count, track id) already counted.
+    seen: HashSet<(String, String, usize, u64)>,
+}
+
+impl Crossings {
+    /// Counts the event unless its object was counted for it already; true when counted.
+    fn count(&mut self, camera: &str, event: &Event) -> bool {
+        let which = match (event.kind, event.direction) {
+            (EventKind::LineCrossed, Some(events::Direction::In)) => 0,
+            (EventKind::LineCrossed, _) => 1,
+            (EventKind::ZoneEntered, _) => 2,
+            (EventKind::ZoneLeft, _) => 3,
+        };
+        let place = event.place().to_string();
+        if !self
+            .seen
+            .insert((camera.to_string(), place.clone(), which, event.track_id))
+        {
+            return false;
+        }
+        self.counts.entry((camera.to_string(), place)).or_default()[which] += 1;
+        true
+    }
+
+    fn print(&self, bad: u64, clear: bool) {
+        let mut out = String::new();
+        if clear {
+            out.push_str("\x1b[2J\x1b[H");
+        }
+        out.push_str(&format!(
+            "{:<16} | {:<16} | {:>6} | {:>6} | {:>8} | {:>6}\n",
+            "camera", "line or zone", "in", "out", "entered", "left"
+        ));
+        out.push_str(&format!("{}\n", "-".repeat(16 + 16 + 6 + 6 + 8 + 6 + 15)));
+        for ((camera, place), [i, o, e, l]) in &self.counts {
+            out.push_str(&format!(
+                "{camera:<16} | {place:<16} | {i:>6} | {o:>6} | {e:>8} | {l:>6}\n"
+            ));
+        }
+        if bad > 0 {
+            out.push_str(&format!("bad records skipped: {bad}\n"));
+        }
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+    }
 }
 
 /// Reads a record: its value as gkv.detections JSON, or, for an annotated frame (caps
@@ -121,6 +188,16 @@ fn read_record(message: &BorrowedMessage<'_>) -> Result<Record, String> {
     if let Some(env) = &envelope {
         if env.kind == RecordKind::EndOfStream {
             return Ok(Record::Eos(env.stream_id.clone()));
+        }
+        if env
+            .caps
+            .as_deref()
+            .and_then(|c| c.split(',').next())
+            .map(str::trim)
+            == Some(events::CAPS)
+        {
+            return Event::from_json(message.payload().unwrap_or_default())
+                .map(|e| Record::Event(Some(env.stream_id.clone()), e));
         }
         let is_detections = env
             .caps
@@ -137,12 +214,12 @@ fn read_record(message: &BorrowedMessage<'_>) -> Result<Record, String> {
                 ));
             };
             return FrameDetections::from_json(json.unwrap_or_default())
-                .map(|f| Record::Frame(Some(env.stream_id.clone()), f))
+                .map(|f| Record::Frame(Some(env.stream_id.clone()), Box::new(f)))
                 .map_err(|e| format!("header {}: {e}", detections::HEADER));
         }
     }
     FrameDetections::from_json(message.payload().unwrap_or_default())
-        .map(|f| Record::Frame(envelope.map(|e| e.stream_id), f))
+        .map(|f| Record::Frame(envelope.map(|e| e.stream_id), Box::new(f)))
 }
 
 fn print_table(cameras: &BTreeMap<String, Camera>, window: usize, bad: u64, clear: bool) {
@@ -183,8 +260,24 @@ fn print_table(cameras: &BTreeMap<String, Camera>, window: usize, bad: u64, clea
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    let crossings_mode = match args.get("mode", "crossings").as_str() {
+        "crossings" => true,
+        "detections" => false,
+        other => {
+            return Err(format!(
+                "--mode {other:?}: expected crossings or detections"
+            ));
+        }
+    };
     let brokers = args.get("brokers", "localhost:9092");
-    let topic = args.get("topic", "detections");
+    let topic = args.get(
+        "topic",
+        if crossings_mode {
+            "events"
+        } else {
+            "detections"
+        },
+    );
     let group = args.get("group", "counter");
     let options = Options {
         classes: args
@@ -207,8 +300,12 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         let file = File::create(&csv_path).map_err(|e| format!("--csv {csv_path}: {e}"))?;
         let mut w = BufWriter::new(file);
-        writeln!(w, "camera,seq,pts_ns,capture_time_ns,count,labels")
-            .map_err(|e| format!("--csv {csv_path}: {e}"))?;
+        let header = if crossings_mode {
+            "camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns"
+        } else {
+            "camera,seq,pts_ns,capture_time_ns,count,labels"
+        };
+        writeln!(w, "{header}").map_err(|e| format!("--csv {csv_path}: {e}"))?;
         Some(w)
     };
 
@@ -239,6 +336,7 @@ fn run(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("subscribing to '{topic}': {e}"))?;
 
     let mut cameras: BTreeMap<String, Camera> = BTreeMap::new();
+    let mut crossings = Crossings::default();
     let mut streams_seen: HashSet<String> = HashSet::new();
     let mut streams_ended: HashSet<String> = HashSet::new();
     let mut frames: u64 = 0;
@@ -254,7 +352,11 @@ fn run(args: &Args) -> Result<(), String> {
         if Instant::now() >= next_print {
             next_print += Duration::from_secs(1);
             if !quiet {
-                print_table(&cameras, options.window, bad, clear);
+                if crossings_mode {
+                    crossings.print(bad, clear);
+                } else {
+                    print_table(&cameras, options.window, bad, clear);
+                }
             }
             if let Some(w) = csv.as_mut() {
                 let _ = w.flush();
@@ -283,6 +385,64 @@ fn run(args: &Args) -> Result<(), String> {
             Ok(Record::Eos(stream)) => {
                 streams_seen.insert(stream.clone());
                 streams_ended.insert(stream);
+            }
+            Ok(Record::Event(stream, event)) if crossings_mode => {
+                if let Some(stream) = stream {
+                    streams_seen.insert(stream);
+                }
+                frames += 1;
+                let camera = event
+                    .camera
+                    .clone()
+                    .or_else(|| {
+                        message
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                    })
+                    .unwrap_or_default();
+                if options.classes.contains(&event.label)
+                    && crossings.count(&camera, &event)
+                    && let Some(w) = csv.as_mut()
+                {
+                    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+                    let kind = match event.kind {
+                        EventKind::LineCrossed => "line-crossed",
+                        EventKind::ZoneEntered => "zone-entered",
+                        EventKind::ZoneLeft => "zone-left",
+                    };
+                    writeln!(
+                        w,
+                        "{},{kind},{},{},{},{},{},{}",
+                        csv_field(&camera),
+                        csv_field(event.place()),
+                        event.direction.map(|d| d.as_str()).unwrap_or(""),
+                        event.track_id,
+                        csv_field(&event.label),
+                        opt(event.pts_ns),
+                        opt(event.capture_time_ns)
+                    )
+                    .map_err(|e| format!("--csv {csv_path}: {e}"))?;
+                }
+            }
+            Ok(Record::Event(..)) => {
+                bad += 1;
+                eprintln!(
+                    "counter: warning: skipping record {}/{}@{}: an event, but --mode \
+                     detections counts detections (use --mode crossings for events)",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                );
+            }
+            Ok(Record::Frame(..)) if crossings_mode => {
+                bad += 1;
+                eprintln!(
+                    "counter: warning: skipping record {}/{}@{}: detections, but --mode \
+                     crossings counts events (use --mode detections for detections)",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                );
             }
             Ok(Record::Frame(stream, frame)) => {
                 let stream = stream.unwrap_or_else(|| frame.stream.clone());
@@ -354,6 +514,23 @@ fn run(args: &Args) -> Result<(), String> {
         // Nothing stored since the last automatic commit: nothing to do.
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => eprintln!("counter: warning: final commit: {e}"),
+    }
+    if crossings_mode {
+        if !quiet {
+            crossings.print(bad, false);
+        }
+        let total = |i: usize| crossings.counts.values().map(|c| c[i]).sum::<u64>();
+        let cameras: HashSet<&String> = crossings.counts.keys().map(|(c, _)| c).collect();
+        println!(
+            "counter: {reason}: {frames} events from {} camera(s): {} in, {} out, {} entered, \
+             {} left (unique objects), {bad} bad records skipped",
+            cameras.len(),
+            total(0),
+            total(1),
+            total(2),
+            total(3)
+        );
+        return Ok(());
     }
     if !quiet {
         print_table(&cameras, options.window, bad, false);

@@ -1,19 +1,24 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Live progress of the whole system, one line every `--every` seconds: frames published,
-//! frames detected, the detector group's lag, detections per second.
+//! frames detected, the detector group's lag, detections per second, event records per
+//! second, and the line crossings counted since it started, per line and direction.
 //!
 //! `demo-status --brokers B [--frames-topic frames] [--annotated-topic annotated]
-//!  [--detections-topic detections] [--group detectors] [--every 2]`
+//!  [--detections-topic detections] [--events-topic events] [--group detectors] [--every 2]`
 
 use std::time::{Duration, Instant};
 
 use gst_kafka_vision_examples::Args;
+use std::collections::BTreeMap;
+
 use kafkavision::detections::FrameDetections;
+use kafkavision::events::{Event, EventKind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const USAGE: &str = "usage: demo-status --brokers HOST:PORT [--frames-topic frames] \
-[--annotated-topic annotated] [--detections-topic detections] [--group detectors] [--every 2] [--count N]";
+[--annotated-topic annotated] [--detections-topic detections] [--events-topic events] \
+[--group detectors] [--every 2] [--count N]";
 
 fn consumer(brokers: &str, group: &str) -> Result<BaseConsumer, String> {
     ClientConfig::new()
@@ -58,18 +63,40 @@ fn run() -> Result<(), String> {
     let group = consumer(&brokers, &args.get("group", "detectors"))?;
     // Reads new detections records to count detections per second.
     let reader = consumer(&brokers, "demo-status")?;
-    let (tpl, _) = written(&reader, &detections_topic)?;
+    let (mut tpl, _) = written(&reader, &detections_topic)?;
+    // And new events, when the workers count lines (the topic may not exist).
+    let events_topic = args.get("events-topic", "events");
+    if let Ok((events, _)) = written(&reader, &events_topic) {
+        for e in events.elements() {
+            tpl.add_partition_offset(e.topic(), e.partition(), e.offset())
+                .map_err(|e| e.to_string())?;
+        }
+    }
     reader.assign(&tpl).map_err(|e| e.to_string())?;
+    // (line, direction) -> crossings since start.
+    let mut crossings: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
 
     let started = Instant::now();
     let (mut last_published, mut last_detected) = (0i64, 0i64);
     for round in 1.. {
         let window = Instant::now();
-        let mut detections = 0u64;
+        let (mut detections, mut events) = (0u64, 0u64);
         while window.elapsed() < every {
-            if let Some(Ok(message)) = reader.poll(Duration::from_millis(100))
-                && let Ok(frame) = FrameDetections::from_json(message.payload().unwrap_or_default())
-            {
+            let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let payload = message.payload().unwrap_or_default();
+            if message.topic() == events_topic {
+                if let Ok(event) = Event::from_json(payload) {
+                    events += 1;
+                    if event.kind == EventKind::LineCrossed {
+                        let direction = event.direction.map_or("?", |d| d.as_str());
+                        *crossings
+                            .entry((event.place().to_string(), direction))
+                            .or_default() += 1;
+                    }
+                }
+            } else if let Ok(frame) = FrameDetections::from_json(payload) {
                 detections += frame.detections.len() as u64;
             }
         }
@@ -92,13 +119,23 @@ fn run() -> Result<(), String> {
             })
             .sum();
         let secs = every.as_secs_f64();
+        let counted: Vec<String> = crossings
+            .iter()
+            .map(|((line, direction), n)| format!("{line} {direction} {n}"))
+            .collect();
         println!(
             "[{:>5.0} s] published {published} ({:.1}/s) | detected {detected} ({:.1}/s) | \
-             detector lag {lag} | {:.1} detections/s",
+             detector lag {lag} | {:.1} detections/s | {:.1} events/s{}",
             started.elapsed().as_secs_f64(),
             (published - last_published) as f64 / secs,
             (detected - last_detected) as f64 / secs,
             detections as f64 / secs,
+            events as f64 / secs,
+            if counted.is_empty() {
+                String::new()
+            } else {
+                format!(" | crossed: {}", counted.join(", "))
+            }
         );
         (last_published, last_detected) = (published, detected);
         if count > 0 && round >= count {

@@ -6,10 +6,17 @@
 //! The worker is one pipeline, the same as this gst-launch line:
 //!
 //! ```text
-//! kafkasrc group-id=detectors ! kafkadecodebin ! videoconvert ! yolodetect draw=true ! tee name=t
+//! kafkasrc group-id=detectors ! kafkadecodebin ! videoconvert ! yolodetect draw=true !
+//!   objecttrack ! crossingcount ! tee name=t
 //!     t. ! queue ! detectionsconvert output=header ! jpegenc ! kafkasink topic=annotated key-from=record
 //!     t. ! queue ! detectionsconvert ! kafkasink topic=detections key-from=record
+//!     t. ! queue ! eventsconvert ! kafkasink topic=events key-from=record   (with --lines/--zones)
 //! ```
+//!
+//! Detections carry track ids (`objecttrack`, per camera). With `--lines` or `--zones`
+//! (the `crossingcount` syntax), line crossings and zone visits go to the events topic, one
+//! record per event. Tracking needs every frame of a camera in one worker, in order: publish
+//! analytics cameras with the default `partitioner=key`.
 //!
 //! `kafkadecodebin` keeps one decoder per camera (interleaved H.264 streams must never
 //! share one); every frame keeps the record meta of the record it came from, so each output
@@ -42,14 +49,15 @@ const USAGE: &str =
     "usage: detector-worker --brokers HOST:PORT [--topic frames] [--group detectors]
     [--annotated-topic annotated] [--detections-topic detections] [--model models/blob-yolov8.onnx]
     [--conf 0.25] [--threads 1] [--interval 1] [--fixed-cost-ms 0] [--config k=v,k=v]
-    [--frames N] [--stop-on-eos] [--name worker]";
+    [--lines name:x1,y1,x2,y2;...] [--zones name:x1,y1,x2,y2,x3,y3,...;...]
+    [--events-topic events] [--frames N] [--stop-on-eos] [--name worker]";
 
 /// Frames a worker holds between Kafka and its output, per stage: what a crash makes the
 /// group read again.
 const STAGE_DEPTH: u32 = 4;
 
 const HEAD: &str = "kafkasrc name=src ! kafkadecodebin name=decode ! videoconvert ! \
-     yolodetect name=detect draw=true ! ";
+     yolodetect name=detect draw=true ! objecttrack ! crossingcount name=count ! ";
 /// `--fixed-cost-ms`: a heavier model's cost, in its own thread so it is all a frame costs.
 const FIXED_COST: &str = "queue name=cost-queue ! identity name=cost ! ";
 const TAIL: &str = "tee name=t \
@@ -57,11 +65,17 @@ const TAIL: &str = "tee name=t \
           kafkasink name=annotated key-from=record \
      t. ! queue name=detections-queue ! detectionsconvert ! \
           kafkasink name=detections key-from=record";
+/// `--lines`/`--zones`: events only, one record per line crossing or zone visit.
+const EVENTS: &str = " t. ! queue name=events-queue ! eventsconvert ! \
+          kafkasink name=events key-from=record";
 
 fn build(args: &Args) -> Result<gst::Pipeline, String> {
     let fixed_cost_ms: u64 = args.number("fixed-cost-ms", 0);
     let cost = if fixed_cost_ms > 0 { FIXED_COST } else { "" };
-    let pipeline = gst::parse::launch(&[HEAD, cost, TAIL].concat())
+    let (lines, zones) = (args.get("lines", ""), args.get("zones", ""));
+    let counting = !lines.is_empty() || !zones.is_empty();
+    let events = if counting { EVENTS } else { "" };
+    let pipeline = gst::parse::launch(&[HEAD, cost, TAIL, events].concat())
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline")?;
@@ -90,6 +104,15 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
     detect.set_property("interval", args.number::<u32>("interval", 1).max(1));
     for queue in ["annotated-queue", "detections-queue"] {
         element(queue)?.set_property("max-size-buffers", STAGE_DEPTH);
+    }
+    let count = element("count")?;
+    count.set_property("lines", &lines);
+    count.set_property("zones", &zones);
+    if counting {
+        element("events-queue")?.set_property("max-size-buffers", STAGE_DEPTH);
+        let sink = element("events")?;
+        sink.set_property("brokers", &brokers);
+        sink.set_property("topic", args.get("events-topic", "events"));
     }
     if fixed_cost_ms > 0 {
         element("cost-queue")?.set_property("max-size-buffers", STAGE_DEPTH);

@@ -39,6 +39,9 @@ viewer: a web page showing a topic's annotated frames live
   --group NAME          consumer group (default viewer; '' = no group, no commits)
   --port N              HTTP port (default 8080; 0 = any free port)
   --bind ADDRESS        address to listen on (default 127.0.0.1)
+  --lines SPEC          counting lines to draw, name:x1,y1,x2,y2;... in fractions of the
+                        frame (the detector-worker's --lines)
+  --events-topic NAME   gkv.events topic: live counts of unique objects crossing each line
 
 Prints 'viewer: http://HOST:PORT/' once it is listening and consuming.";
 
@@ -56,6 +59,7 @@ struct Detection {
     class_id: u32,
     confidence: f64,
     rect: (u32, u32, u32, u32),
+    track_id: Option<u64>,
 }
 
 struct Camera {
@@ -91,6 +95,10 @@ impl Camera {
 #[derive(Default)]
 struct State {
     cameras: BTreeMap<String, Camera>,
+    /// (camera, line) -> unique objects crossing it [in, out].
+    crossings: BTreeMap<(String, String), [u64; 2]>,
+    /// (camera, line, direction, track id) already counted.
+    counted: std::collections::HashSet<(String, String, bool, u64)>,
     frames: u64,
     skipped: u64,
     shutdown: bool,
@@ -104,9 +112,28 @@ struct Shared {
     group: String,
     started: Instant,
     source: gst::Element,
+    lines: Vec<gstgkvanalytics::crossingcount::geometry::Line>,
 }
 
 impl Shared {
+    /// A line crossing: counted once per object, line and direction.
+    fn on_event(&self, event: &kafkavision::events::Event) {
+        use kafkavision::events::{Direction, EventKind};
+        if event.kind != EventKind::LineCrossed {
+            return;
+        }
+        let camera = event.camera.clone().unwrap_or_else(|| NO_KEY.to_string());
+        let line = event.place().to_string();
+        let inward = event.direction == Some(Direction::In);
+        let mut state = self.state.lock().unwrap();
+        if state
+            .counted
+            .insert((camera.clone(), line.clone(), inward, event.track_id))
+        {
+            state.crossings.entry((camera, line)).or_default()[usize::from(!inward)] += 1;
+        }
+    }
+
     fn on_sample(&self, sample: &gst::Sample) {
         let Some(buffer) = sample.buffer() else {
             return;
@@ -161,6 +188,7 @@ impl Shared {
                 label: d.label,
                 class_id: d.class_id,
                 confidence: d.confidence,
+                track_id: d.track_id,
             })
             .collect();
 
@@ -235,6 +263,22 @@ impl Shared {
             kafka_field("rebalances"),
             kafka_field("partitions-assigned"),
         ));
+        let lines = self
+            .lines
+            .iter()
+            .map(|l| {
+                format!(
+                    "{{\"name\":{},\"x1\":{},\"y1\":{},\"x2\":{},\"y2\":{}}}",
+                    json_string(&l.name),
+                    l.a.x,
+                    l.a.y,
+                    l.b.x,
+                    l.b.y
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        out.push_str(&format!("\"lines\":[{lines}],"));
         out.push_str("\"cameras\":{");
         for (i, (name, cam)) in state.cameras.iter().enumerate() {
             if i > 0 {
@@ -254,20 +298,32 @@ impl Shared {
                 .iter()
                 .map(|d| {
                     format!(
-                        "{{\"label\":{},\"class_id\":{},\"confidence\":{:.3},\"x\":{},\"y\":{},\"width\":{},\"height\":{}}}",
+                        "{{\"label\":{},\"class_id\":{},\"confidence\":{:.3},\"x\":{},\"y\":{},\"width\":{},\"height\":{},\"track_id\":{}}}",
                         json_string(&d.label),
                         d.class_id,
                         d.confidence,
                         d.rect.0,
                         d.rect.1,
                         d.rect.2,
-                        d.rect.3
+                        d.rect.3,
+                        d.track_id
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "null".into())
                     )
                 })
                 .collect::<Vec<_>>()
                 .join(",");
+            let crossings = state
+                .crossings
+                .iter()
+                .filter(|((camera, _), _)| camera == name)
+                .map(|((_, line), [i, o])| {
+                    format!("{}:{{\"in\":{i},\"out\":{o}}}", json_string(line))
+                })
+                .collect::<Vec<_>>()
+                .join(",");
             out.push_str(&format!(
-                "{}:{{\"frames\":{},\"fps\":{:.1},\"lag_ms\":{},\"age_ms\":{},\"width\":{},\"height\":{},\"partition\":{},\"offset\":{},\"seq\":{},\"jpeg_bytes\":{},\"counts\":{{{counts}}},\"detections\":[{detections}]}}",
+                "{}:{{\"frames\":{},\"fps\":{:.1},\"lag_ms\":{},\"age_ms\":{},\"width\":{},\"height\":{},\"partition\":{},\"offset\":{},\"seq\":{},\"jpeg_bytes\":{},\"counts\":{{{counts}}},\"crossings\":{{{crossings}}},\"detections\":[{detections}]}}",
                 json_string(name),
                 cam.frames,
                 cam.fps(now),
@@ -549,6 +605,8 @@ const PAGE: &str = r##"<!doctype html>
   main { display: flex; flex-wrap: wrap; gap: 12px; padding: 12px; align-items: flex-start; }
   #view { flex: 1 1 420px; max-width: 960px; }
   #video { display: block; width: 100%; height: auto; background: #000; min-height: 120px; }
+  #frame { position: relative; }
+  #overlay { position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none; }
   aside { flex: 0 1 300px; }
   table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
   th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid #333; vertical-align: top; }
@@ -566,11 +624,11 @@ const PAGE: &str = r##"<!doctype html>
   <span id="status"></span>
 </header>
 <main>
-  <div id="view"><img id="video" alt="latest frame of the selected camera"></div>
+  <div id="view"><div id="frame"><img id="video" alt="latest frame of the selected camera"><canvas id="overlay"></canvas></div></div>
   <aside>
     <table>
-      <thead><tr><th>camera</th><th>frames</th><th>fps</th><th>lag ms</th><th>detections (latest frame)</th></tr></thead>
-      <tbody id="panel"><tr><td colspan="5">no frames yet</td></tr></tbody>
+      <thead><tr><th>camera</th><th>frames</th><th>fps</th><th>lag ms</th><th>detections (latest frame)</th><th>crossed (in / out)</th></tr></thead>
+      <tbody id="panel"><tr><td colspan="6">no frames yet</td></tr></tbody>
     </table>
   </aside>
 </main>
@@ -638,10 +696,42 @@ function update(stats) {
     cell(row, c.lag_ms === null ? "-" : Math.round(c.lag_ms));
     const counts = Object.entries(c.counts).map(([label, k]) => k + " " + label);
     cell(row, counts.length ? counts.join(", ") : "none");
+    const crossed = Object.entries(c.crossings).map(([line, k]) => line + " " + k.in + " / " + k.out);
+    cell(row, crossed.length ? crossed.join(", ") : "-");
     return row;
   });
   if (rows.length) panel.replaceChildren(...rows);
+  draw(stats.lines, cam);
   statusEl.textContent = "";
+}
+
+// The counting lines, each with its counts, and the track id of every detection, over
+// the frame (lines are in fractions of the frame, boxes in its pixels).
+const overlay = document.getElementById("overlay");
+function draw(lines, cam) {
+  const w = overlay.clientWidth, h = overlay.clientHeight;
+  overlay.width = w;
+  overlay.height = h;
+  const g = overlay.getContext("2d");
+  g.clearRect(0, 0, w, h);
+  g.font = "bold 14px system-ui, sans-serif";
+  g.lineWidth = 3;
+  for (const l of lines || []) {
+    g.strokeStyle = "#ff3b30";
+    g.beginPath();
+    g.moveTo(l.x1 * w, l.y1 * h);
+    g.lineTo(l.x2 * w, l.y2 * h);
+    g.stroke();
+    const k = cam && cam.crossings[l.name];
+    g.fillStyle = "#ff3b30";
+    g.fillText(l.name + (k ? " in " + k.in + " out " + k.out : ""), l.x1 * w + 6, l.y1 * h + 18);
+  }
+  if (!cam || !cam.width) return;
+  g.fillStyle = "#ffd60a";
+  for (const d of cam.detections) {
+    if (d.track_id === null) continue;
+    g.fillText("#" + d.track_id, d.x * w / cam.width, (d.y + d.height) * h / cam.height + 16);
+  }
 }
 
 async function poll() {
@@ -658,6 +748,36 @@ poll();
 </body>
 </html>
 "##;
+
+/// A consumer of every partition of the events topic from its start (no group, no
+/// commits): the counts are of every event the topic holds.
+fn events_reader(brokers: &str, topic: &str) -> Result<rdkafka::consumer::BaseConsumer, String> {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "viewer-events")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        return Err(format!("topic '{topic}' does not exist on '{brokers}'"));
+    }
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    Ok(consumer)
+}
 
 fn fail(message: &str) -> ! {
     eprintln!("viewer: {message}");
@@ -685,6 +805,11 @@ fn main() {
     let group = args.get("group", "viewer");
     let port: u16 = args.number("port", 8080);
     let bind = args.get("bind", "127.0.0.1");
+    let lines =
+        gstgkvanalytics::crossingcount::geometry::parse_properties(&args.get("lines", ""), "")
+            .unwrap_or_else(|e| fail(&format!("--{e}")))
+            .lines;
+    let events_topic = args.get("events-topic", "");
     init().unwrap_or_else(|e| fail(&format!("initialising GStreamer: {e}")));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -734,7 +859,29 @@ fn main() {
         group: group.clone(),
         started: Instant::now(),
         source: source.clone(),
+        lines,
     });
+    if !events_topic.is_empty() {
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let reader = events_reader(&brokers, &events_topic)
+            .unwrap_or_else(|e| fail(&format!("reading --events-topic {events_topic}: {e}")));
+        std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    use rdkafka::Message;
+                    if let Some(Ok(message)) = reader.poll(Duration::from_millis(200))
+                        && let Ok(event) = kafkavision::events::Event::from_json(
+                            message.payload().unwrap_or_default(),
+                        )
+                    {
+                        shared.on_event(&event);
+                    }
+                }
+            })
+            .unwrap_or_else(|e| fail(&format!("starting the events reader: {e}")));
+    }
     {
         let shared = shared.clone();
         sink.set_callbacks(

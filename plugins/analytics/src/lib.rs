@@ -4,16 +4,27 @@
 //!
 //! - [`detectionsconvert`]: region-of-interest metas ⇄ `gkv.detections` JSON (a record
 //!   value, or the `gkv-detections` Kafka header of a frame).
+//! - [`objecttrack`]: a track id for each detection, stable while the object is in view,
+//!   per camera.
+//! - [`crossingcount`]: events when tracked objects cross lines or enter and leave zones.
+//! - [`eventsconvert`]: a frame's events as `gkv.events` JSON, one buffer each.
 //!
 //! A plugin of its own: it needs neither Kafka nor ONNX Runtime.
 
 use gst::glib;
 
+pub mod crossingcount;
 pub mod detectionsconvert;
+pub mod eventsconvert;
+pub mod objecttrack;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     kafkavision::meta::register();
+    kafkavision::events::meta::register();
     detectionsconvert::register(plugin)?;
+    objecttrack::register(plugin)?;
+    crossingcount::register(plugin)?;
+    eventsconvert::register(plugin)?;
     Ok(())
 }
 

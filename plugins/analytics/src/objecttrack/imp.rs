@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/**
+ * element-objecttrack:
+ *
+ * Gives each detection (a region-of-interest meta with a `detection` param, as
+ * `yolodetect` attaches) the id of its track, in the param's `track-id` field: the same id
+ * on every frame while the object stays in view. SORT: each track's box is predicted by a
+ * constant-velocity Kalman filter, detections are matched to the predictions by IoU
+ * (`iou-threshold`, same class only, optimal assignment), a track gets its id after
+ * `min-hits` matches, and survives `max-age` frames without one, so short misses keep the
+ * id. Detections of tentative tracks pass without an id.
+ *
+ * Tracks are kept per camera (the record key of the Kafka record a frame came from, else
+ * its stream): one worker may serve several cameras, and their tracks never mix. A tracker
+ * needs every frame of a camera, in order: frames that skip sequence numbers (a camera
+ * published with `partitioner=round-robin`, spread over a group of workers) are warned
+ * about once and counted in `stats`.
+ *
+ * ## Example
+ * ```sh
+ * gst-launch-1.0 kafkasrc brokers=127.0.0.1:9092 topic=frames group-id=trackers ! \
+ *     kafkadecodebin ! videoconvert ! yolodetect model-location=yolov8n.onnx ! \
+ *     objecttrack ! detectionsconvert ! \
+ *     kafkasink brokers=127.0.0.1:9092 topic=tracks key-from=record
+ * ```
+ */
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use kafkavision::detections::meta as detections_meta;
+use kafkavision::meta::RecordMeta;
+
+use super::sort::{BoxPx, Observation, Tracker, TrackerConfig};
+
+const DEFAULT_MAX_AGE: u32 = 30;
+const DEFAULT_MIN_HITS: u32 = 3;
+const DEFAULT_IOU_THRESHOLD: f64 = 0.3;
+/// Frames of a camera seen before its sequence gaps are judged.
+const ORDER_SAMPLE: u64 = 20;
+
+/// A camera's tracker and what its frames' order looked like.
+struct Camera {
+    tracker: Tracker,
+    last_seq: Option<u64>,
+    frames: u64,
+    gaps: u64,
+}
+
+#[derive(Default)]
+struct State {
+    cameras: HashMap<String, Camera>,
+    next_id: u64,
+    warned_order: bool,
+}
+
+#[derive(Default)]
+struct Stats {
+    frames: AtomicU64,
+    tracked: AtomicU64,
+    sequence_gaps: AtomicU64,
+}
+
+pub struct ObjectTrack {
+    config: Mutex<TrackerConfig>,
+    state: Mutex<State>,
+    stats: Stats,
+}
+
+impl Default for ObjectTrack {
+    fn default() -> Self {
+        ObjectTrack {
+            config: Mutex::new(TrackerConfig {
+                max_age: DEFAULT_MAX_AGE,
+                min_hits: DEFAULT_MIN_HITS,
+                iou_threshold: DEFAULT_IOU_THRESHOLD,
+            }),
+            state: Mutex::new(State::default()),
+            stats: Stats::default(),
+        }
+    }
+}
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "objecttrack",
+        gst::DebugColorFlags::empty(),
+        Some("Track ids for detections"),
+    )
+});
+
+#[glib::object_subclass]
+impl ObjectSubclass for ObjectTrack {
+    const NAME: &'static str = "GstObjectTrack";
+    type Type = super::ObjectTrack;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for ObjectTrack {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecUInt::builder("max-age")
+                    .nick("Max age")
+                    .blurb(
+                        "Frames a track survives without a matching detection, e.g. 30: an \
+                         object the detector misses for fewer frames keeps its id.",
+                    )
+                    .default_value(DEFAULT_MAX_AGE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-hits")
+                    .nick("Min hits")
+                    .blurb(
+                        "Detections a track needs before it gets an id, e.g. 3: one-frame \
+                         false detections never get one.",
+                    )
+                    .minimum(1)
+                    .default_value(DEFAULT_MIN_HITS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("iou-threshold")
+                    .nick("IoU threshold")
+                    .blurb(
+                        "Least overlap (intersection over union) of a detection with a track's \
+                         predicted box for them to match, e.g. 0.3.",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_IOU_THRESHOLD)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "Frames seen, detections given a track id, track ids handed out, \
+                         tracks alive, cameras, and frames that skipped sequence numbers of \
+                         their camera.",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut config = self.config.lock().unwrap();
+        match pspec.name() {
+            "max-age" => config.max_age = value.get().unwrap(),
+            "min-hits" => config.min_hits = value.get().unwrap(),
+            "iou-threshold" => config.iou_threshold = value.get().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "max-age" => self.config.lock().unwrap().max_age.to_value(),
+            "min-hits" => self.config.lock().unwrap().min_hits.to_value(),
+            "iou-threshold" => self.config.lock().unwrap().iou_threshold.to_value(),
+            "stats" => {
+                let state = self.state.lock().unwrap();
+                let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                gst::Structure::builder("objecttrack-stats")
+                    .field("frames", load(&self.stats.frames))
+                    .field("tracked-detections", load(&self.stats.tracked))
+                    .field("track-ids", state.next_id)
+                    .field(
+                        "tracks-alive",
+                        state
+                            .cameras
+                            .values()
+                            .map(|c| c.tracker.tracks() as u64)
+                            .sum::<u64>(),
+                    )
+                    .field("cameras", state.cameras.len() as u32)
+                    .field("sequence-gaps", load(&self.stats.sequence_gaps))
+                    .build()
+                    .to_value()
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+impl GstObjectImpl for ObjectTrack {}
+
+impl ElementImpl for ObjectTrack {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Object tracker",
+                "Filter/Analyzer/Video",
+                "Gives each detection a track id that stays stable while the object is in \
+                 view (SORT, per camera)",
+                "gst-kafka-vision developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let any = gst::Caps::new_any();
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &any,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &any,
+                )
+                .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl ObjectTrack {
+    /// Counts a camera's frames that skipped sequence numbers; warns once when they are
+    /// common, since the tracker then does not see the camera's every frame.
+    fn check_order(&self, state: &mut State, camera: &str, seq: Option<u64>) {
+        let Some(entry) = state.cameras.get_mut(camera) else {
+            return;
+        };
+        entry.frames += 1;
+        if let (Some(last), Some(seq)) = (entry.last_seq, seq)
+            && seq != last.wrapping_add(1)
+        {
+            entry.gaps += 1;
+            self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+        }
+        entry.last_seq = seq.or(entry.last_seq);
+        if !state.warned_order && entry.frames >= ORDER_SAMPLE && entry.gaps * 4 >= entry.frames {
+            state.warned_order = true;
+            let (gaps, frames) = (entry.gaps, entry.frames);
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                ("Camera {camera:?}: {gaps} of its last {frames} frames skipped sequence \
+                     numbers, so this tracker does not see every frame and tracks break; \
+                     publish cameras for analytics with kafkasink partitioner=key (the default), \
+                     not round-robin")
+            );
+        }
+    }
+}
+
+impl BaseTransformImpl for ObjectTrack {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = State::default();
+        Ok(())
+    }
+
+    fn transform_ip(
+        &self,
+        buffer: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let config = *self.config.lock().unwrap();
+        let record = RecordMeta::of(buffer);
+        let camera = record
+            .as_ref()
+            .map_or_else(String::new, |r| r.camera().to_string());
+        let mut detections = detections_meta::of_buffer(buffer, 1, 1);
+        let observations: Vec<Observation> = detections
+            .iter()
+            .map(|d| Observation {
+                bbox: BoxPx {
+                    x: d.bbox.x,
+                    y: d.bbox.y,
+                    width: d.bbox.width,
+                    height: d.bbox.height,
+                },
+                class_id: d.class_id,
+            })
+            .collect();
+
+        let mut guard = self.state.lock().unwrap();
+        let state = &mut *guard;
+        if !state.cameras.contains_key(&camera) {
+            gst::info!(CAT, imp = self, "New camera {camera:?}");
+            state.cameras.insert(
+                camera.clone(),
+                Camera {
+                    tracker: Tracker::new(config),
+                    last_seq: None,
+                    frames: 0,
+                    gaps: 0,
+                },
+            );
+        }
+        self.check_order(state, &camera, record.map(|r| r.seq));
+        let next_id = &mut state.next_id;
+        let ids =
+            state
+                .cameras
+                .get_mut(&camera)
+                .unwrap()
+                .tracker
+                .update(&observations, &mut || {
+                    *next_id += 1;
+                    *next_id
+                });
+        drop(guard);
+
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        let mut tracked = 0;
+        for (detection, id) in detections.iter_mut().zip(ids) {
+            detection.track_id = id;
+            tracked += u64::from(id.is_some());
+        }
+        self.stats.tracked.fetch_add(tracked, Ordering::Relaxed);
+        gst::trace!(
+            CAT,
+            imp = self,
+            "{camera}: {tracked} of {} tracked",
+            detections.len()
+        );
+        detections_meta::replace(buffer, &detections);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
