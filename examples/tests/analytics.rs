@@ -39,6 +39,9 @@ struct Frame {
 struct Run {
     frames: BTreeMap<u32, Frame>,
     records: Vec<Event>,
+    /// The `crossingcount` element messages: (kind, line or zone, direction).
+    messages: Vec<(String, String, String)>,
+    stats: gst::Structure,
 }
 
 fn run_scene(zones: &str) -> Run {
@@ -125,6 +128,23 @@ fn run_scene(zones: &str) -> Run {
             .build(),
     );
 
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let store = messages.clone();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Element(e) = msg.view()
+            && let Some(s) = e.structure()
+            && s.name() == "crossingcount"
+        {
+            let field = |f: &str| s.get::<String>(f).unwrap_or_default();
+            let place = s.get::<String>("line").or_else(|_| s.get::<String>("zone"));
+            store.lock().unwrap().push((
+                field("kind"),
+                place.unwrap_or_default(),
+                field("direction"),
+            ));
+        }
+        gst::BusSyncReply::Pass
+    });
     pipeline.set_state(gst::State::Playing).unwrap();
     for index in 0..PERIOD + TAIL {
         let rgb = if index < PERIOD {
@@ -141,11 +161,19 @@ fn run_scene(zones: &str) -> Run {
         src.push_buffer(buffer).unwrap();
     }
     src.end_of_stream().unwrap();
+    let count = pipeline.by_name("count").unwrap();
     let ended = run_until_end(&pipeline, Duration::from_secs(120));
     assert!(matches!(ended, Ended::Eos), "{ended:?}");
     let frames = std::mem::take(&mut *frames.lock().unwrap());
     let records = records.lock().unwrap().clone();
-    Run { frames, records }
+    let messages = messages.lock().unwrap().clone();
+    let stats = count.property::<gst::Structure>("stats");
+    Run {
+        frames,
+        records,
+        messages,
+        stats,
+    }
 }
 
 /// The track seen nearest to (x, y) on `frame`.
@@ -209,6 +237,27 @@ fn the_scripted_scene_gives_exactly_the_scripted_crossings() {
     );
     // The event records are the events, one each; frames without events wrote nothing.
     assert_eq!(run.records.len(), crossings.len());
+    // One element message per event, and the running counts in stats.
+    let mut messages = run.messages.clone();
+    messages.sort();
+    assert_eq!(
+        messages,
+        vec![
+            ("line-crossed".into(), "gate".into(), "in".into()),
+            ("line-crossed".into(), "gate".into(), "in".into()),
+            ("line-crossed".into(), "gate".into(), "in".into()),
+            ("line-crossed".into(), "gate".into(), "in".into()),
+            ("line-crossed".into(), "gate".into(), "out".into()),
+        ]
+    );
+    let lines = run.stats.get::<gst::Array>("lines").unwrap();
+    let gate = lines.as_slice()[0].get::<gst::Structure>().unwrap();
+    assert_eq!(gate.get::<&str>("camera"), Ok("scene"));
+    assert_eq!(
+        (gate.get::<u64>("in"), gate.get::<u64>("out")),
+        (Ok(4), Ok(1)),
+        "{gate}"
+    );
     let frames_with_events = run.frames.values().filter(|f| !f.events.is_empty()).count();
     println!(
         "analytics: {} frames, {} detections records (one per frame) vs {} event records \

@@ -20,7 +20,8 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
     let frames = unique("sys-frames");
     let annotated = unique("sys-annotated");
     let detections = unique("sys-detections");
-    for topic in [&frames, &annotated, &detections] {
+    let events = unique("sys-events");
+    for topic in [&frames, &annotated, &detections, &events] {
         create_topic(topic, 2);
     }
     let group = unique("sys-detectors");
@@ -45,6 +46,10 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
                     &annotated,
                     "--detections-topic",
                     &detections,
+                    "--events-topic",
+                    &events,
+                    "--lines",
+                    gst_kafka_vision_examples::scene::LINE,
                     "--name",
                     &name,
                 ],
@@ -53,7 +58,16 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
         .collect();
     let mut cameras = Running::start(
         env!("CARGO_BIN_EXE_camera-sim"),
-        &["--cameras", "2", "--port", "0", "--fps", "10"],
+        &[
+            "--cameras",
+            "2",
+            "--port",
+            "0",
+            "--fps",
+            "10",
+            "--scene",
+            "crossing",
+        ],
     );
     let urls: Vec<String> = cameras
         .wait_for("camera-sim: ready", Duration::from_secs(30))
@@ -283,5 +297,58 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // The scripted scene's first square crosses the line in the first 3 s of both cameras:
+    // the workers wrote events, and the counter's crossings are the unique ones among them.
+    let event_records: Vec<kafkavision::events::Event> =
+        read_all(&events, 2, Duration::from_secs(20), |r| {
+            r.iter().any(|r| r.is_buffer())
+        })
+        .iter()
+        .filter(|r| r.is_buffer())
+        .map(|r| kafkavision::events::Event::from_json(&r.value).unwrap())
+        .collect();
+    assert!(
+        !event_records.is_empty(),
+        "no line crossing in the events topic"
+    );
+    for e in &event_records {
+        assert_eq!(e.line.as_deref(), Some("gate"));
+        let camera = e.camera.clone().unwrap();
+        assert!(camera == "cam1" || camera == "cam2", "{camera}");
+    }
+    let unique_crossings: BTreeSet<(String, u64, String)> = event_records
+        .iter()
+        .map(|e| {
+            (
+                e.camera.clone().unwrap(),
+                e.track_id,
+                e.direction.unwrap().as_str().to_string(),
+            )
+        })
+        .collect();
+    let crossings_csv = out.join("crossings.csv");
+    let mut counter = Running::start(
+        env!("CARGO_BIN_EXE_counter"),
+        &[
+            "--brokers",
+            &b,
+            "--topic",
+            &events,
+            "--classes",
+            "sports ball",
+            "--csv",
+            crossings_csv.to_str().unwrap(),
+            "--stop-on-eos",
+            "--quiet",
+        ],
+    );
+    assert!(counter.wait(Duration::from_secs(60)).success());
+    let text = std::fs::read_to_string(&crossings_csv).unwrap();
+    assert_eq!(
+        text.lines().count() - 1,
+        unique_crossings.len(),
+        "counter crossings CSV:\n{text}"
+    );
     std::fs::remove_dir_all(&out).ok();
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The web viewer in headless Chromium (Debian's `chromium`): the page loads, frames
-//! arrive, and a screenshot shows the detector's boxes.
+//! arrive, and a screenshot shows the detector's boxes, the counting line and track ids;
+//! `/stats` holds the line and its counts of unique objects from the events topic.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use testkit::{brokers, create_topic, unique_name as unique};
 
 use gst::prelude::*;
+use kafkavision::events::{Direction, Event, EventKind};
 
 struct Viewer(Child);
 
@@ -78,7 +80,8 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
     for camera in ["cam1", "cam2"] {
         let pipeline = gst::parse::launch(&format!(
             "videotestsrc pattern=ball num-buffers=30 ! video/x-raw,width=320,height=240,framerate=10/1 ! \
-             yolodetect model-location={} draw=true ! jpegenc ! kafkasink brokers={} topic={topic} key={camera}",
+             yolodetect model-location={} draw=true ! objecttrack ! detectionsconvert output=header ! \
+             jpegenc ! kafkasink brokers={} topic={topic} key={camera}",
             model.display(),
             brokers()
         ))
@@ -95,6 +98,28 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
         pipeline.set_state(gst::State::Null).unwrap();
     }
 
+    // Events of cam1: track 1 crossed in (read twice, as after a worker's restart: counted
+    // once), track 2 out.
+    let events_topic = unique("viewer-events");
+    create_topic(&events_topic, 1);
+    let producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .unwrap();
+    for (track, direction) in [(1, Direction::In), (1, Direction::In), (2, Direction::Out)] {
+        let mut event = Event::new(EventKind::LineCrossed, track, "sports ball");
+        event.camera = Some("cam1".into());
+        event.line = Some("gate".into());
+        event.direction = Some(direction);
+        let json = event.to_json();
+        producer
+            .send(rdkafka::producer::BaseRecord::<(), [u8]>::to(&events_topic).payload(&json))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+
     let mut child = Command::new(env!("CARGO_BIN_EXE_viewer"))
         .args([
             "--brokers",
@@ -105,6 +130,10 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
             &unique("viewer"),
             "--port",
             "0",
+            "--lines",
+            "gate:0.5,0,0.5,1",
+            "--events-topic",
+            &events_topic,
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -130,6 +159,25 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+
+    let stats = http_get(&address, "/stats");
+    assert!(
+        stats.contains("\"lines\":[{\"name\":\"gate\",\"x1\":0.5"),
+        "{stats}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !http_get(&address, "/stats").contains("\"crossings\":{\"gate\":{\"in\":1,\"out\":1}}") {
+        assert!(
+            Instant::now() < deadline,
+            "crossings never counted: {}",
+            http_get(&address, "/stats")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        http_get(&address, "/stats").contains("\"track_id\":1"),
+        "detections carry track ids"
+    );
 
     let profile = std::env::temp_dir().join(unique("chromium-profile"));
     // The page loads, lists the cameras and counts frames.
@@ -159,7 +207,7 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
     let output = chromium(
         &[
             "--virtual-time-budget=5000",
-            "--window-size=800,600",
+            "--window-size=800,900",
             &format!("--screenshot={}", shot.display()),
             &format!("{url}/?still=1&camera=cam1"),
         ],
@@ -179,5 +227,11 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
         box_pixels > 200,
         "only {box_pixels} box-coloured pixels in the screenshot"
     );
+    // The counting line (cyan) and the track ids (yellow) drawn over the frame.
+    let count = |f: &dyn Fn(&[u8]) -> bool| pixels.chunks_exact(3).filter(|p| f(p)).count();
+    let line_pixels = count(&|p| p[0] < 80 && p[1] > 180 && p[2] > 200);
+    assert!(line_pixels > 100, "only {line_pixels} line-coloured pixels");
+    let id_pixels = count(&|p| p[0] > 200 && p[1] > 170 && p[2] < 80);
+    assert!(id_pixels > 10, "only {id_pixels} track-id-coloured pixels");
     std::fs::remove_dir_all(&profile).ok();
 }

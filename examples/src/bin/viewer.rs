@@ -717,20 +717,25 @@ function draw(lines, cam) {
   g.font = "bold 14px system-ui, sans-serif";
   g.lineWidth = 3;
   for (const l of lines || []) {
-    g.strokeStyle = "#ff3b30";
+    g.strokeStyle = "#00e5ff";
     g.beginPath();
     g.moveTo(l.x1 * w, l.y1 * h);
     g.lineTo(l.x2 * w, l.y2 * h);
     g.stroke();
     const k = cam && cam.crossings[l.name];
-    g.fillStyle = "#ff3b30";
+    g.fillStyle = "#00e5ff";
     g.fillText(l.name + (k ? " in " + k.in + " out " + k.out : ""), l.x1 * w + 6, l.y1 * h + 18);
   }
   if (!cam || !cam.width) return;
-  g.fillStyle = "#ffd60a";
   for (const d of cam.detections) {
     if (d.track_id === null) continue;
-    g.fillText("#" + d.track_id, d.x * w / cam.width, (d.y + d.height) * h / cam.height + 16);
+    // Inside the box's top-left corner, on a dark patch.
+    const x = d.x * w / cam.width + 4, y = d.y * h / cam.height + 4;
+    const text = "#" + d.track_id;
+    g.fillStyle = "rgba(0, 0, 0, 0.6)";
+    g.fillRect(x - 2, y - 2, g.measureText(text).width + 4, 20);
+    g.fillStyle = "#ffd60a";
+    g.fillText(text, x, y + 14);
   }
 }
 

@@ -384,9 +384,9 @@ impl BaseTransformImpl for CrossingCount {
         Ok(())
     }
 
+    /// The counts stay readable in `stats` until the next start.
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         gst::info!(CAT, imp = self, "Stopped: {:?}", self.stats());
-        *self.state.lock().unwrap() = None;
         Ok(())
     }
 
