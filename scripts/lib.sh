@@ -16,6 +16,11 @@ KV_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KV_VENV="${KV_VENV:-$KV_REPO/.venv}"
 
 # Versions we tested against; bump deliberately.
+# The broker we ship is nisshi (tansu's successor: it expires dead group members, so no
+# partition stays with a killed worker). It needs rustc >= 1.96, so it is built with the
+# nightly toolchain; where that cannot work, tansu is the explicit fallback (KV_BROKER=tansu
+# asks for it).
+KV_NISSHI_VERSION="0.8.1"
 KV_TANSU_VERSION="0.6.0"
 KV_PY_PACKAGES=(
     "confluent-kafka==2.16.1" "kafka-python==3.0.12"
@@ -60,6 +65,67 @@ kv_ensure_debs() {
     kv_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     kv_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         "${missing[@]}" >&2
+}
+
+# Why nisshi is not used on this machine (written when its install failed).
+KV_BROKER_FALLBACK_FILE="${XDG_CACHE_HOME:-$HOME/.cache}/gst-kafka-vision/broker-fallback"
+
+# Prints the path of the nisshi binary, or nothing.
+kv_nisshi_path() {
+    if [[ -n "${NISSHI:-}" && -x "${NISSHI}" ]]; then
+        echo "$NISSHI"
+    elif command -v nisshi >/dev/null 2>&1; then
+        command -v nisshi
+    elif [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/nisshi" ]]; then
+        echo "${CARGO_HOME:-$HOME/.cargo}/bin/nisshi"
+    fi
+}
+
+kv_nisshi_install_running() {
+    pgrep -f 'cargo( \+nightly)? install( .*)? nisshi' >/dev/null 2>&1
+}
+
+# Installs nisshi if it is missing; fails (writing why) when it cannot be built here.
+kv_ensure_nisshi() {
+    [[ -n "$(kv_nisshi_path)" ]] && return 0
+    if kv_nisshi_install_running; then
+        kv_log "another 'cargo install nisshi' is running; waiting for it to finish"
+        while kv_nisshi_install_running; do sleep 5; done
+        [[ -n "$(kv_nisshi_path)" ]] && return 0
+    fi
+    mkdir -p "$(dirname "$KV_BROKER_FALLBACK_FILE")"
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        echo "no nightly Rust toolchain (nisshi $KV_NISSHI_VERSION needs rustc >= 1.96)" \
+            >"$KV_BROKER_FALLBACK_FILE"
+        return 1
+    fi
+    kv_log "installing the nisshi broker $KV_NISSHI_VERSION with the nightly toolchain (cargo install, about 13 min once)"
+    if ! cargo +nightly install nisshi --locked --version "$KV_NISSHI_VERSION" >&2; then
+        echo "'cargo +nightly install nisshi --version $KV_NISSHI_VERSION' failed" \
+            >"$KV_BROKER_FALLBACK_FILE"
+        return 1
+    fi
+    rm -f "$KV_BROKER_FALLBACK_FILE"
+    [[ -n "$(kv_nisshi_path)" ]]
+}
+
+# The broker scripts start: nisshi, else (or with KV_BROKER=tansu) tansu.
+kv_ensure_broker() {
+    if [[ "${KV_BROKER:-nisshi}" == tansu ]]; then
+        kv_ensure_tansu
+    elif ! kv_ensure_nisshi; then
+        kv_log "warning: using the fallback broker tansu $KV_TANSU_VERSION: $(cat "$KV_BROKER_FALLBACK_FILE" 2>/dev/null)"
+        kv_ensure_tansu
+    fi
+}
+
+# Prints "NAME PATH" of the broker to run (after kv_ensure_broker).
+kv_broker() {
+    if [[ "${KV_BROKER:-nisshi}" != tansu && -n "$(kv_nisshi_path)" ]]; then
+        echo "nisshi $(kv_nisshi_path)"
+    else
+        echo "tansu $(kv_tansu_path)"
+    fi
 }
 
 # Prints the path of the tansu binary, or nothing.
@@ -130,6 +196,6 @@ kv_with_setup_lock() {
 
 kv_setup_all() {
     kv_with_setup_lock kv_ensure_debs
-    kv_with_setup_lock kv_ensure_tansu
+    kv_with_setup_lock kv_ensure_broker
     kv_with_setup_lock kv_ensure_venv
 }

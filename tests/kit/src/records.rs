@@ -15,6 +15,8 @@ use crate::{brokers, unique_name};
 /// One record as a bare consumer sees it.
 #[derive(Debug, Clone)]
 pub struct RawRecord {
+    /// The record's Kafka timestamp (its producer's create time), in Unix ms.
+    pub timestamp_ms: Option<i64>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -184,6 +186,7 @@ fn raw_reader(brokers: &str, topic: &str, partitions: i32, eof: bool) -> BaseCon
 impl RawRecord {
     fn of(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
         RawRecord {
+            timestamp_ms: message.timestamp().to_millis(),
             partition: message.partition(),
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),

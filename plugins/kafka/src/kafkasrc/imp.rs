@@ -701,6 +701,12 @@ impl BaseSrcImpl for KafkaSrc {
             ("fetch.wait.max.ms", "20"),
             // Back within a second of a broker restart, not librdkafka's 10 s backoff.
             ("reconnect.backoff.max.ms", "1000"),
+            // Live video: a dead group member's partitions go to the others after 6 s
+            // (Kafka's smallest allowed session), not librdkafka's 45 s of frames nobody
+            // reads. Heartbeats come from librdkafka's own thread, so a slow pipeline does
+            // not count as dead.
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
         ];
         // librdkafka's assign() needs a group id even when nothing is committed: a
         // throw-away one, with commits off, when no group was asked for.
