@@ -375,7 +375,7 @@ fn run() -> Result<(), String> {
     ];
     if let Some(pid) = options.broker_pid {
         watched.push(Watched {
-            name: "broker (tansu)",
+            name: "broker",
             pid,
             samples: vec![],
         });

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Live progress of the whole system, one line every `--every` seconds: frames published,
-//! frames detected, the detector group's lag, detections per second, event records per
-//! second, and the line crossings counted since it started, per line and direction.
+//! frames detected, the detector group's lag, detections per second and frames per second
+//! of each worker (from the `NAME-PID-CAMERA` streams `detector-worker` writes), event
+//! records per second, the line crossings counted since it started, and restarts of
+//! supervised processes (lines a supervisor appends to `--restarts FILE`).
 //!
 //! `demo-status --brokers B [--frames-topic frames] [--annotated-topic annotated]
 //!  [--detections-topic detections] [--events-topic events] [--group detectors] [--every 2]`
@@ -18,7 +20,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const USAGE: &str = "usage: demo-status --brokers HOST:PORT [--frames-topic frames] \
 [--annotated-topic annotated] [--detections-topic detections] [--events-topic events] \
-[--group detectors] [--every 2] [--count N]";
+[--group detectors] [--every 2] [--count N] [--restarts FILE]";
 
 fn consumer(brokers: &str, group: &str) -> Result<BaseConsumer, String> {
     ClientConfig::new()
@@ -51,6 +53,30 @@ fn written(consumer: &BaseConsumer, topic: &str) -> Result<(TopicPartitionList, 
     Ok((tpl, total))
 }
 
+/// The worker that wrote a record: its `gkv-stream` header `NAME-PID-CAMERA` without the
+/// camera (the record key) and the pid.
+fn worker_of(message: &rdkafka::message::BorrowedMessage<'_>) -> String {
+    use rdkafka::message::Headers;
+    let stream = message
+        .headers()
+        .and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "gkv-stream")
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .unwrap_or_default();
+    let key = message
+        .key()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default();
+    let without_camera = stream.strip_suffix(&format!("-{key}")).unwrap_or(&stream);
+    match without_camera.rsplit_once('-') {
+        Some((name, pid)) if pid.chars().all(|c| c.is_ascii_digit()) => name.to_string(),
+        _ => without_camera.to_string(),
+    }
+}
+
 fn run() -> Result<(), String> {
     let args = Args::parse(USAGE);
     let brokers = args.get("brokers", "127.0.0.1:9092");
@@ -81,6 +107,8 @@ fn run() -> Result<(), String> {
     for round in 1.. {
         let window = Instant::now();
         let (mut detections, mut events) = (0u64, 0u64);
+        // Frames each worker detected in this window.
+        let mut per_worker: BTreeMap<String, u64> = BTreeMap::new();
         while window.elapsed() < every {
             let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) else {
                 continue;
@@ -98,6 +126,7 @@ fn run() -> Result<(), String> {
                 }
             } else if let Ok(frame) = FrameDetections::from_json(payload) {
                 detections += frame.detections.len() as u64;
+                *per_worker.entry(worker_of(&message)).or_default() += 1;
             }
         }
         let (frames_tpl, published) = written(&group, &frames_topic)?;
@@ -119,13 +148,22 @@ fn run() -> Result<(), String> {
             })
             .sum();
         let secs = every.as_secs_f64();
+        let workers: Vec<String> = per_worker
+            .iter()
+            .map(|(w, n)| format!("{w} {:.1}/s", *n as f64 / secs))
+            .collect();
+        let restarts = std::fs::read_to_string(args.get("restarts", "/dev/null"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
         let counted: Vec<String> = crossings
             .iter()
             .map(|((line, direction), n)| format!("{line} {direction} {n}"))
             .collect();
         println!(
             "[{:>5.0} s] published {published} ({:.1}/s) | detected {detected} ({:.1}/s) | \
-             detector lag {lag} | {:.1} detections/s | {:.1} events/s{}",
+             detector lag {lag} | {:.1} detections/s | {:.1} events/s{}{}{}",
             started.elapsed().as_secs_f64(),
             (published - last_published) as f64 / secs,
             (detected - last_detected) as f64 / secs,
@@ -135,6 +173,16 @@ fn run() -> Result<(), String> {
                 String::new()
             } else {
                 format!(" | crossed: {}", counted.join(", "))
+            },
+            if workers.is_empty() {
+                String::new()
+            } else {
+                format!(" | workers: {}", workers.join(", "))
+            },
+            if restarts.is_empty() {
+                String::new()
+            } else {
+                format!(" | restarted: {}", restarts.join(", "))
             }
         );
         (last_published, last_detected) = (published, detected);

@@ -85,6 +85,9 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
             .ok_or_else(|| format!("no element {name}"))
     };
     let brokers = args.get("brokers", "127.0.0.1:9092");
+    // Output streams are `NAME-PID-KEY` (e.g. worker1-4242-cam1): readers tell the workers
+    // apart, and two workers of the same name never share a stream.
+    let stream = format!("{}-{}", args.get("name", "worker"), std::process::id());
     let source = element("src")?;
     source.set_property("brokers", &brokers);
     source.set_property("topic", args.get("topic", "frames"));
@@ -111,6 +114,7 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
     if counting {
         element("events-queue")?.set_property("max-size-buffers", STAGE_DEPTH);
         let sink = element("events")?;
+        sink.set_property("stream-id", &stream);
         sink.set_property("brokers", &brokers);
         sink.set_property("topic", args.get("events-topic", "events"));
     }
@@ -125,6 +129,7 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
         let sink = element(sink)?;
         sink.set_property("brokers", &brokers);
         sink.set_property("topic", topic);
+        sink.set_property("stream-id", &stream);
     }
     Ok(pipeline)
 }

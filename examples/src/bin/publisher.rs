@@ -24,12 +24,14 @@ const USAGE: &str = "\
 publisher: publish one RTSP H.264 camera to Kafka, without re-encoding
 
 usage: publisher --url rtsp://HOST:PORT/PATH [--brokers B] [--topic T] [--camera ID]
-                 [--reconnect-seconds S] [--max-retries N] [--frames N]
+                 [--partition N] [--reconnect-seconds S] [--max-retries N] [--frames N]
 
   --url URL               the camera (required)
   --brokers B             Kafka bootstrap servers (default $KAFKA_BROKERS, else localhost:9092)
   --topic T               topic to write to; it must exist (default frames)
   --camera ID             record key (default: the URL's last path segment, e.g. cam1)
+  --partition N           write to partition N (default: the one the key hashes to); lets
+                          a deployment spread M cameras over N workers evenly
   --reconnect-seconds S   wait between reconnection attempts (default 2)
   --max-retries N         consecutive reconnection attempts before giving up with status 1;
                           -1 = unlimited (default), 0 = fail at once when the camera is lost
@@ -89,6 +91,7 @@ struct Options {
     brokers: String,
     topic: String,
     camera: String,
+    partition: i32,
     reconnect: Duration,
     max_retries: i64,
     frames: Option<u64>,
@@ -119,6 +122,7 @@ fn options() -> Options {
         brokers: args.get("brokers", &default_brokers),
         topic: args.get("topic", "frames"),
         camera,
+        partition: args.number("partition", -1i32).max(-1),
         reconnect: Duration::from_secs_f64(reconnect),
         max_retries,
         frames: (frames >= 0).then_some(frames as u64),
@@ -206,6 +210,7 @@ impl<'a> Session<'a> {
         sink.set_property("brokers", &options.brokers);
         sink.set_property("topic", &options.topic);
         sink.set_property("key", &options.camera);
+        sink.set_property("partition", options.partition);
 
         counters.session.store(0, Ordering::SeqCst);
         counters.synced.store(false, Ordering::SeqCst);

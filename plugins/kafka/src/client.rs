@@ -279,8 +279,8 @@ pub fn check_topic<C: ClientContext>(
         return Err(if code == RDKafkaErrorCode::UnknownTopicOrPartition {
             format!(
                 "topic '{topic}' does not exist on brokers '{brokers}'; create it (e.g. \
-                 kafka-topics.sh --create --topic {topic} --partitions 4) or enable \
-                 auto-creation on the broker"
+                 kafka-topics.sh --create --topic {topic} --partitions 4) or let the \
+                 broker create it with config=\"allow.auto.create.topics=true\""
             )
         } else {
             format!("topic '{topic}' on brokers '{brokers}' is not usable: {code}")

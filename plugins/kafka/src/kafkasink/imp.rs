@@ -595,6 +595,9 @@ impl BaseSinkImpl for KafkaSink {
             ("linger.ms", "5"),
             // Back within a second of a broker restart, not librdkafka's 10 s backoff.
             ("reconnect.backoff.max.ms", "1000"),
+            // A misspelt 'topic' is an error at start, not a new topic that brokers with
+            // auto-creation on (Kafka's default) make up and no consumer reads.
+            ("allow.auto.create.topics", "false"),
         ];
         let config = settings.client.rdkafka_config(&start, &defaults);
         gst::info!(
