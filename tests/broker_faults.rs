@@ -6,9 +6,11 @@
 //! checks, by the gkv-seq sequence numbers, that every published frame was received at
 //! least once, counts duplicates and prints what it measured.
 //!
-//! Every test starts a PRIVATE tansu broker (sqlite storage: records and committed offsets
-//! survive its restarts) in a folder of its own and stops it even when the test fails, so
-//! the shared test broker and the tests running against it are never disturbed.
+//! Every test starts a PRIVATE broker of the kind the scripts install (nisshi, or the tansu
+//! fallback) in a folder of its own and stops it even when the test fails, so the shared
+//! test broker and the tests running against it are never disturbed. Its storage is sqlite
+//! (records and committed offsets survive its restarts), or `KV_FAULTS_BROKER_STORAGE`
+//! (`postgres` measures the restart on nisshi's PostgreSQL engine).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -30,14 +32,15 @@ fn init() {
     ]);
 }
 
-/// A tansu broker of the test's own, in a temporary folder; stopped and removed on drop.
+/// A broker of the test's own, in a temporary folder; stopped and removed on drop.
 struct PrivateBroker {
     dir: PathBuf,
     address: String,
 }
 
 impl PrivateBroker {
-    /// Starts it with sqlite storage; `advertise` is the address clients are told to use.
+    /// Starts it with sqlite storage (or `KV_FAULTS_BROKER_STORAGE`); `advertise` is the
+    /// address clients are told to use.
     fn start(advertise: Option<&str>) -> PrivateBroker {
         let dir = std::env::temp_dir().join(unique_name("kv-broker-faults"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -46,7 +49,8 @@ impl PrivateBroker {
             dir,
             address: String::new(),
         };
-        let mut args = vec!["start".to_string(), "--storage=sqlite".to_string()];
+        let storage = std::env::var("KV_FAULTS_BROKER_STORAGE").unwrap_or_else(|_| "sqlite".into());
+        let mut args = vec!["start".to_string(), format!("--storage={storage}")];
         if let Some(address) = advertise {
             args.push(format!("--advertise={address}"));
         }

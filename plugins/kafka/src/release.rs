@@ -35,9 +35,22 @@ pub struct OffsetTracker {
 #[derive(Default)]
 struct Progress {
     partitions: HashMap<i32, PartitionProgress>,
-    /// Bumped whenever the assignment changes: tokens of an older assignment no longer
-    /// count, since their partitions are read again from the committed offset.
-    generation: u64,
+    /// Per partition, bumped whenever it is assigned or revoked: tokens of an older
+    /// assignment no longer count, since the partition is read again from its committed
+    /// offset. Per partition because cooperative rebalancing moves some partitions while
+    /// the others keep flowing.
+    generations: HashMap<i32, u64>,
+}
+
+impl Progress {
+    fn generation(&self, partition: i32) -> u64 {
+        self.generations.get(&partition).copied().unwrap_or(0)
+    }
+
+    fn forget(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+        *self.generations.entry(partition).or_default() += 1;
+    }
 }
 
 #[derive(Default)]
@@ -87,7 +100,7 @@ impl OffsetTracker {
             tracker: Arc::downgrade(self),
             partition,
             offset,
-            generation: progress.generation,
+            generation: progress.generation(partition),
             failed: AtomicBool::new(false),
         }))
     }
@@ -149,7 +162,7 @@ impl OffsetTracker {
     fn release(&self, token: &TokenState) {
         let discarded = !self.ended.load(Ordering::SeqCst) && self.owner_shutting_down();
         let mut progress = self.inner.lock().unwrap();
-        if progress.generation != token.generation {
+        if progress.generation(token.partition) != token.generation {
             return;
         }
         if let Some(entry) = progress.partitions.get_mut(&token.partition) {
@@ -176,12 +189,28 @@ impl OffsetTracker {
         points
     }
 
-    /// Partitions were revoked or assigned: what is in flight now is read again by
-    /// whoever owns the partition next, so forget it.
+    /// The whole assignment changed: what is in flight now is read again by whoever owns
+    /// its partition next, so forget it.
     pub fn reset(&self) {
         let mut progress = self.inner.lock().unwrap();
-        progress.partitions.clear();
-        progress.generation += 1;
+        let known: Vec<i32> = progress
+            .partitions
+            .keys()
+            .chain(progress.generations.keys())
+            .copied()
+            .collect();
+        for partition in known {
+            progress.forget(partition);
+        }
+    }
+
+    /// These partitions were revoked or assigned (cooperative rebalancing): forget what
+    /// is in flight from them; the other partitions keep their progress.
+    pub fn forget(&self, partitions: &[i32]) {
+        let mut progress = self.inner.lock().unwrap();
+        for partition in partitions {
+            progress.forget(*partition);
+        }
     }
 
     /// Records handed downstream and not released yet, and records whose delivery failed.
@@ -305,6 +334,22 @@ mod tests {
             (0, 1),
             "the failed record stays open"
         );
+    }
+
+    #[test]
+    fn forgetting_a_partition_keeps_the_others_progress() {
+        let tracker = OffsetTracker::new();
+        let moved = tracker.hand_out(0, 5);
+        let kept = tracker.hand_out(1, 7);
+        tracker.handled(1, 6);
+        tracker.forget(&[0]);
+        // Partition 0 was revoked and assigned back: its old token no longer counts.
+        tracker.handled(0, 3);
+        drop(moved);
+        drop(kept);
+        let mut points = tracker.take_commit_points();
+        points.sort();
+        assert_eq!(points, vec![(0, 3), (1, 7)]);
     }
 
     #[test]

@@ -232,6 +232,20 @@ fn stream_and_seq(sample: &gst::Sample) -> (String, u64) {
 
 #[test]
 fn two_sources_in_one_group_split_four_partitions_exactly_once() {
+    two_sources_split_four_partitions_exactly_once("");
+}
+
+/// Cooperative rebalancing moves only the partitions that change owner: when the second
+/// member joins, the first gives up two of its four (incremental revoke) and keeps reading
+/// the other two.
+#[test]
+fn cooperative_rebalancing_splits_four_partitions_exactly_once() {
+    two_sources_split_four_partitions_exactly_once(
+        "config=partition.assignment.strategy=cooperative-sticky",
+    );
+}
+
+fn two_sources_split_four_partitions_exactly_once(extra: &str) {
     let topic = new_topic("src-group", 4);
     let group = unique_name("group");
     // commit-after=push: appsink keeps its newest sample, so with release each member's
@@ -239,8 +253,8 @@ fn two_sources_in_one_group_split_four_partitions_exactly_once() {
     // rightly read it again. This test is about the split, not about what is in flight.
     let reader = |_: usize| {
         Reader::start(&format!(
-            "kafkasrc name=src brokers={} topic={topic} group-id={group} commit-after=push ! \
-             appsink name=out sync=false",
+            "kafkasrc name=src brokers={} topic={topic} group-id={group} commit-after=push \
+             {extra} ! appsink name=out sync=false",
             brokers()
         ))
     };

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gst::glib;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -93,6 +93,9 @@ impl ClientContext for SrcContext {
 }
 
 impl ConsumerContext for SrcContext {
+    /// Eager rebalancing (librdkafka's default) revokes every partition and assigns the new
+    /// set; cooperative (`partition.assignment.strategy=cooperative-sticky`) revokes and
+    /// assigns only the partitions that move, so the others keep flowing meanwhile.
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -100,16 +103,17 @@ impl ConsumerContext for SrcContext {
         tpl: &mut TopicPartitionList,
     ) {
         self.stats.rebalances.fetch_add(1, Ordering::Relaxed);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut seen = self.seen_partitions.lock().unwrap();
                 let first_offsets = self.first_offsets.lock().unwrap();
-                let mut gained = Vec::new();
-                for elem in tpl.elements() {
-                    gained.push(elem.partition());
-                }
                 let topic = tpl.elements().first().map(|e| e.topic().to_string());
-                for partition in &gained {
+                for partition in &partitions {
                     if seen.insert(*partition)
                         && let (Some(topic), Some(offset)) = (
                             &topic,
@@ -119,8 +123,15 @@ impl ConsumerContext for SrcContext {
                         let _ = tpl.set_partition_offset(topic, *partition, *offset);
                     }
                 }
-                self.tracker.reset();
-                if let Err(e) = consumer.assign(tpl) {
+                let assigned = if cooperative {
+                    self.tracker.forget(&partitions);
+                    consumer.incremental_assign(tpl)
+                } else {
+                    self.tracker.reset();
+                    self.stats.partitions_assigned.store(0, Ordering::Relaxed);
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
                     gst::error!(
                         *super::imp::CAT,
                         "Could not take the assigned partitions: {e}"
@@ -128,12 +139,12 @@ impl ConsumerContext for SrcContext {
                 }
                 self.stats
                     .partitions_assigned
-                    .store(gained.len() as u32, Ordering::Relaxed);
-                gst::info!(*super::imp::CAT, "Assigned partitions {gained:?}");
-                self.gained.lock().unwrap().extend(gained);
+                    .fetch_add(partitions.len() as u32, Ordering::Relaxed);
+                gst::info!(*super::imp::CAT, "Assigned partitions {partitions:?}");
+                self.gained.lock().unwrap().extend(partitions);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                gst::info!(*super::imp::CAT, "Partitions revoked");
+                gst::info!(*super::imp::CAT, "Partitions {partitions:?} revoked");
                 // With auto commit on, librdkafka commits the stored offsets here: store what
                 // was released so far; what is still in flight is read again by the next
                 // owner.
@@ -142,14 +153,7 @@ impl ConsumerContext for SrcContext {
                         store_offset(consumer, &topic, partition, offset);
                     }
                 }
-                self.tracker.reset();
-                if let Err(e) = consumer.unassign() {
-                    gst::warning!(
-                        *super::imp::CAT,
-                        "Could not give up the revoked partitions: {e}"
-                    );
-                }
-                self.stats.partitions_assigned.store(0, Ordering::Relaxed);
+                self.give_up(consumer, tpl, &partitions, cooperative);
             }
             other => {
                 gst::warning!(
@@ -157,10 +161,38 @@ impl ConsumerContext for SrcContext {
                     "Rebalance error: {}",
                     RDKafkaErrorCode::from(other)
                 );
-                self.tracker.reset();
-                let _ = consumer.unassign();
-                self.stats.partitions_assigned.store(0, Ordering::Relaxed);
+                self.give_up(consumer, tpl, &partitions, cooperative);
             }
+        }
+    }
+}
+
+impl SrcContext {
+    fn give_up(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+        partitions: &[i32],
+        cooperative: bool,
+    ) {
+        let given_up = if cooperative {
+            self.tracker.forget(partitions);
+            let left = self.stats.partitions_assigned.load(Ordering::Relaxed);
+            self.stats.partitions_assigned.store(
+                left.saturating_sub(partitions.len() as u32),
+                Ordering::Relaxed,
+            );
+            consumer.incremental_unassign(tpl)
+        } else {
+            self.tracker.reset();
+            self.stats.partitions_assigned.store(0, Ordering::Relaxed);
+            consumer.unassign()
+        };
+        if let Err(e) = given_up {
+            gst::warning!(
+                *super::imp::CAT,
+                "Could not give up the revoked partitions: {e}"
+            );
         }
     }
 }
