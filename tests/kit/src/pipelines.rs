@@ -3,7 +3,7 @@
 //! what their appsinks and stats hold.
 
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
@@ -37,29 +37,20 @@ pub enum Ended {
 pub fn run_until_end(pipeline: &gst::Pipeline, timeout: Duration) -> Ended {
     pipeline.set_state(gst::State::Playing).ok();
     let bus = pipeline.bus().unwrap();
-    let deadline = Instant::now() + timeout;
-    let ended = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break Ended::Timeout;
-        }
-        let Some(msg) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(left.as_millis() as u64),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        ) else {
-            break Ended::Timeout;
-        };
-        match msg.view() {
-            gst::MessageView::Eos(_) => break Ended::Eos,
-            gst::MessageView::Error(err) => {
-                break Ended::Error(format!(
-                    "{} ({})",
-                    err.error(),
-                    err.debug().map(|d| d.to_string()).unwrap_or_default()
-                ));
-            }
-            _ => unreachable!(),
-        }
+    // One wait: the filter lets only EOS and errors through.
+    let ended = match bus.timed_pop_filtered(
+        gst::ClockTime::from_mseconds(timeout.as_millis() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
+        None => Ended::Timeout,
+        Some(msg) => match msg.view() {
+            gst::MessageView::Error(err) => Ended::Error(format!(
+                "{} ({})",
+                err.error(),
+                err.debug().map(|d| d.to_string()).unwrap_or_default()
+            )),
+            _ => Ended::Eos,
+        },
     };
     pipeline.set_state(gst::State::Null).unwrap();
     ended
