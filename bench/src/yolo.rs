@@ -4,7 +4,8 @@
 //! floor) and a Python onnxruntime + OpenCV pipeline doing the same letterbox and NMS,
 //! all in one run. Prints a Markdown table.
 //!
-//! Usage: `yolo-bench --model M --ort-library L --python P [--frames N] [--threads T] [--rounds R]`
+//! Usage: `yolo-bench --model M --ort-library L --python P [--frames N] [--threads T] [--rounds R]
+//! [--preprocessing-only]`
 //! (`scripts/bench yolo` fills these in).
 
 mod harness;
@@ -24,6 +25,7 @@ struct Options {
     frames: usize,
     threads: usize,
     rounds: usize,
+    preprocessing_only: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -33,6 +35,7 @@ fn options() -> Result<Options, String> {
     let mut frames = 60;
     let mut threads = 2;
     let mut rounds = 3;
+    let mut preprocessing_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -43,6 +46,7 @@ fn options() -> Result<Options, String> {
             "--frames" => frames = value()?.parse().map_err(|e| format!("--frames: {e}"))?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--rounds" => rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            "--preprocessing-only" => preprocessing_only = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -53,6 +57,7 @@ fn options() -> Result<Options, String> {
         frames,
         threads,
         rounds: rounds.max(1),
+        preprocessing_only,
     })
 }
 
@@ -239,6 +244,96 @@ fn python_pipeline(options: &Options) -> Result<Row, String> {
     })
 }
 
+/// Pre-processing alone (letterbox + colour conversion + normalisation of one 1280x720
+/// frame into the model's float tensor), per format and instruction set, ms per frame.
+fn preprocessing_table(frames: usize) {
+    use gstyolo::yolodetect::letterbox::{
+        Letterbox, PixelLayout, Planes, Preprocessor, Simd, YuvMatrix,
+    };
+    let (w, h) = (1280usize, 720usize);
+    // Varied bytes, so no blend is trivially cheap.
+    let bytes: Vec<u8> = (0..w * h * 4).map(|i| (i * 7 % 251) as u8).collect();
+    let formats: [(&str, PixelLayout, [usize; 3]); 4] = [
+        ("I420", PixelLayout::I420, [w, w / 2, w / 2]),
+        ("NV12", PixelLayout::Nv12, [w, w, 0]),
+        (
+            "RGB",
+            PixelLayout::Packed {
+                bytes: 3,
+                r: 0,
+                g: 1,
+                b: 2,
+            },
+            [3 * w, 0, 0],
+        ),
+        (
+            "BGRx",
+            PixelLayout::Packed {
+                bytes: 4,
+                r: 2,
+                g: 1,
+                b: 0,
+            },
+            [4 * w, 0, 0],
+        ),
+    ];
+    let widest = Simd::detect();
+    println!();
+    println!(
+        "Pre-processing one {w}x{h} frame into the model tensor, ms per frame (median of 5 x {frames}); \
+         this CPU's widest: {widest:?}. The fast path, like yolodetect, paints the letterbox \
+         padding once per caps; the scalar reference repaints it every frame, as before."
+    );
+    println!();
+    println!("| format | model | scalar reference | baseline (SSE2) | AVX2 | AVX-512 | speed-up |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, layout, strides) in formats {
+        for model in [640usize, 320] {
+            let pre = Preprocessor::new(
+                Letterbox::new(w, h, model, model),
+                layout,
+                YuvMatrix::new(true, false),
+            );
+            let planes = Planes {
+                data: [&bytes, &bytes, &bytes],
+                strides,
+            };
+            let mut tensor = vec![0.0f32; 3 * model * model];
+            pre.pad(&mut tensor);
+            let mut time = |fill: &dyn Fn(&mut [f32])| {
+                let mut samples: Vec<f64> = (0..5)
+                    .map(|_| {
+                        let started = Instant::now();
+                        for _ in 0..frames {
+                            fill(&mut tensor);
+                            std::hint::black_box(&tensor);
+                        }
+                        started.elapsed().as_secs_f64() * 1000.0 / frames as f64
+                    })
+                    .collect();
+                samples.sort_by(f64::total_cmp);
+                samples[2]
+            };
+            let scalar = time(&|t| pre.fill_scalar(&planes, t));
+            let mut fast = Vec::new();
+            for simd in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
+                let pre = Preprocessor::new(pre.letterbox, layout, YuvMatrix::new(true, false))
+                    .with_simd(simd);
+                fast.push((pre.simd() == simd).then(|| time(&|t| pre.fill_picture(&planes, t))));
+            }
+            let cell = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+            let best = fast.iter().flatten().copied().fold(f64::INFINITY, f64::min);
+            println!(
+                "| {name} | {model} | {scalar:.2} | {} | {} | {} | {:.1}x |",
+                cell(fast[0]),
+                cell(fast[1]),
+                cell(fast[2]),
+                scalar / best
+            );
+        }
+    }
+}
+
 /// The run with the median frame rate.
 fn median_row(mut rows: Vec<Row>) -> Row {
     rows.sort_by(|a, b| a.fps.total_cmp(&b.fps));
@@ -250,6 +345,10 @@ fn run() -> Result<(), String> {
     let options = options()?;
     gst::init().map_err(|e| e.to_string())?;
     gstyolo::plugin_register_static().map_err(|e| e.to_string())?;
+    if options.preprocessing_only {
+        preprocessing_table(options.frames.max(20));
+        return Ok(());
+    }
     // Rounds with the order rotated, medians per pipeline: the machine is shared.
     let mut runs: [Vec<Row>; 4] = Default::default();
     for round in 0..options.rounds {
@@ -265,6 +364,7 @@ fn run() -> Result<(), String> {
         }
     }
     let [bgr, i420, bare, python] = runs.map(median_row);
+    preprocessing_table(options.frames.max(20));
     println!();
     println!(
         "YOLOv8n-sized model (random weights) at 640, 1280x720 frames, {} frames x {} rounds \

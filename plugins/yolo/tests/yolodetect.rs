@@ -604,3 +604,42 @@ fn an_unavailable_execution_provider_falls_back_to_the_cpu_with_a_warning() {
         2
     );
 }
+
+#[test]
+fn motion_gating_skips_still_frames_and_infers_every_moving_one() {
+    let (w, h) = (640, 480);
+    let props = format!(
+        "model-location={} motion-threshold=0.002",
+        model("blob-yolov8").display()
+    );
+
+    let still = vec![frame_with_squares(w, h, &two_squares(w, h)); 10];
+    let (frames, stats) = detect(&still, w, h, "I420", &props).unwrap();
+    assert_eq!(stats.get::<u64>("inferred").unwrap(), 1, "{stats}");
+    assert_eq!(stats.get::<u64>("skipped-still").unwrap(), 9, "{stats}");
+    for (i, frame) in frames.iter().enumerate() {
+        assert_eq!(frame.len(), 2, "frame {i} carries the detections forward");
+        assert!(
+            frame.iter().all(|f| f.inferred == (i == 0)),
+            "frame {i}: {frame:?}"
+        );
+    }
+
+    // A square moving 6 px per frame: every frame is inferred and found where it is.
+    let side = 120;
+    let moving: Vec<Vec<u8>> = (0..10)
+        .map(|i| frame_with_squares(w, h, &[(100 + 6 * i, 150, side)]))
+        .collect();
+    let (frames, stats) = detect(&moving, w, h, "I420", &props).unwrap();
+    assert_eq!(stats.get::<u64>("inferred").unwrap(), 10, "{stats}");
+    assert_eq!(stats.get::<u64>("skipped-still").unwrap(), 0, "{stats}");
+    for (i, frame) in frames.iter().enumerate() {
+        assert_eq!(frame.len(), 1, "frame {i}: {frame:?}");
+        let found = &frame[0];
+        assert!(found.inferred);
+        assert!(
+            (found.x - (100 + 6 * i) as f64).abs() <= 2.0 && (found.w - side as f64).abs() <= 2.0,
+            "frame {i}: {found:?}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `yolodetect`: YOLO detection on ONNX Runtime. The element is in `imp.rs`; the model
-//! (`model.rs`), pre-processing (`letterbox.rs`), post-processing (`postprocess.rs`) and
-//! drawing (`draw.rs`) are plain Rust, tested on their own.
+//! (`model.rs`), pre-processing (`letterbox.rs`), motion gating (`motion.rs`),
+//! post-processing (`postprocess.rs`) and drawing (`draw.rs`) are plain Rust, tested on their own.
 
 use gst::glib;
 use gst::prelude::*;
@@ -9,8 +9,9 @@ use gst::prelude::*;
 mod draw;
 mod imp;
 mod labels;
-mod letterbox;
+pub mod letterbox;
 mod model;
+mod motion;
 mod postprocess;
 
 pub use imp::ExecutionProvider;
