@@ -27,6 +27,8 @@ KV_PY_PACKAGES=(
     # ONNX Runtime for yolodetect (the wheel ships libonnxruntime.so), and what
     # models/make_models.py and models/reference.py need.
     "onnxruntime==1.31.1" "onnx==1.23.2" "numpy==2.4.6" "opencv-python-headless==5.0.0.93"
+    # yolodetect execution-provider=openvino: ONNX Runtime's OpenVINO plugin (self-contained).
+    "onnxruntime-ep-openvino==1.8.1"
 )
 
 KV_DEBS=(
@@ -173,7 +175,7 @@ kv_ort_library() {
 kv_ensure_venv() {
     local py
     py="$(kv_python)"
-    if [[ -x "$py" ]] && "$py" -c 'import confluent_kafka, kafka, onnxruntime, onnx, numpy, cv2' >/dev/null 2>&1; then
+    if [[ -x "$py" ]] && "$py" -c 'import confluent_kafka, kafka, onnxruntime, onnx, numpy, cv2, onnxruntime_ep_openvino' >/dev/null 2>&1; then
         return 0
     fi
     if [[ ! -x "$py" ]]; then

@@ -565,13 +565,27 @@ fn late_frames_are_dropped_under_qos_instead_of_inferred() {
 }
 
 #[test]
-fn an_unavailable_execution_provider_falls_back_to_the_cpu_with_a_warning() {
+fn an_unavailable_execution_provider_is_an_error_or_falls_back_when_asked() {
     let (w, h) = (320, 240);
     let rgb = frame_with_squares(w, h, &two_squares(w, h));
+    let error = start_error(
+        &format!(
+            "model-location={} execution-provider=cuda",
+            model("blob-yolov8").display()
+        ),
+        "RGB",
+    );
+    assert!(
+        error.contains("execution provider Cuda is not available"),
+        "{error}"
+    );
+    assert!(error.contains("set fallback-to-cpu=true"), "{error}");
+
     init();
     let pipeline = launch(&format!(
         "appsrc name=src format=time caps=video/x-raw,format=RGB,width={w},height={h},framerate=30/1 ! \
-         yolodetect model-location={} execution-provider=cuda ! appsink name=out sync=false",
+         yolodetect model-location={} execution-provider=cuda fallback-to-cpu=true ! \
+         appsink name=out sync=false",
         model("blob-yolov8").display()
     ));
     let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -642,4 +656,138 @@ fn motion_gating_skips_still_frames_and_infers_every_moving_one() {
             "frame {i}: {found:?}"
         );
     }
+}
+
+/// The boxes of each frame, sorted, as (class, x, y, w, h).
+fn boxes(frames: &[Vec<Found>]) -> Vec<Vec<(u32, f64, f64, f64, f64)>> {
+    frames
+        .iter()
+        .map(|frame| {
+            sorted_by_position(frame.clone())
+                .into_iter()
+                .map(|f| (f.class_id, f.x, f.y, f.w, f.h))
+                .collect()
+        })
+        .collect()
+}
+
+/// Same classes, same number of boxes, every edge within `px`.
+fn assert_same_boxes(
+    what: &str,
+    expected: &[Vec<(u32, f64, f64, f64, f64)>],
+    got: &[Vec<(u32, f64, f64, f64, f64)>],
+    px: f64,
+) {
+    assert_eq!(expected.len(), got.len(), "{what}: frames");
+    for (i, (e, g)) in expected.iter().zip(got).enumerate() {
+        assert_eq!(e.len(), g.len(), "{what}, frame {i}: {e:?} vs {g:?}");
+        assert!(!e.is_empty(), "{what}, frame {i}: nothing found");
+        for (a, b) in e.iter().zip(g) {
+            let close = (a.1 - b.1).abs() <= px
+                && (a.2 - b.2).abs() <= px
+                && (a.1 + a.3 - b.1 - b.3).abs() <= px
+                && (a.2 + a.4 - b.2 - b.4).abs() <= px;
+            assert!(a.0 == b.0 && close, "{what}, frame {i}: {a:?} vs {b:?}");
+        }
+    }
+}
+
+/// Frames with squares of several sizes and places, for comparing providers and models.
+fn comparison_frames(w: usize, h: usize) -> Vec<Vec<u8>> {
+    (0..4)
+        .map(|i| {
+            let side = w.min(h) * (2 + i) / 10;
+            frame_with_squares(
+                w,
+                h,
+                &[
+                    (w / 12 + 37 * i, h / 10 + 23 * i, side),
+                    (w * 6 / 10 - 11 * i, h * 5 / 10, side * 2 / 3),
+                ],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn openvino_boxes_equal_the_cpu_boxes() {
+    let (w, h) = (1280, 720);
+    let frames = comparison_frames(w, h);
+    for name in MODELS {
+        let base = format!("model-location={}", model(name).display());
+        let (cpu, _) = detect(&frames, w, h, "I420", &base).unwrap();
+        for precision in ["auto", "f32"] {
+            let (openvino, _) = detect(
+                &frames,
+                w,
+                h,
+                "I420",
+                &format!("{base} execution-provider=openvino openvino-precision={precision}"),
+            )
+            .unwrap();
+            assert_same_boxes(
+                &format!("{name}, OpenVINO {precision}"),
+                &boxes(&cpu),
+                &boxes(&openvino),
+                2.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_openvino_plugin_names_the_pip_package() {
+    // A given path that is not there.
+    let error = start_error(
+        &format!(
+            "model-location={} execution-provider=openvino openvino-library=/no/such/plugin.so",
+            model("blob-yolov8").display()
+        ),
+        "RGB",
+    );
+    assert!(
+        error.contains("not found at '/no/such/plugin.so'"),
+        "{error}"
+    );
+    assert!(
+        error.contains("pip install onnxruntime-ep-openvino=="),
+        "{error}"
+    );
+
+    // An onnxruntime without the plugin package beside it, as a user without the wheel has
+    // it; in a fresh process, since the runtime loads once per process.
+    let runtime = PathBuf::from(std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH"));
+    let dir = std::env::temp_dir().join(format!("yolodetect-no-plugin-{}", std::process::id()));
+    let capi = dir.join("onnxruntime/capi");
+    std::fs::create_dir_all(&capi).unwrap();
+    let alone = capi.join(runtime.file_name().unwrap());
+    std::os::unix::fs::symlink(&runtime, &alone).unwrap();
+    let output = Command::new("gst-launch-1.0")
+        .args([
+            "videotestsrc",
+            "num-buffers=1",
+            "!",
+            "yolodetect",
+            &format!("model-location={}", model("blob-yolov8").display()),
+            "execution-provider=openvino",
+            "!",
+            "fakesink",
+        ])
+        .env("GST_PLUGIN_PATH", repo().join("target/release"))
+        .env("ORT_DYLIB_PATH", &alone)
+        .env_remove("ORT_OPENVINO_EP_PATH")
+        .output()
+        .expect("gst-launch-1.0");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("OpenVINO execution provider plugin was not found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pip install onnxruntime-ep-openvino=="),
+        "{text}"
+    );
 }

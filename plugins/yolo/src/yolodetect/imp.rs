@@ -67,17 +67,51 @@ const DEFAULT_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
 pub enum ExecutionProvider {
     #[enum_value(name = "CPU", nick = "cpu")]
     Cpu = 0,
-    #[enum_value(
-        name = "CUDA (falls back to CPU with a warning when unavailable)",
-        nick = "cuda"
-    )]
+    #[enum_value(name = "CUDA", nick = "cuda")]
     Cuda = 1,
-    #[enum_value(
-        name = "TensorRT (falls back to CPU with a warning when unavailable)",
-        nick = "tensorrt"
-    )]
+    #[enum_value(name = "TensorRT", nick = "tensorrt")]
     TensorRt = 2,
+    #[enum_value(
+        name = "OpenVINO (the onnxruntime-ep-openvino plugin; see openvino-device)",
+        nick = "openvino"
+    )]
+    OpenVino = 3,
 }
+
+const DEFAULT_OPENVINO_DEVICE: OpenVinoDevice = OpenVinoDevice::Cpu;
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstYoloDetectOpenVinoDevice")]
+pub enum OpenVinoDevice {
+    #[enum_value(name = "CPU", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(name = "Intel GPU", nick = "gpu")]
+    Gpu = 1,
+    #[enum_value(name = "Intel NPU", nick = "npu")]
+    Npu = 2,
+}
+
+const DEFAULT_OPENVINO_PRECISION: OpenVinoPrecision = OpenVinoPrecision::Auto;
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstYoloDetectOpenVinoPrecision")]
+pub enum OpenVinoPrecision {
+    #[enum_value(
+        name = "The device's default (bf16 on CPUs with AMX or AVX512-BF16)",
+        nick = "auto"
+    )]
+    Auto = 0,
+    #[enum_value(name = "32-bit float", nick = "f32")]
+    F32 = 1,
+    #[enum_value(name = "bfloat16", nick = "bf16")]
+    Bf16 = 2,
+    #[enum_value(name = "16-bit float", nick = "f16")]
+    F16 = 3,
+}
+
+const DEFAULT_FALLBACK_TO_CPU: bool = false;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -94,6 +128,10 @@ struct Settings {
     draw: bool,
     post_messages: bool,
     provider: ExecutionProvider,
+    openvino_device: OpenVinoDevice,
+    openvino_precision: OpenVinoPrecision,
+    openvino_library: Option<String>,
+    fallback_to_cpu: bool,
     threads: u32,
     spinning: bool,
 }
@@ -114,6 +152,10 @@ impl Default for Settings {
             draw: DEFAULT_DRAW,
             post_messages: DEFAULT_POST_MESSAGES,
             provider: DEFAULT_PROVIDER,
+            openvino_device: DEFAULT_OPENVINO_DEVICE,
+            openvino_precision: DEFAULT_OPENVINO_PRECISION,
+            openvino_library: None,
+            fallback_to_cpu: DEFAULT_FALLBACK_TO_CPU,
             threads: DEFAULT_THREADS,
             spinning: DEFAULT_SPINNING,
         }
@@ -309,7 +351,47 @@ impl ObjectImpl for YoloDetect {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("execution-provider", DEFAULT_PROVIDER)
                     .nick("Execution provider")
-                    .blurb("Where ONNX Runtime runs the model: cpu, cuda or tensorrt.")
+                    .blurb(
+                        "Where ONNX Runtime runs the model: cpu, cuda, tensorrt or openvino. \
+                         One that cannot be used is an error unless fallback-to-cpu=true.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "openvino-device",
+                    DEFAULT_OPENVINO_DEVICE,
+                )
+                .nick("OpenVINO device")
+                .blurb("With execution-provider=openvino: cpu, gpu or npu.")
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "openvino-precision",
+                    DEFAULT_OPENVINO_PRECISION,
+                )
+                .nick("OpenVINO precision")
+                .blurb(
+                    "With execution-provider=openvino: the inference precision hint, auto \
+                     (the device's default), f32, bf16 or f16.",
+                )
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecString::builder("openvino-library")
+                    .nick("OpenVINO plugin library")
+                    .blurb(
+                        "Path of libonnxruntime_providers_openvino_plugin.so (pip package \
+                         onnxruntime-ep-openvino). Unset: ORT_OPENVINO_EP_PATH, else the \
+                         package installed beside the onnxruntime that ort-library loads.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("fallback-to-cpu")
+                    .nick("Fall back to the CPU")
+                    .blurb(
+                        "When execution-provider cannot be used, run on the CPU with a warning \
+                         instead of failing.",
+                    )
+                    .default_value(DEFAULT_FALLBACK_TO_CPU)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("threads")
@@ -357,6 +439,10 @@ impl ObjectImpl for YoloDetect {
             "draw" => settings.draw = value.get().unwrap(),
             "post-messages" => settings.post_messages = value.get().unwrap(),
             "execution-provider" => settings.provider = value.get().unwrap(),
+            "openvino-device" => settings.openvino_device = value.get().unwrap(),
+            "openvino-precision" => settings.openvino_precision = value.get().unwrap(),
+            "openvino-library" => settings.openvino_library = value.get().unwrap(),
+            "fallback-to-cpu" => settings.fallback_to_cpu = value.get().unwrap(),
             "threads" => settings.threads = value.get().unwrap(),
             "spinning" => settings.spinning = value.get().unwrap(),
             _ => unreachable!(),
@@ -379,6 +465,10 @@ impl ObjectImpl for YoloDetect {
             "draw" => settings.draw.to_value(),
             "post-messages" => settings.post_messages.to_value(),
             "execution-provider" => settings.provider.to_value(),
+            "openvino-device" => settings.openvino_device.to_value(),
+            "openvino-precision" => settings.openvino_precision.to_value(),
+            "openvino-library" => settings.openvino_library.to_value(),
+            "fallback-to-cpu" => settings.fallback_to_cpu.to_value(),
             "threads" => settings.threads.to_value(),
             "spinning" => settings.spinning.to_value(),
             "stats" => self.stats().to_value(),
@@ -576,6 +666,19 @@ impl BaseTransformImpl for YoloDetect {
             ExecutionProvider::Cpu => Provider::Cpu,
             ExecutionProvider::Cuda => Provider::Cuda,
             ExecutionProvider::TensorRt => Provider::TensorRt,
+            ExecutionProvider::OpenVino => Provider::OpenVino {
+                device: match settings.openvino_device {
+                    OpenVinoDevice::Cpu => model::OpenVinoDevice::Cpu,
+                    OpenVinoDevice::Gpu => model::OpenVinoDevice::Gpu,
+                    OpenVinoDevice::Npu => model::OpenVinoDevice::Npu,
+                },
+                precision: match settings.openvino_precision {
+                    OpenVinoPrecision::Auto => model::Precision::Auto,
+                    OpenVinoPrecision::F32 => model::Precision::F32,
+                    OpenVinoPrecision::Bf16 => model::Precision::Bf16,
+                    OpenVinoPrecision::F16 => model::Precision::F16,
+                },
+            },
         };
         let labels = model::labels_path(settings.labels_file.as_deref());
         let model = Model::load(
@@ -586,6 +689,8 @@ impl BaseTransformImpl for YoloDetect {
                 threads: settings.threads as usize,
                 spinning: settings.spinning,
                 library: settings.ort_library.as_deref(),
+                openvino_library: settings.openvino_library.as_deref(),
+                fallback_to_cpu: settings.fallback_to_cpu,
             },
         )
         .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;

@@ -14,7 +14,7 @@ mod model;
 mod motion;
 mod postprocess;
 
-pub use imp::ExecutionProvider;
+pub use imp::{ExecutionProvider, OpenVinoDevice, OpenVinoPrecision};
 /// The process's ONNX Runtime (loaded once), for programs that also run models directly.
 pub use model::runtime;
 

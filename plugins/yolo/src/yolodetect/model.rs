@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use ort::environment::Environment;
 use ort::ep::ExecutionProvider;
 use ort::session::Session;
+use ort::session::builder::SessionBuilder;
 use ort::value::{TensorRef, ValueType};
 
 use super::labels::COCO_NAMES;
@@ -18,13 +19,29 @@ const SYSTEM_LIBRARIES: [&str; 2] = ["libonnxruntime.so", "libonnxruntime.so.1"]
 const DEFAULT_INPUT_SIZE: usize = 640;
 
 /// ONNX Runtime is loaded once per process; later elements share it.
-static RUNTIME: Mutex<Option<Arc<Environment>>> = Mutex::new(None);
+static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
+
+struct Runtime {
+    env: Arc<Environment>,
+    /// The library file it was loaded from, when given as a path.
+    library: Option<PathBuf>,
+    /// The OpenVINO plugin library registered with it, once registered.
+    openvino: Option<PathBuf>,
+}
+
+/// The OpenVINO execution provider's plugin library, as the PyPI wheel
+/// `onnxruntime-ep-openvino` installs it next to the `onnxruntime` package.
+const OPENVINO_PLUGIN: &str = "onnxruntime_ep_openvino/libonnxruntime_providers_openvino_plugin.so";
+/// The name ONNX Runtime knows the OpenVINO execution provider by.
+const OPENVINO_EP: &str = "OpenVINOExecutionProvider";
+/// What `pip` installs for `execution-provider=openvino`.
+pub const OPENVINO_WHEEL: &str = "onnxruntime-ep-openvino==1.8.1";
 
 /// Loads ONNX Runtime from `library`, else `ORT_DYLIB_PATH`, else the system library path.
 pub fn runtime(library: Option<&str>) -> Result<Arc<Environment>, String> {
     let mut runtime = RUNTIME.lock().unwrap();
-    if let Some(env) = runtime.as_ref() {
-        return Ok(env.clone());
+    if let Some(loaded) = runtime.as_ref() {
+        return Ok(loaded.env.clone());
     }
     let mut candidates: Vec<String> = Vec::new();
     candidates.extend(library.map(String::from));
@@ -40,7 +57,12 @@ pub fn runtime(library: Option<&str>) -> Result<Arc<Environment>, String> {
             Ok(builder) => match builder.with_name("yolodetect").build() {
                 Ok(env) => {
                     let env = Arc::new(env);
-                    *runtime = Some(env.clone());
+                    let path = Path::new(candidate);
+                    *runtime = Some(Runtime {
+                        env: env.clone(),
+                        library: path.is_file().then(|| path.to_path_buf()),
+                        openvino: None,
+                    });
                     return Ok(env);
                 }
                 Err(err) => tried.push(format!("{candidate}: {err}")),
@@ -56,12 +78,116 @@ pub fn runtime(library: Option<&str>) -> Result<Arc<Environment>, String> {
     ))
 }
 
+/// Registers the OpenVINO plugin library with the loaded runtime (once per process):
+/// `library`, else `ORT_OPENVINO_EP_PATH`, else the wheel's place beside `onnxruntime`.
+fn register_openvino(library: Option<&str>) -> Result<(), String> {
+    let mut runtime = RUNTIME.lock().unwrap();
+    let loaded = runtime.as_mut().ok_or("ONNX Runtime is not loaded")?;
+    let asked = library
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("ORT_OPENVINO_EP_PATH").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(path) = asked.as_ref().filter(|p| !p.is_file()) {
+        return Err(not_found(path));
+    }
+    if let Some(registered) = &loaded.openvino {
+        return match &asked {
+            Some(path) if path != registered => Err(format!(
+                "the OpenVINO plugin is already loaded from '{}' in this process; \
+                 openvino-library '{}' cannot replace it",
+                registered.display(),
+                path.display()
+            )),
+            _ => Ok(()),
+        };
+    }
+    // site-packages/onnxruntime/capi/libonnxruntime.so -> site-packages/<plugin>
+    let beside_runtime = loaded.library.as_ref().and_then(|lib| {
+        lib.parent()?
+            .parent()?
+            .parent()
+            .map(|dir| dir.join(OPENVINO_PLUGIN))
+    });
+    let path = match asked.or(beside_runtime) {
+        Some(path) if path.is_file() => path,
+        Some(path) => return Err(not_found(&path)),
+        None => {
+            return Err(format!(
+                "no OpenVINO execution provider plugin: install it with `pip install \
+                 {OPENVINO_WHEEL}` and set openvino-library (or ORT_OPENVINO_EP_PATH) to its \
+                 libonnxruntime_providers_openvino_plugin.so"
+            ));
+        }
+    };
+    loaded
+        .env
+        .register_ep_library(OPENVINO_EP, &path)
+        .map_err(|e| {
+            format!(
+                "the OpenVINO plugin '{}' could not be loaded ({e}); it must match ONNX \
+                 Runtime 1.31: `pip install {OPENVINO_WHEEL}`",
+                path.display()
+            )
+        })?;
+    loaded.openvino = Some(path);
+    Ok(())
+}
+
+fn not_found(path: &Path) -> String {
+    format!(
+        "the OpenVINO execution provider plugin was not found at '{}'. Install it with \
+         `pip install {OPENVINO_WHEEL}` (beside onnxruntime), or set openvino-library (or \
+         ORT_OPENVINO_EP_PATH) to its libonnxruntime_providers_openvino_plugin.so",
+        path.display()
+    )
+}
+
 /// Execution providers the element can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Provider {
     Cpu,
     Cuda,
     TensorRt,
+    OpenVino {
+        device: OpenVinoDevice,
+        precision: Precision,
+    },
+}
+
+/// Where OpenVINO runs the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenVinoDevice {
+    Cpu,
+    Gpu,
+    Npu,
+}
+
+impl OpenVinoDevice {
+    fn name(self) -> &'static str {
+        match self {
+            OpenVinoDevice::Cpu => "CPU",
+            OpenVinoDevice::Gpu => "GPU",
+            OpenVinoDevice::Npu => "NPU",
+        }
+    }
+
+    fn hardware(self) -> ort::memory::DeviceType {
+        match self {
+            OpenVinoDevice::Cpu => ort::memory::DeviceType::CPU,
+            OpenVinoDevice::Gpu => ort::memory::DeviceType::GPU,
+            OpenVinoDevice::Npu => ort::memory::DeviceType::NPU,
+        }
+    }
+}
+
+/// OpenVINO's inference precision hint; `Auto` keeps the device's default (bf16 on CPUs
+/// with AMX or AVX512-BF16, f32 elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Auto,
+    F32,
+    Bf16,
+    F16,
 }
 
 pub struct SessionOptions<'a> {
@@ -70,6 +196,10 @@ pub struct SessionOptions<'a> {
     pub threads: usize,
     pub spinning: bool,
     pub library: Option<&'a str>,
+    /// The OpenVINO plugin library, for `Provider::OpenVino`.
+    pub openvino_library: Option<&'a str>,
+    /// Run on the CPU provider, with a warning, when the asked provider cannot be used.
+    pub fallback_to_cpu: bool,
 }
 
 /// A loaded model, ready to run.
@@ -100,7 +230,7 @@ impl Model {
         }
         let env = runtime(options.library)?;
         let builder_error = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
-        let mut builder = Session::builder(&env)
+        let builder = Session::builder(&env)
             .map_err(|e| e.to_string())?
             .with_intra_threads(options.threads)
             .map_err(builder_error)?
@@ -110,7 +240,18 @@ impl Model {
             .map_err(builder_error)?
             .with_inter_op_spinning(false)
             .map_err(builder_error)?;
-        let provider_fallback = register_provider(&mut builder, options.provider);
+        let (mut builder, provider_fallback) = match with_provider(builder, &env, options) {
+            Ok(builder) => (builder, None),
+            Err((builder, why)) if options.fallback_to_cpu => (
+                builder,
+                Some(format!("{why}; using the CPU (fallback-to-cpu=true)")),
+            ),
+            Err((_, why)) => {
+                return Err(format!(
+                    "{why} (set fallback-to-cpu=true to run on the CPU instead)"
+                ));
+            }
+        };
         let session = builder.commit_from_file(path).map_err(|e| {
             format!(
                 "'{}' could not be loaded as an ONNX model: {e}",
@@ -200,19 +341,74 @@ impl Model {
     }
 }
 
-/// Registers the provider; returns why it fell back to the CPU, if it did.
-fn register_provider(
-    builder: &mut ort::session::builder::SessionBuilder,
-    provider: Provider,
-) -> Option<String> {
-    let result = match provider {
-        Provider::Cpu => return None,
-        Provider::Cuda => ort::ep::CUDA::default().register(builder),
-        Provider::TensorRt => ort::ep::TensorRT::default().register(builder),
+/// Adds the asked execution provider to the session; on failure, hands the builder back
+/// (still usable on the CPU) with the reason.
+fn with_provider(
+    mut builder: SessionBuilder,
+    env: &Environment,
+    options: &SessionOptions<'_>,
+) -> Result<SessionBuilder, (SessionBuilder, String)> {
+    let provider = options.provider;
+    let unavailable = |e: &dyn std::fmt::Display| {
+        format!("execution provider {provider:?} is not available in this ONNX Runtime ({e})")
     };
-    result.err().map(|e| {
-        format!("execution provider {provider:?} is not available in this ONNX Runtime ({e}); using the CPU")
-    })
+    match provider {
+        Provider::Cpu => Ok(builder),
+        Provider::Cuda => match ort::ep::CUDA::default().register(&mut builder) {
+            Ok(()) => Ok(builder),
+            Err(e) => Err((builder, unavailable(&e))),
+        },
+        Provider::TensorRt => match ort::ep::TensorRT::default().register(&mut builder) {
+            Ok(()) => Ok(builder),
+            Err(e) => Err((builder, unavailable(&e))),
+        },
+        Provider::OpenVino { device, precision } => {
+            if let Err(why) = register_openvino(options.openvino_library) {
+                return Err((builder, why));
+            }
+            let devices: Vec<_> = env
+                .devices()
+                .filter(|d| {
+                    d.ep().ok() == Some(OPENVINO_EP)
+                        && d.hardware_device().ty() == device.hardware()
+                })
+                .collect();
+            if devices.is_empty() {
+                return Err((
+                    builder,
+                    format!(
+                        "OpenVINO sees no {} on this machine (set openvino-device to another \
+                         device)",
+                        device.name()
+                    ),
+                ));
+            }
+            let config = openvino_config(device, precision, options.threads);
+            let settings = [(format!("{OPENVINO_EP}.load_config"), config)];
+            builder.with_devices(devices, Some(&settings)).map_err(|e| {
+                let why = format!("OpenVINO could not take the model ({e})");
+                (e.recover(), why)
+            })
+        }
+    }
+}
+
+/// OpenVINO's per-device properties, as the `load_config` JSON the plugin takes.
+fn openvino_config(device: OpenVinoDevice, precision: Precision, threads: usize) -> String {
+    let mut properties = vec![r#""PERFORMANCE_HINT": "LATENCY""#.to_string()];
+    let hint = match precision {
+        Precision::Auto => None,
+        Precision::F32 => Some("f32"),
+        Precision::Bf16 => Some("bf16"),
+        Precision::F16 => Some("f16"),
+    };
+    if let Some(hint) = hint {
+        properties.push(format!(r#""INFERENCE_PRECISION_HINT": "{hint}""#));
+    }
+    if device == OpenVinoDevice::Cpu && threads > 0 {
+        properties.push(format!(r#""INFERENCE_NUM_THREADS": {threads}"#));
+    }
+    format!(r#"{{"{}": {{{}}}}}"#, device.name(), properties.join(", "))
 }
 
 /// Labels: the model's `names`, else `labels-file` (one per line), else COCO for 80
