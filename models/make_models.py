@@ -9,7 +9,8 @@ Without ``--bench`` this (re)writes the four small "bright blob" detectors below
 are built only from ``onnx.helper``/``numpy_helper`` calls, have no random parts and
 are written byte-identically on every run, so they are committed. With ``--bench`` it
 *also* writes ``<out-dir>/generated/yolov8n-random-640.onnx`` (gitignored, ~15 MB): a
-network with the layer shapes and compute of YOLOv8n at 640 and random weights.
+network with the layer shapes and compute of YOLOv8n at 640 and random weights, and
+``yolov8n-random-320.onnx``, the same network at input 320 (a quarter of the compute).
 
 All models: ONNX opset 17, IR version 8 (loads in onnxruntime >= 1.13, incl. 1.31).
 
@@ -103,7 +104,10 @@ logits also get a fixed additive prior (``class_prior`` initializer, [1, 80, 840
 140 (anchor, class) pairs forming 10 clusters of 14 overlapping anchors, -10 elsewhere.
 Every frame therefore yields about 140 candidates above conf 0.25 and ~30 boxes after
 per-class NMS 0.45: a realistic, nearly frame-independent NMS load, never thousands.
-Building takes ~15 s (calibration). The script prints its FLOP estimate (2 x
+The 320 variant is built the same way at 320 (same seed, so the same weights before the
+calibration, which then runs on 320x320 images; its class prior is laid on the 40x40 /
+20x20 / 10x10 grids: output ``[1, 84, 2100]``, same parameter count, 2.2 GFLOPs).
+Building both takes ~15 s (calibration). The script prints their FLOP estimates (2 x
 multiply-accumulates of all Conv layers, the way Ultralytics counts: YOLOv8n is reported
 as 8.7 GFLOPs at 640).
 """
@@ -144,6 +148,7 @@ INT64_MAX = np.iinfo(np.int64).max
 DFL_LOGITS = (0.0, 2.0)       # bench model: target mean/std of the 64 DFL logits
 CLASS_LOGITS = (0.0, 0.3)     # bench model: target mean/std of the 80 class-conv outputs
 BENCH_CLUSTERS = 10           # bench model: fake objects in the class-logit prior
+BENCH_SIZES = (640, 320)      # --bench writes generated/yolov8n-random-<size>.onnx for each
 
 
 def names_literal(names):
@@ -726,7 +731,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out-dir", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--bench", action="store_true",
-                    help="also write generated/yolov8n-random-640.onnx")
+                    help="also write generated/yolov8n-random-640.onnx and -320.onnx")
     args = ap.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     for fname, kind, dyn in (("blob-yolov8.onnx", "v8", False),
@@ -739,12 +744,13 @@ def main(argv=None):
     if args.bench:
         gdir = os.path.join(args.out_dir, "generated")
         os.makedirs(gdir, exist_ok=True)
-        model, flops, params = bench_model(640)
-        path = os.path.join(gdir, "yolov8n-random-640.onnx")
-        n = save(model, path)
-        print(f"wrote {path} ({n} bytes, {params} parameters)")
-        print(f"bench model FLOP estimate: {flops / 1e9:.2f} GFLOPs at 640 "
-              f"(2 x conv multiply-accumulates; YOLOv8n reports 8.7)")
+        for size in BENCH_SIZES:
+            model, flops, params = bench_model(size)
+            path = os.path.join(gdir, f"yolov8n-random-{size}.onnx")
+            n = save(model, path)
+            print(f"wrote {path} ({n} bytes, {params} parameters)")
+            print(f"bench model FLOP estimate: {flops / 1e9:.2f} GFLOPs at {size} "
+                  f"(2 x conv multiply-accumulates; YOLOv8n reports 8.7 at 640)")
     return 0
 
 

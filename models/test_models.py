@@ -4,7 +4,8 @@
 Run: ``python models/test_models.py`` (plain asserts, no pytest needed). Prints one line
 per failure and finally ``N passed, M failed``; exit status 1 if anything failed.
 The bench-model checks run only when models/generated/yolov8n-random-640.onnx exists
-(``python models/make_models.py --bench``).
+(``python models/make_models.py --bench``). The INT8 checks run models/quantize.py on a
+calibration folder made by models/blob_frames.py in a temporary directory.
 """
 
 import ast
@@ -388,6 +389,212 @@ def test_bench_model():
         assert 10 <= cand <= 1000, f"{cand} candidates"
         assert 1 <= len(b) <= 300
     worst["bench_candidates_kept"] = (cand, len(b))
+
+
+# ------------------------------------------------------------ quantize.py (INT8) ---
+
+def _quantize_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(HERE, "quantize.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_int8_blob_boxes_match_float():
+    """blob-yolov8 quantized from a generated calibration folder (the rules that keep the
+    brightness MatMul and the coordinate computations float) finds the float model's boxes
+    within 2 px, same class, score within 0.05, on moving-rectangle and threshold-edge
+    frames; the INT8 model really has QDQ nodes and keeps the float model's metadata."""
+    import onnx
+    import agreement
+    import blob_frames
+    with open(MODELS["v8"], "rb") as f:
+        before = f.read()
+    with tempfile.TemporaryDirectory() as d:
+        cal = os.path.join(d, "cal")
+        blob_frames.write(cal, 16, seed=1)
+        out = os.path.join(d, "int8.onnx")
+        t = time.perf_counter()
+        res = _quantize_cli(MODELS["v8"], out, "--images", cal, "--keep-float", "threshold,index")
+        assert res.returncode == 0, res.stderr
+        worst["int8_quantize_s"] = round(time.perf_counter() - t, 1)
+        q = onnx.load(out)
+        ops = {n.op_type for n in q.graph.node}
+        assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+        fm = onnx.load(MODELS["v8"])
+        meta_f = {p.key: p.value for p in fm.metadata_props}
+        meta_q = {p.key: p.value for p in q.metadata_props}
+        assert "quantization" in meta_q and "static INT8 QDQ" in meta_q.pop("quantization")
+        assert meta_q == meta_f
+        frames = ([f for f, _ in blob_frames.frames(14, seed=5)]
+                  + [f for f, _ in blob_frames.edge_frames()][:6])
+        r = agreement.compare(MODELS["v8"], out, frames, threads=1)
+        assert r["det_float"] >= len(frames), r
+        assert r["matched"] == r["det_float"] == r["det_int8"], r
+        assert r["max_corner_px"] <= 2.0 and r["max_score_diff"] <= 0.05, r
+        worst["int8_blob"] = {k: round(r[k], 3) for k in ("matched", "max_corner_px",
+                                                          "max_score_diff")}
+        s = R.make_session(out, threads=1)
+        assert R.class_names(s)[32] == "sports ball" and R.model_input_size(s) == (320, 320)
+    with open(MODELS["v8"], "rb") as f:
+        assert f.read() == before, "quantize.py modified its input model"
+
+
+def test_int8_rules_on_blob_graph():
+    """What each automatic rule keeps float in blob-yolov8: the brightness MatMul (its
+    output is thresholded), the run scans and box arithmetic (in-graph coordinates), and
+    with the default rules everything after the MatMul (decode tail)."""
+    import onnx
+    import quantize
+    m = onnx.load(MODELS["v8"])
+    by_type = {n.name: n.op_type for n in m.graph.node}
+    thr = quantize.auto_float_nodes(m, ("threshold",))
+    assert [by_type[n] for n in thr] == ["MatMul"], thr
+    idx = quantize.auto_float_nodes(m, ("index",))
+    types = {by_type[n] for n in idx}
+    assert {"Where", "Pad", "Max", "Split", "Concat"} <= types, types
+    assert "MatMul" not in types and "AveragePool" not in types and "Sigmoid" not in types
+    out = [n.name for n in m.graph.node if "output0" in n.output][0]
+    assert out in idx
+    full = quantize.auto_float_nodes(m)
+    quantizable = {"MatMul", "AveragePool", "Sigmoid", "Mul", "Add", "Concat", "Pad", "Where"}
+    assert all(n in full for n, t in by_type.items() if t in quantizable)
+
+
+def test_int8_rules_on_bench_graph():
+    """On the YOLOv8n-shaped network only the decode (after the head convs) stays float."""
+    if not os.path.exists(BENCH):
+        return
+    import onnx
+    import quantize
+    m = onnx.load(BENCH)
+    by_type = {n.name: n.op_type for n in m.graph.node}
+    kept = quantize.auto_float_nodes(m)
+    types = {by_type[n] for n in kept}
+    assert "Conv" not in types and {"Softmax", "Sigmoid", "Concat"} <= types, types
+    assert [n.name for n in m.graph.node if "output0" in n.output][0] in kept
+    assert len(kept) < 40, len(kept)
+
+
+def test_int8_rules_dfl_head():
+    """A tiny Ultralytics-style head: conv -> box logits -> Softmax over 16 bins -> the fixed
+    DFL 1x1 Conv -> box; conv -> Sigmoid class scores; Concat. The learned convs are
+    quantized, the DFL conv and everything after the learned convs stay float."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    import quantize
+    rng = np.random.default_rng(0)
+
+    def init(name, a):
+        return numpy_helper.from_array(np.asarray(a, np.float32), name)
+
+    inits = [init("w0", rng.normal(size=(8, 3, 3, 3))), init("wb", rng.normal(size=(64, 8, 1, 1))),
+             init("wc", rng.normal(size=(2, 8, 1, 1))),
+             init("wdfl", np.arange(16).reshape(1, 16, 1, 1)),
+             numpy_helper.from_array(np.array([1, 4, 16, -1], np.int64), "s1"),
+             numpy_helper.from_array(np.array([1, 4, -1], np.int64), "s2"),
+             numpy_helper.from_array(np.array([1, 2, -1], np.int64), "s3")]
+    N = helper.make_node
+    nodes = [N("Conv", ["images", "w0"], ["f"], name="stem", strides=[2, 2], pads=[1, 1, 1, 1]),
+             N("Conv", ["f", "wb"], ["b"], name="box_conv"),
+             N("Conv", ["f", "wc"], ["c"], name="cls_conv"),
+             N("Reshape", ["b", "s1"], ["b1"], name="r1"),
+             N("Transpose", ["b1"], ["b2"], name="t1", perm=[0, 2, 1, 3]),
+             N("Softmax", ["b2"], ["b3"], name="sm", axis=1),
+             N("Conv", ["b3", "wdfl"], ["b4"], name="dfl"),
+             N("Reshape", ["b4", "s2"], ["box"], name="r2"),
+             N("Reshape", ["c", "s3"], ["c1"], name="r3"),
+             N("Sigmoid", ["c1"], ["cls"], name="sig"),
+             N("Concat", ["box", "cls"], ["output0"], name="cat", axis=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    kept = quantize.auto_float_nodes(m)
+    assert set(kept) == {"r1", "t1", "sm", "dfl", "r2", "r3", "sig", "cat"}, kept
+    assert kept["dfl"].startswith("DFL")
+    kept = quantize.auto_float_nodes(m, ("tail",))          # without the dfl rule
+    assert "dfl" not in kept and "sm" not in kept and "r2" in kept
+
+
+def test_quantize_user_errors():
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "o.onnx")
+        empty = os.path.join(d, "empty")
+        os.mkdir(empty)
+        with open(os.path.join(empty, "notes.txt"), "w") as f:
+            f.write("no images here")
+        bad_model = os.path.join(d, "bad.onnx")
+        with open(bad_model, "wb") as f:
+            f.write(b"not an onnx model")
+        cases = [((MODELS["v8"], out, "--images", os.path.join(d, "missing")), "does not exist"),
+                 ((MODELS["v8"], out, "--images", empty), "no .jpg/.jpeg/.png images"),
+                 ((bad_model, out, "--images", empty), "cannot read"),
+                 ((MODELS["v8"], MODELS["v8"], "--images", empty), "overwrite"),
+                 ((MODELS["v8"], out), "exactly one frame source")]
+        for args, text in cases:
+            res = _quantize_cli(*args)
+            assert res.returncode == 2, (args, res.returncode, res.stderr)
+            assert "Traceback" not in res.stderr, res.stderr
+            last = res.stderr.strip().splitlines()[-1]
+            assert last.startswith("quantize.py: error:") and text in last, last
+            assert not os.path.exists(out)
+
+
+def test_kafka_record_frames():
+    """Records as kafkasink writes them -> RGB frames (no broker needed)."""
+    import cv2
+    import quantize as Q
+    rng = np.random.default_rng(9)
+    rgb = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    rgb[:] = rgb[::2, ::2].repeat(2, 0).repeat(2, 1)       # 2x2 blocks: chroma-exact
+
+    def env(caps, kind="buffer", flags=None):
+        h = [("gkv-version", b"1"), ("gkv-kind", kind.encode()), ("gkv-stream", b"s"),
+             ("gkv-seq", b"0")]
+        if caps:
+            h.append(("gkv-caps", caps.encode()))
+        if flags:
+            h.append(("gkv-flags", flags.encode()))
+        return h
+
+    def raw(fmt, w, h):
+        return (f"video/x-raw, format=(string){fmt}, width=(int){w}, height=(int){h}, "
+                "framerate=(fraction)10/1")
+
+    # packed RGB/BGR with GStreamer's 4-byte row stride (10*3 = 30 -> 32)
+    padded = np.zeros((6, 32), np.uint8)
+    padded[:, :30] = rgb.reshape(6, 30)
+    f, why = Q.record_frame(padded.tobytes(), env(raw("RGB", 10, 6)))
+    assert why is None and np.array_equal(f, rgb)
+    f, _ = Q.record_frame(np.ascontiguousarray(rgb[:, :, ::-1]).tobytes(), env(raw("BGR", 10, 6)))
+    assert np.array_equal(f, rgb)                          # tightly packed rows
+    # I420 (stride 12 for Y, 8 for U/V: GStreamer's layout of width 10) and NV12
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    y, u, v = yuv[:60].reshape(6, 10), yuv[60:75].reshape(3, 5), yuv[75:].reshape(3, 5)
+
+    def plane(p, stride):
+        out = np.zeros((p.shape[0], stride), np.uint8)
+        out[:, :p.shape[1]] = p
+        return out.tobytes()
+
+    i420 = plane(y, 12) + plane(u, 8) + plane(v, 8)
+    nv12 = plane(y, 12) + plane(np.stack([u, v], -1).reshape(3, 10), 12)
+    for data, fmt in ((i420, "I420"), (nv12, "NV12"), (yuv.tobytes(), "I420")):
+        f, why = Q.record_frame(data, env(raw(fmt, 10, 6)))
+        assert why is None and f.shape == (6, 10, 3), (fmt, why)
+        assert np.abs(f.astype(int) - rgb.astype(int)).max() <= 6, fmt
+    ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]))
+    f, why = Q.record_frame(jpg.tobytes(), env("image/jpeg, width=(int)10, height=(int)6"))
+    assert why is None and f.shape == (6, 10, 3)
+    f, why = Q.record_frame(jpg.tobytes(), [])              # plain record, JPEG value
+    assert why is None
+    for value, headers, reason in ((b"", env(None, kind="eos"), "end-of-stream"),
+                                   (b"\0\0\1", env("video/x-h264, stream-format=(string)avc"),
+                                    "video/x-h264"),
+                                   (b"x" * 10, env(raw("RGB", 10, 6)), "no known layout"),
+                                   (padded.tobytes(), env(raw("RGB", 10, 6), flags="gap"), "gap"),
+                                   (b"abc", [], "no envelope")):
+        f, why = Q.record_frame(value, headers)
+        assert f is None and reason in why, (reason, why)
 
 
 def main():

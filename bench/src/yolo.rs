@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `yolo-bench`: `yolodetect` on a 1280x720 stream with the YOLOv8n-sized model at 640,
-//! beside the bare ONNX Runtime `run` on a prepared tensor with the same threads (the
-//! floor) and a Python onnxruntime + OpenCV pipeline doing the same letterbox and NMS,
-//! all in one run. Prints a Markdown table.
+//! `yolo-bench`: `yolodetect` on a 1280x720 stream with the YOLOv8n-sized model at 640 and
+//! 320, on the CPU provider and OpenVINO (each precision), float and INT8, each beside the
+//! bare ONNX Runtime run of the same model and provider on a prepared tensor (the floor),
+//! and a Python onnxruntime + OpenCV pipeline doing the same letterbox and NMS (the
+//! baseline), all in one run; then pre-processing alone per format. Prints Markdown tables.
 //!
-//! Usage: `yolo-bench --model M --ort-library L --python P [--frames N] [--threads T] [--rounds R]
-//! [--preprocessing-only]`
+//! Usage: `yolo-bench --models DIR --ort-library L --python P [--sizes 640,320] [--frames N]
+//! [--threads T] [--rounds R] [--preprocessing-only]`, DIR holding
+//! `yolov8n-random-<size>.onnx` and, for the INT8 rows, `yolov8n-random-<size>-int8.onnx`
 //! (`scripts/bench yolo` fills these in).
 
 mod harness;
@@ -15,11 +17,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use gst::prelude::*;
-use ort::session::Session;
-use ort::value::TensorRef;
 
 struct Options {
-    model: PathBuf,
+    models: PathBuf,
+    sizes: Vec<usize>,
     ort_library: String,
     python: String,
     frames: usize,
@@ -29,7 +30,8 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let mut model = None;
+    let mut models = None;
+    let mut sizes = vec![640, 320];
     let mut ort_library = std::env::var("ORT_DYLIB_PATH").ok();
     let mut python = None;
     let mut frames = 60;
@@ -40,7 +42,13 @@ fn options() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
-            "--model" => model = Some(PathBuf::from(value()?)),
+            "--models" => models = Some(PathBuf::from(value()?)),
+            "--sizes" => {
+                sizes = value()?
+                    .split(',')
+                    .map(|s| s.trim().parse().map_err(|e| format!("--sizes: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
             "--ort-library" => ort_library = Some(value()?),
             "--python" => python = Some(value()?),
             "--frames" => frames = value()?.parse().map_err(|e| format!("--frames: {e}"))?,
@@ -51,9 +59,10 @@ fn options() -> Result<Options, String> {
         }
     }
     Ok(Options {
-        model: model.ok_or("--model is required")?,
+        models: models.unwrap_or_default(),
+        sizes,
         ort_library: ort_library.ok_or("--ort-library (or ORT_DYLIB_PATH) is required")?,
-        python: python.ok_or("--python is required")?,
+        python: python.unwrap_or_default(),
         frames,
         threads,
         rounds: rounds.max(1),
@@ -61,6 +70,7 @@ fn options() -> Result<Options, String> {
     })
 }
 
+#[derive(Clone)]
 struct Row {
     name: String,
     fps: f64,
@@ -69,57 +79,126 @@ struct Row {
     post_ms: f64,
 }
 
-/// `appsrc ! yolodetect ! fakesink` over `frames` 1280x720 frames of `format`.
-fn yolodetect(options: &Options, format: &str) -> Result<Row, String> {
-    let (w, h) = (1280, 720);
-    // A busy picture (the ball pattern moves; snow would be unrealistic noise for YOLO).
+/// One way of running the model: provider, precision, weights, gating.
+#[derive(Clone, Copy, PartialEq)]
+struct Config {
+    label: &'static str,
+    /// `None`: the CPU provider; else the OpenVINO precision (auto, f32, bf16).
+    openvino: Option<&'static str>,
+    int8: bool,
+    /// `motion-threshold` on a still scene (every frame the same).
+    still_gating: bool,
+}
+
+const CONFIGS: [Config; 7] = [
+    Config {
+        label: "CPU fp32",
+        openvino: None,
+        int8: false,
+        still_gating: false,
+    },
+    Config {
+        label: "OpenVINO f32",
+        openvino: Some("f32"),
+        int8: false,
+        still_gating: false,
+    },
+    Config {
+        label: "OpenVINO bf16",
+        openvino: Some("bf16"),
+        int8: false,
+        still_gating: false,
+    },
+    Config {
+        label: "OpenVINO auto",
+        openvino: Some("auto"),
+        int8: false,
+        still_gating: false,
+    },
+    Config {
+        label: "INT8 CPU",
+        openvino: None,
+        int8: true,
+        still_gating: false,
+    },
+    Config {
+        label: "INT8 OpenVINO",
+        openvino: Some("auto"),
+        int8: true,
+        still_gating: false,
+    },
+    Config {
+        label: "CPU fp32, motion-threshold=0.002, still scene",
+        openvino: None,
+        int8: false,
+        still_gating: true,
+    },
+];
+
+fn model_path(options: &Options, size: usize, int8: bool) -> PathBuf {
+    let suffix = if int8 { "-int8" } else { "" };
+    options
+        .models
+        .join(format!("yolov8n-random-{size}{suffix}.onnx"))
+}
+
+/// One 1280x720 I420 frame of a busy picture (the ball pattern; snow would be unrealistic
+/// noise for YOLO).
+fn test_frame(caps: &gst::Caps) -> Result<gst::Buffer, String> {
+    let pipeline = harness::pipeline(
+        "videotestsrc pattern=ball num-buffers=1 ! capsfilter name=format ! appsink name=out",
+        &[("format", "caps", caps)],
+    )?;
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
+    let sample = sink.pull_sample().map_err(|_| "no frame")?;
+    pipeline.set_state(gst::State::Null).unwrap();
+    Ok(sample.buffer_owned().unwrap())
+}
+
+/// `appsrc ! yolodetect ! fakesink` over `frames` 1280x720 I420 frames.
+fn yolodetect(options: &Options, size: usize, config: Config) -> Result<Row, String> {
     let caps = gst::Caps::builder("video/x-raw")
-        .field("format", format)
-        .field("width", w)
-        .field("height", h)
+        .field("format", "I420")
+        .field("width", 1280)
+        .field("height", 720)
         .field("framerate", gst::Fraction::new(30, 1))
         .build();
-    let frame = {
-        let pipeline = harness::pipeline(
-            "videotestsrc pattern=ball num-buffers=1 ! capsfilter name=format ! appsink name=out",
-            &[("format", "caps", &caps)],
-        )?;
-        let sink = pipeline
-            .by_name("out")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| e.to_string())?;
-        let sample = sink.pull_sample().map_err(|_| "no frame")?;
-        pipeline.set_state(gst::State::Null).unwrap();
-        sample.buffer_owned().unwrap()
-    };
+    let frame = test_frame(&caps)?;
+    let model = model_path(options, size, config.int8).display().to_string();
     let pipeline = harness::pipeline(
         "appsrc name=src format=time ! yolodetect name=detect ! fakesink sync=false",
         &[
             ("src", "caps", &caps),
-            (
-                "detect",
-                "model-location",
-                &options.model.display().to_string(),
-            ),
+            ("detect", "model-location", &model),
             ("detect", "ort-library", &options.ort_library),
             ("detect", "threads", &(options.threads as u32)),
         ],
     )?;
+    let detect = pipeline.by_name("detect").unwrap();
+    if let Some(precision) = config.openvino {
+        detect.set_property_from_str("execution-provider", "openvino");
+        detect.set_property_from_str("openvino-precision", precision);
+    }
+    if config.still_gating {
+        detect.set_property("motion-threshold", 0.002f64);
+    }
     let src = pipeline
         .by_name("src")
         .unwrap()
         .downcast::<gst_app::AppSrc>()
         .unwrap();
-    let detect = pipeline.by_name("detect").unwrap();
     pipeline
         .set_state(gst::State::Paused)
         .map_err(|e| e.to_string())?;
-    // Loading the model (and its warm-up run) happens in start: not timed.
-    let _ = pipeline.state(gst::ClockTime::from_seconds(60));
+    // yolodetect's start (the model load and its warm-up run) ran inside set_state: not
+    // timed. The sink prerolls on the first frame, so there is nothing to wait for.
     let memory = frame.all_memory().ok_or("empty frame")?;
     pipeline
         .set_state(gst::State::Playing)
@@ -142,13 +221,14 @@ fn yolodetect(options: &Options, format: &str) -> Result<Row, String> {
         .ok_or("timed out")?;
     let elapsed = started.elapsed().as_secs_f64();
     if let gst::MessageView::Error(e) = msg.view() {
-        return Err(format!("{} {:?}", e.error(), e.debug()));
+        pipeline.set_state(gst::State::Null).unwrap();
+        return Err(format!("{}: {} {:?}", config.label, e.error(), e.debug()));
     }
     let stats = detect.property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null).unwrap();
     let get = |f: &str| stats.get::<f64>(f).unwrap_or(0.0);
     Ok(Row {
-        name: format!("yolodetect, {format} frames"),
+        name: format!("yolodetect, {}", config.label),
         fps: options.frames as f64 / elapsed,
         pre_ms: get("pre-ms"),
         infer_ms: get("infer-ms"),
@@ -156,45 +236,41 @@ fn yolodetect(options: &Options, format: &str) -> Result<Row, String> {
     })
 }
 
-/// The floor: `Session::run` on a prepared input, same threads and spinning off.
-fn bare_run(options: &Options) -> Result<Row, String> {
-    // ONNX Runtime allows one environment per process: share yolodetect's.
-    let env = gstyolo::yolodetect::runtime(Some(&options.ort_library))?;
-    let mut session = Session::builder(&env)
-        .map_err(|e| e.to_string())?
-        .with_intra_threads(options.threads)
-        .map_err(|e| e.to_string())?
-        .with_inter_threads(1)
-        .map_err(|e| e.to_string())?
-        .with_intra_op_spinning(false)
-        .map_err(|e| e.to_string())?
-        .with_inter_op_spinning(false)
-        .map_err(|e| e.to_string())?
-        .commit_from_file(&options.model)
-        .map_err(|e| e.to_string())?;
-    let input = vec![0.5f32; 3 * 640 * 640];
-    let name = session.inputs()[0].name().to_string();
-    let run = |session: &mut Session| -> Result<(), String> {
-        let tensor = TensorRef::from_array_view(([1usize, 3, 640, 640], &input[..]))
-            .map_err(|e| e.to_string())?;
-        let outputs = session
-            .run(ort::inputs![name.as_str() => tensor])
-            .map_err(|e| e.to_string())?;
-        std::hint::black_box(
-            outputs[0]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| e.to_string())?,
-        );
-        Ok(())
+/// The floor: the same model, provider and threads run on a prepared input, no element.
+fn bare_run(options: &Options, size: usize, config: Config) -> Result<Row, String> {
+    use gstyolo::yolodetect::model::{Model, OpenVinoDevice, Precision, Provider, SessionOptions};
+    let provider = match config.openvino {
+        None => Provider::Cpu,
+        Some(precision) => Provider::OpenVino {
+            device: OpenVinoDevice::Cpu,
+            precision: match precision {
+                "f32" => Precision::F32,
+                "bf16" => Precision::Bf16,
+                _ => Precision::Auto,
+            },
+        },
     };
-    run(&mut session)?; // warm-up, as yolodetect's start does
+    let mut model = Model::load(
+        &model_path(options, size, config.int8),
+        None,
+        &SessionOptions {
+            provider,
+            threads: options.threads,
+            spinning: false,
+            library: Some(&options.ort_library),
+            openvino_library: None,
+            fallback_to_cpu: false,
+            profile: None,
+        },
+    )?;
+    let input = vec![0.5f32; 3 * model.input_width * model.input_height];
     let started = Instant::now();
     for _ in 0..options.frames {
-        run(&mut session)?;
+        model.run(&input, |_, output| std::hint::black_box(output.len()))?;
     }
     let per_frame = started.elapsed().as_secs_f64() / options.frames as f64;
     Ok(Row {
-        name: "bare ONNX Runtime run (floor)".into(),
+        name: format!("bare run, {}", config.label),
         fps: 1.0 / per_frame,
         pre_ms: 0.0,
         infer_ms: per_frame * 1000.0,
@@ -203,11 +279,13 @@ fn bare_run(options: &Options) -> Result<Row, String> {
 }
 
 /// The Python pipeline of hand-written projects: OpenCV letterbox, onnxruntime, numpy NMS.
-fn python_pipeline(options: &Options) -> Result<Row, String> {
+fn python_pipeline(options: &Options, size: usize) -> Result<Row, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/reference.py");
     let output = Command::new(&options.python)
         .arg(script)
-        .args(["--bench", "--model", options.model.to_str().unwrap()])
+        .arg("--bench")
+        .arg("--model")
+        .arg(model_path(options, size, false))
         .args(["--width", "1280", "--height", "720"])
         .args([
             "--frames",
@@ -236,7 +314,7 @@ fn python_pipeline(options: &Options) -> Result<Row, String> {
             .map_err(|e| format!("{key}: {e}"))
     };
     Ok(Row {
-        name: "Python onnxruntime + OpenCV/numpy".into(),
+        name: "Python onnxruntime (CPU fp32) + OpenCV/numpy".into(),
         fps: field("fps")?,
         pre_ms: field("pre_ms")?,
         infer_ms: field("infer_ms")?,
@@ -341,6 +419,14 @@ fn median_row(mut rows: Vec<Row>) -> Row {
     rows.swap_remove(middle)
 }
 
+/// What one bench step runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Job {
+    Python,
+    Element(Config),
+    Bare(Config),
+}
+
 fn run() -> Result<(), String> {
     let options = options()?;
     gst::init().map_err(|e| e.to_string())?;
@@ -349,43 +435,96 @@ fn run() -> Result<(), String> {
         preprocessing_table(options.frames.max(20));
         return Ok(());
     }
-    // Rounds with the order rotated, medians per pipeline: the machine is shared.
-    let mut runs: [Vec<Row>; 4] = Default::default();
+    if options.python.is_empty() || options.models.as_os_str().is_empty() {
+        return Err("--python and --models are required".into());
+    }
+    let mut skipped = Vec::new();
+    let mut jobs = Vec::new();
+    for &size in &options.sizes {
+        if !model_path(&options, size, false).is_file() {
+            return Err(format!(
+                "no {} (models/make_models.py --bench writes it)",
+                model_path(&options, size, false).display()
+            ));
+        }
+        jobs.push((size, Job::Python));
+        for config in CONFIGS {
+            if config.int8 && !model_path(&options, size, true).is_file() {
+                skipped.push(format!("{} at {size}: no INT8 model", config.label));
+                continue;
+            }
+            jobs.push((size, Job::Element(config)));
+            if !config.still_gating {
+                jobs.push((size, Job::Bare(config)));
+            }
+        }
+    }
+    // Rounds with the order rotated, medians per job: the machine is shared.
+    let mut runs: Vec<Vec<Row>> = vec![Vec::new(); jobs.len()];
     for round in 0..options.rounds {
-        for k in 0..4 {
-            let which = (k + round) % 4;
-            eprintln!("round {}/{}: pipeline {which}", round + 1, options.rounds);
-            runs[which].push(match which {
-                0 => yolodetect(&options, "BGR")?,
-                1 => yolodetect(&options, "I420")?,
-                2 => bare_run(&options)?,
-                _ => python_pipeline(&options)?,
+        for k in 0..jobs.len() {
+            let which = (k + round * 3) % jobs.len();
+            let (size, job) = jobs[which];
+            eprintln!(
+                "round {}/{}: step {}/{}",
+                round + 1,
+                options.rounds,
+                k + 1,
+                jobs.len()
+            );
+            runs[which].push(match job {
+                Job::Python => python_pipeline(&options, size)?,
+                Job::Element(config) => yolodetect(&options, size, config)?,
+                Job::Bare(config) => bare_run(&options, size, config)?,
             });
         }
     }
-    let [bgr, i420, bare, python] = runs.map(median_row);
-    preprocessing_table(options.frames.max(20));
+    let rows: Vec<Row> = runs.into_iter().map(median_row).collect();
+
     println!();
     println!(
-        "YOLOv8n-sized model (random weights) at 640, 1280x720 frames, {} frames x {} rounds \
+        "YOLOv8n-sized model (random weights), 1280x720 I420 frames, {} frames x {} rounds \
          (medians), {} threads, spinning off",
         options.frames, options.rounds, options.threads
     );
     println!();
-    println!("| pipeline | frames/s | pre ms | infer ms | post ms | vs bare run | vs Python |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for row in [&bgr, &i420, &bare, &python] {
-        println!(
-            "| {} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
-            row.name,
-            row.fps,
-            row.pre_ms,
-            row.infer_ms,
-            row.post_ms,
-            row.fps / bare.fps,
-            row.fps / python.fps
-        );
+    println!(
+        "| size | pipeline | frames/s | pre ms | infer ms | post ms | per frame vs its bare run | \
+         frames/s vs Python |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for &size in &options.sizes {
+        let row_of = |job: Job| {
+            jobs.iter()
+                .position(|&(s, j)| s == size && j == job)
+                .map(|i| &rows[i])
+        };
+        let python = row_of(Job::Python).unwrap();
+        for (i, &(s, job)) in jobs.iter().enumerate() {
+            if s != size {
+                continue;
+            }
+            let row = &rows[i];
+            let vs_bare = match job {
+                Job::Element(config) if !config.still_gating => row_of(Job::Bare(config))
+                    .map_or("".to_string(), |bare| format!("{:.2}", bare.fps / row.fps)),
+                _ => String::new(),
+            };
+            println!(
+                "| {size} | {} | {:.2} | {:.2} | {:.1} | {:.2} | {vs_bare} | {:.2} |",
+                row.name,
+                row.fps,
+                row.pre_ms,
+                row.infer_ms,
+                row.post_ms,
+                row.fps / python.fps
+            );
+        }
     }
+    for line in skipped {
+        println!("\nnot run: {line}");
+    }
+    preprocessing_table(options.frames.max(20));
     Ok(())
 }
 

@@ -791,3 +791,110 @@ fn a_missing_openvino_plugin_names_the_pip_package() {
         "{text}"
     );
 }
+
+#[test]
+fn openvino_runs_the_model_and_the_cpu_provider_stays_on_the_cpu_beside_it() {
+    use gstyolo::yolodetect::model::{Model, OpenVinoDevice, Precision, Provider, SessionOptions};
+    let dir = std::env::temp_dir().join(format!("yolodetect-profiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let providers = |provider: Provider, name: &str| {
+        let prefix = dir.join(name);
+        let mut model = Model::load(
+            &model("blob-yolov8"),
+            None,
+            &SessionOptions {
+                provider,
+                threads: 1,
+                spinning: false,
+                library: None,
+                openvino_library: None,
+                fallback_to_cpu: false,
+                profile: Some(&prefix),
+            },
+        )
+        .unwrap();
+        model.node_providers().unwrap()
+    };
+    let openvino = providers(
+        Provider::OpenVino {
+            device: OpenVinoDevice::Cpu,
+            precision: Precision::F32,
+        },
+        "openvino",
+    );
+    // ONNX Runtime would hand a session that names no provider to the registered OpenVINO.
+    let cpu = providers(Provider::Cpu, "cpu");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        openvino.keys().collect::<Vec<_>>(),
+        ["OpenVINOExecutionProvider"],
+        "{openvino:?}"
+    );
+    assert_eq!(
+        cpu.keys().collect::<Vec<_>>(),
+        ["CPUExecutionProvider"],
+        "{cpu:?}"
+    );
+}
+
+#[test]
+fn int8_boxes_equal_the_float_boxes_on_the_cpu_and_openvino() {
+    let dir = std::env::temp_dir().join(format!("yolodetect-int8-{}", std::process::id()));
+    let calibration = dir.join("calibration");
+    let python = |args: &[&std::ffi::OsStr]| {
+        let output = Command::new(python()).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    python(&[
+        repo().join("models/blob_frames.py").as_os_str(),
+        calibration.as_os_str(),
+        "--count".as_ref(),
+        "24".as_ref(),
+        "--seed".as_ref(),
+        "1".as_ref(),
+    ]);
+    let (w, h) = (1280, 720);
+    let frames = comparison_frames(w, h);
+    for name in ["blob-yolov8", "blob-yolo26"] {
+        let int8 = dir.join(format!("{name}-int8.onnx"));
+        // The blob models are coordinate arithmetic: only their score path can be INT8.
+        python(&[
+            repo().join("models/quantize.py").as_os_str(),
+            model(name).as_os_str(),
+            int8.as_os_str(),
+            "--images".as_ref(),
+            calibration.as_os_str(),
+            "--keep-float".as_ref(),
+            "threshold,index".as_ref(),
+        ]);
+        let float = format!("model-location={}", model(name).display());
+        let (expected, _) = detect(&frames, w, h, "I420", &float).unwrap();
+        let quantized = format!("model-location={}", int8.display());
+        let (cpu, _) = detect(&frames, w, h, "I420", &quantized).unwrap();
+        assert_same_boxes(
+            &format!("{name} INT8, CPU"),
+            &boxes(&expected),
+            &boxes(&cpu),
+            2.0,
+        );
+        let (openvino, _) = detect(
+            &frames,
+            w,
+            h,
+            "I420",
+            &format!("{quantized} execution-provider=openvino"),
+        )
+        .unwrap();
+        assert_same_boxes(
+            &format!("{name} INT8, OpenVINO"),
+            &boxes(&expected),
+            &boxes(&openvino),
+            2.0,
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

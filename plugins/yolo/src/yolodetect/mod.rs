@@ -10,7 +10,7 @@ mod draw;
 mod imp;
 mod labels;
 pub mod letterbox;
-mod model;
+pub mod model;
 mod motion;
 mod postprocess;
 

@@ -109,7 +109,8 @@ fn register_openvino(library: Option<&str>) -> Result<(), String> {
             .map(|dir| dir.join(OPENVINO_PLUGIN))
     });
     let path = match asked.or(beside_runtime) {
-        Some(path) if path.is_file() => path,
+        // Absolute: ONNX Runtime resolves a relative path against its own folder.
+        Some(path) if path.is_file() => std::fs::canonicalize(&path).unwrap_or(path),
         Some(path) => return Err(not_found(&path)),
         None => {
             return Err(format!(
@@ -200,6 +201,9 @@ pub struct SessionOptions<'a> {
     pub openvino_library: Option<&'a str>,
     /// Run on the CPU provider, with a warning, when the asked provider cannot be used.
     pub fallback_to_cpu: bool,
+    /// Write ONNX Runtime's profile (each node's run and provider) to files with this
+    /// prefix; read back with [`Model::node_providers`].
+    pub profile: Option<&'a Path>,
 }
 
 /// A loaded model, ready to run.
@@ -243,7 +247,7 @@ impl Model {
         let (mut builder, provider_fallback) = match with_provider(builder, &env, options) {
             Ok(builder) => (builder, None),
             Err((builder, why)) if options.fallback_to_cpu => (
-                builder,
+                pin_cpu(builder, &env).map_err(|(_, e)| e.to_string())?,
                 Some(format!("{why}; using the CPU (fallback-to-cpu=true)")),
             ),
             Err((_, why)) => {
@@ -252,6 +256,9 @@ impl Model {
                 ));
             }
         };
+        if let Some(prefix) = options.profile {
+            builder = builder.with_profiling(prefix).map_err(builder_error)?;
+        }
         let session = builder.commit_from_file(path).map_err(|e| {
             format!(
                 "'{}' could not be loaded as an ONNX model: {e}",
@@ -333,6 +340,22 @@ impl Model {
         Ok(decode(shape, data))
     }
 
+    /// Ends profiling (see [`SessionOptions::profile`]) and counts the node runs each
+    /// execution provider did: which provider really ran the model.
+    pub fn node_providers(&mut self) -> Result<std::collections::BTreeMap<String, usize>, String> {
+        let file = self.session.end_profiling().map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+        let _ = std::fs::remove_file(&file);
+        let mut counts = std::collections::BTreeMap::new();
+        for (at, _) in text.match_indices("\"provider\"") {
+            let rest = text[at + "\"provider\"".len()..].trim_start_matches([':', ' ', '"']);
+            if let Some(end) = rest.find('"') {
+                *counts.entry(rest[..end].to_string()).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     pub fn label(&self, class_id: usize) -> String {
         self.labels
             .get(class_id)
@@ -353,7 +376,7 @@ fn with_provider(
         format!("execution provider {provider:?} is not available in this ONNX Runtime ({e})")
     };
     match provider {
-        Provider::Cpu => Ok(builder),
+        Provider::Cpu => pin_cpu(builder, env).map_err(|(b, e)| (b, e.to_string())),
         Provider::Cuda => match ort::ep::CUDA::default().register(&mut builder) {
             Ok(()) => Ok(builder),
             Err(e) => Err((builder, unavailable(&e))),
@@ -391,6 +414,29 @@ fn with_provider(
             })
         }
     }
+}
+
+/// Once the OpenVINO plugin is registered, ONNX Runtime's automatic device choice picks
+/// it (it is a CPU device) for sessions that name no provider: pin the CPU provider then.
+pub fn pin_cpu(
+    builder: SessionBuilder,
+    env: &Environment,
+) -> Result<SessionBuilder, (SessionBuilder, ort::Error)> {
+    let openvino_registered = RUNTIME
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_some_and(|r| r.openvino.is_some());
+    if !openvino_registered {
+        return Ok(builder);
+    }
+    let cpu = env
+        .devices()
+        .filter(|d| d.ep().ok() == Some("CPUExecutionProvider"));
+    builder.with_devices(cpu, None).map_err(|e| {
+        let message = ort::Error::new(e.to_string());
+        (e.recover(), message)
+    })
 }
 
 /// OpenVINO's per-device properties, as the `load_config` JSON the plugin takes.
