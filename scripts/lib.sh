@@ -38,6 +38,8 @@ KV_DEBS=(
     meson ninja-build pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev python3-venv
     # The web viewer's test runs the page in headless Chromium.
     chromium
+    # The Python embedding example (PyGObject; python3-gst-1.0 reads GstValueArray fields).
+    python3-gi gir1.2-gstreamer-1.0 python3-gst-1.0
 )
 
 # Messages go to stderr so that stdout stays machine-readable (scripts/broker start
