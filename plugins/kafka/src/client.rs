@@ -5,8 +5,9 @@
 //! the check that the broker answers and the topic exists. A client property is added
 //! here once and both elements have it.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -14,6 +15,7 @@ use kafkavision::client_config::{ClientConfig, is_secret_key};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
 pub const DEFAULT_BROKERS: &str = "localhost:9092";
@@ -174,6 +176,11 @@ impl ClientSettings {
                 config.set(key, value);
             }
         }
+        // librdkafka's statistics feed `stats` (broker-down-ms, consumer-lag); a `config`
+        // entry statistics.interval.ms=0 turns them off.
+        if start.client.get("statistics.interval.ms").is_none() {
+            config.set("statistics.interval.ms", "1000");
+        }
         if start.client.get("bootstrap.servers").is_none() {
             config.set("bootstrap.servers", &self.brokers);
         }
@@ -201,14 +208,77 @@ pub struct ClientLog {
     cat: gst::DebugCategory,
     element: glib::WeakRef<gst::Element>,
     last_error: Mutex<Option<String>>,
+    health: Arc<ClientHealth>,
+}
+
+/// What librdkafka's statistics (every `statistics.interval.ms`) say about the brokers and
+/// the consumer's lag, for the elements' `stats`.
+#[derive(Default)]
+pub struct ClientHealth(Mutex<HealthState>);
+
+#[derive(Default)]
+struct HealthState {
+    /// Since when no broker has been up; `None` while one is.
+    down_since: Option<Instant>,
+    /// Per partition: the newest offset minus the committed one.
+    lag: BTreeMap<i32, i64>,
+}
+
+impl ClientHealth {
+    /// How long no broker has been reachable, in ms (0 while one is).
+    pub fn broker_down_ms(&self) -> u64 {
+        let state = self.0.lock().unwrap();
+        state
+            .down_since
+            .map_or(0, |since| since.elapsed().as_millis() as u64)
+    }
+
+    /// The consumer's lag per partition, as fields `partition-N` of a `consumer-lag`
+    /// structure (empty until librdkafka's first statistics).
+    pub fn consumer_lag(&self) -> gst::Structure {
+        let state = self.0.lock().unwrap();
+        let mut lag = gst::Structure::new_empty("consumer-lag");
+        for (partition, records) in &state.lag {
+            lag.set(format!("partition-{partition}"), *records);
+        }
+        lag
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock().unwrap() = HealthState::default();
+    }
+
+    fn update(&self, statistics: &Statistics) {
+        // Brokers learned from metadata have node ids >= 0; bootstrap entries are -1.
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        let mut state = self.0.lock().unwrap();
+        if up {
+            state.down_since = None;
+        } else if state.down_since.is_none() {
+            state.down_since = Some(Instant::now());
+        }
+        if statistics.client_type == "consumer" {
+            state.lag = statistics
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.values())
+                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                .map(|p| (p.partition, p.consumer_lag))
+                .collect();
+        }
+    }
 }
 
 impl ClientLog {
-    pub fn new(cat: gst::DebugCategory, element: &gst::Element) -> Self {
+    pub fn new(cat: gst::DebugCategory, element: &gst::Element, health: Arc<ClientHealth>) -> Self {
         ClientLog {
             cat,
             element: element.downgrade(),
             last_error: Mutex::new(None),
+            health,
         }
     }
 
@@ -237,6 +307,10 @@ impl ClientContext for ClientLog {
             ),
             None => gst::log_with_level!(self.cat, level, "librdkafka {facility}: {message}"),
         }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.health.update(&statistics);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

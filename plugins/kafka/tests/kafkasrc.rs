@@ -680,3 +680,44 @@ fn stopping_while_checking_undelivered_records_with_the_broker_gone_is_prompt() 
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "stopping took {took:?}");
 }
+
+#[test]
+fn stats_show_the_lag_per_partition_and_that_the_broker_is_up() {
+    let topic = new_topic("lag", 1);
+    publish_jpeg(&topic, 20, "");
+    init();
+    // 150 ms per frame downstream: the group's committed offset trails the newest one.
+    let pipeline = launch(&format!(
+        "kafkasrc name=src brokers={} topic={topic} group-id={} ! \
+         identity sleep-time=150000 ! fakesink enable-last-sample=false",
+        brokers(),
+        unique_name("lag")
+    ));
+    let src = pipeline.by_name("src").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let lag_of = |stats: &gst::Structure| {
+        stats
+            .get::<gst::Structure>("consumer-lag")
+            .unwrap()
+            .get::<i64>("partition-0")
+            .ok()
+    };
+    let mut lags = Vec::new();
+    wait_for("a lag above zero", Duration::from_secs(20), || {
+        let stats = stats(&src);
+        assert_eq!(stats.get::<u64>("broker-down-ms").unwrap(), 0, "{stats}");
+        lags.extend(lag_of(&stats));
+        lags.iter().any(|&lag| lag > 0)
+    });
+    // Everything processed and committed: the lag comes down to zero (librdkafka reports
+    // it while the source polls, so the source keeps waiting for records here).
+    let mut last = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while last != Some(0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        last = lag_of(&stats(&src));
+    }
+    assert_eq!(last, Some(0), "{}", stats(&src));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(lags.iter().all(|&lag| lag <= 20), "{lags:?}");
+}

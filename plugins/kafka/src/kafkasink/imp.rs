@@ -52,7 +52,7 @@ use kafkavision::meta::{KafkaHeaders, RecordMeta};
 use super::producer::{
     Deliveries, OutRecord, QueueFullPolicy, SendError, Sent, SinkContext, SinkProducer,
 };
-use crate::client::{self, ClientBlurbs, ClientLog, ClientSettings};
+use crate::client::{self, ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
 use crate::record;
 use crate::release::ReleaseToken;
 
@@ -237,6 +237,8 @@ pub struct KafkaSink {
     producer: Mutex<Option<Arc<SinkProducer>>>,
     /// Output streams written so far, for `stats` (`render` may hold `state` for long).
     output_streams: AtomicU32,
+    /// Broker reachability from librdkafka's statistics, for `stats`.
+    health: Arc<ClientHealth>,
     flushing: AtomicBool,
 }
 
@@ -256,6 +258,7 @@ impl Default for KafkaSink {
             deliveries: Mutex::new(Arc::new(Deliveries::default())),
             producer: Mutex::new(None),
             output_streams: AtomicU32::new(0),
+            health: Arc::default(),
             flushing: AtomicBool::new(false),
         }
     }
@@ -363,8 +366,9 @@ impl ObjectImpl for KafkaSink {
                     .nick("Statistics")
                     .blurb(
                         "Records and bytes delivered, delivery failures, records dropped by \
-                         queue-full=drop, records waiting in the producer queue, and the \
-                         number of output streams.",
+                         queue-full=drop, records waiting in the producer queue, the number of \
+                         output streams, and how long no broker has been reachable \
+                         (broker-down-ms).",
                     )
                     .read_only()
                     .build(),
@@ -477,6 +481,7 @@ impl KafkaSink {
             .field("records-dropped", load(&deliveries.dropped))
             .field("queue-depth", queued)
             .field("streams", streams)
+            .field("broker-down-ms", self.health.broker_down_ms())
             .build()
     }
 
@@ -613,7 +618,10 @@ impl BaseSinkImpl for KafkaSink {
         let deliveries = Arc::new(Deliveries::default());
         *self.deliveries.lock().unwrap() = deliveries.clone();
         let context = SinkContext {
-            log: ClientLog::new(*CAT, self.obj().upcast_ref()),
+            log: ClientLog::new(*CAT, self.obj().upcast_ref(), {
+                self.health.clear();
+                self.health.clone()
+            }),
             deliveries,
         };
         let producer = SinkProducer::new(config.create_with_context(context).map_err(|err| {

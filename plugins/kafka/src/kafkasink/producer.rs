@@ -85,6 +85,10 @@ impl ClientContext for SinkContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.log.error(error, reason)
     }
+
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.log.stats(statistics)
+    }
 }
 
 /// The token of the `kafkasrc` record a record was written from, if any: the source may

@@ -90,6 +90,10 @@ impl ClientContext for SrcContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.log.error(error, reason)
     }
+
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.log.stats(statistics)
+    }
 }
 
 impl ConsumerContext for SrcContext {

@@ -60,7 +60,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::consumer::{self, FetchLimits, SrcContext, StartFrom, Stats};
 use super::payload::check_payload;
-use crate::client::{ClientBlurbs, ClientLog, ClientSettings};
+use crate::client::{ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
 use crate::record::{self, Retime};
 use crate::release::OffsetTracker;
 
@@ -174,6 +174,8 @@ pub struct KafkaSrc {
     stats: Mutex<Arc<Stats>>,
     /// The running consumer's tracker, for `stats` to read without waiting for `create`.
     tracker: Mutex<Option<Arc<OffsetTracker>>>,
+    /// Broker reachability and lag from librdkafka's statistics, for `stats`.
+    health: Arc<ClientHealth>,
     flushing: AtomicBool,
 }
 
@@ -193,6 +195,7 @@ impl Default for KafkaSrc {
             pushed_caps: Mutex::new(None),
             stats: Mutex::new(Arc::new(Stats::default())),
             tracker: Mutex::new(None),
+            health: Arc::default(),
             flushing: AtomicBool::new(false),
         }
     }
@@ -285,7 +288,10 @@ impl ObjectImpl for KafkaSrc {
                         "Records and bytes received, buffers pushed, delta units skipped while \
                          waiting for a keyframe, bad records, end-of-stream records, sequence \
                          gaps, rebalances, records in flight downstream (not released yet), \
-                         records whose output failed downstream, and partitions assigned.",
+                         records whose output failed downstream, partitions assigned, how long \
+                         no broker has been reachable (broker-down-ms) and the lag per partition \
+                         (consumer-lag: newest minus committed offset), from librdkafka's \
+                         statistics every statistics.interval.ms (1000 by default).",
                     )
                     .read_only()
                     .build(),
@@ -449,6 +455,8 @@ impl KafkaSrc {
                 "partitions-assigned",
                 stats.partitions_assigned.load(Ordering::Relaxed),
             )
+            .field("broker-down-ms", self.health.broker_down_ms())
+            .field("consumer-lag", self.health.consumer_lag())
             .build()
     }
 
@@ -729,7 +737,10 @@ impl BaseSrcImpl for KafkaSrc {
         let stats = Arc::new(Stats::default());
         *self.stats.lock().unwrap() = stats.clone();
         let context = SrcContext {
-            log: ClientLog::new(*CAT, self.obj().upcast_ref()),
+            log: ClientLog::new(*CAT, self.obj().upcast_ref(), {
+                self.health.clear();
+                self.health.clone()
+            }),
             stats,
             first_offsets: Mutex::new(None),
             seen_partitions: Mutex::new(HashSet::new()),
