@@ -29,6 +29,8 @@ KV_PY_PACKAGES=(
     "onnxruntime==1.31.1" "onnx==1.23.2" "numpy==2.4.6" "opencv-python-headless==5.0.0.93"
     # yolodetect execution-provider=openvino: ONNX Runtime's OpenVINO plugin (self-contained).
     "onnxruntime-ep-openvino==1.8.1"
+    # The metrics test reads /metrics with Prometheus' own parser.
+    "prometheus-client==0.26.0"
 )
 
 KV_DEBS=(
@@ -177,7 +179,7 @@ kv_ort_library() {
 kv_ensure_venv() {
     local py
     py="$(kv_python)"
-    if [[ -x "$py" ]] && "$py" -c 'import confluent_kafka, kafka, onnxruntime, onnx, numpy, cv2, onnxruntime_ep_openvino' >/dev/null 2>&1; then
+    if [[ -x "$py" ]] && "$py" -c 'import confluent_kafka, kafka, onnxruntime, onnx, numpy, cv2, onnxruntime_ep_openvino, prometheus_client' >/dev/null 2>&1; then
         return 0
     fi
     if [[ ! -x "$py" ]]; then

@@ -18,5 +18,7 @@ pub mod envelope;
 pub mod events;
 #[cfg(feature = "gst")]
 pub mod meta;
+#[cfg(feature = "monitor")]
+pub mod monitor;
 
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, Flags, RecordKind};

@@ -31,6 +31,27 @@ pub fn stop_on_signal() -> Result<Arc<AtomicBool>, String> {
     Ok(stop)
 }
 
+/// `--metrics HOST:PORT`: serves the pipeline's `/metrics` (Prometheus) and `/healthz`
+/// there; nothing without the option. Returns the monitor, for reporting a failure.
+pub fn serve_metrics(
+    args: &Args,
+    pipeline: &gst::Pipeline,
+    limits: kafkavision::monitor::HealthLimits,
+) -> Result<std::sync::Arc<kafkavision::monitor::Monitor>, String> {
+    let monitor = kafkavision::monitor::Monitor::new(pipeline, limits);
+    let address = args.get("metrics", "");
+    if !address.is_empty() {
+        let address: std::net::SocketAddr = address.parse().map_err(|_| {
+            format!("--metrics '{address}': expected HOST:PORT, e.g. 127.0.0.1:9464")
+        })?;
+        let bound = monitor
+            .serve(address)
+            .map_err(|e| format!("--metrics {address}: {e}"))?;
+        println!("metrics at http://{bound}/metrics, health at http://{bound}/healthz");
+    }
+    Ok(monitor)
+}
+
 /// `--name value` pairs and bare `--flag`s; `usage` is printed for `--help` or a stray word.
 pub struct Args {
     values: HashMap<String, String>,

@@ -42,15 +42,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gst_kafka_vision_examples::{Args, init, stop_on_signal};
+use gst_kafka_vision_examples::{Args, init, serve_metrics, stop_on_signal};
 use gstkafka::RecordMeta;
+use kafkavision::monitor::HealthLimits;
 
 const USAGE: &str =
     "usage: detector-worker --brokers HOST:PORT [--topic frames] [--group detectors]
     [--annotated-topic annotated] [--detections-topic detections] [--model models/blob-yolov8.onnx]
     [--conf 0.25] [--threads 1] [--interval 1] [--fixed-cost-ms 0] [--config k=v,k=v]
     [--lines name:x1,y1,x2,y2;...] [--zones name:x1,y1,x2,y2,x3,y3,...;...]
-    [--events-topic events] [--frames N] [--stop-on-eos] [--name worker]";
+    [--events-topic events] [--frames N] [--stop-on-eos] [--name worker]
+    [--metrics HOST:PORT]";
 
 /// Frames a worker holds between Kafka and its output, per stage: what a crash makes the
 /// group read again.
@@ -183,6 +185,7 @@ fn run() -> Result<(), String> {
     let limit: u64 = args.number("frames", 0);
     let pipeline = build(&args)?;
     let progress = watch(&pipeline, &name);
+    let monitor = serve_metrics(&args, &pipeline, HealthLimits::default())?;
     let source = pipeline.by_name("src").unwrap();
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).map_err(|_| {
@@ -216,7 +219,11 @@ fn run() -> Result<(), String> {
         ) {
             match msg.view() {
                 gst::MessageView::Eos(_) => break Ok(()),
-                _ => break Err(error_text(&msg).unwrap_or_default()),
+                _ => {
+                    let error = error_text(&msg).unwrap_or_default();
+                    monitor.failed(&error);
+                    break Err(error);
+                }
             }
         }
         if ending.is_some_and(|since| since.elapsed() > Duration::from_secs(30)) {

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `detector-worker --metrics` serves its pipeline's stats as Prometheus text and its
+//! health; read here with Prometheus' own parser (Python `prometheus_client`), the values
+//! checked against the frames the test sent.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use testkit::*;
+
+const FRAMES: usize = 10;
+
+fn scrape(url: &str) -> HashMap<String, f64> {
+    let python = std::env::var("KV_PYTHON").expect("KV_PYTHON (run through scripts/test)");
+    let output = Command::new(python)
+        .arg(repo().join("examples/tests/scrape_metrics.py"))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn http_get(url: &str) -> (u16, String) {
+    // curl is not assumed: Python's urllib, which reports the status of an error page too.
+    let python = std::env::var("KV_PYTHON").unwrap();
+    let script = "import sys, urllib.request, urllib.error\n\
+                  try:\n    r = urllib.request.urlopen(sys.argv[1], timeout=5); print(r.status); print(r.read().decode(), end='')\n\
+                  except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode(), end='')";
+    let output = Command::new(python)
+        .args(["-c", script, url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let (status, body) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
+    gst_kafka_vision_examples::init().unwrap();
+    let frames = new_topic("metrics-frames", 1);
+    let annotated = new_topic("metrics-annotated", 1);
+    let detections = new_topic("metrics-detections", 1);
+    run_to_eos(
+        &format!(
+            "videotestsrc pattern=ball num-buffers={FRAMES} ! video/x-raw,width=320,height=240 ! \
+             jpegenc ! kafkasink brokers={} topic={frames} key=cam1",
+            brokers()
+        ),
+        Duration::from_secs(60),
+    );
+    let address = format!("127.0.0.1:{}", free_port());
+    let group = unique_name("metrics");
+    let mut worker = Running::start(
+        env!("CARGO_BIN_EXE_detector-worker"),
+        &[
+            "--brokers",
+            &brokers(),
+            "--topic",
+            &frames,
+            "--group",
+            &group,
+            "--annotated-topic",
+            &annotated,
+            "--detections-topic",
+            &detections,
+            "--metrics",
+            &address,
+            "--name",
+            "metrics",
+        ],
+    );
+    worker.wait_for("metrics at http://", Duration::from_secs(30));
+    let url = format!("http://{address}/metrics");
+
+    // Every frame through, and committed: the lag is back to zero.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = |m: &HashMap<String, f64>| {
+        m.get("gkv_kafkasrc_buffers_pushed{element=src}") == Some(&(FRAMES as f64))
+            && m.get("gkv_kafkasrc_consumer_lag{element=src,partition=0}") == Some(&0.0)
+            && m.get("gkv_kafkasink_records_sent{element=detections}") == Some(&(FRAMES as f64))
+    };
+    let mut metrics = scrape(&url);
+    while !done(&metrics) {
+        assert!(Instant::now() < deadline, "never complete: {metrics:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        metrics = scrape(&url);
+    }
+    let value = |name: &str| {
+        *metrics
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {metrics:?}"))
+    };
+    assert_eq!(
+        value("gkv_kafkasrc_records_received{element=src}"),
+        FRAMES as f64 + 1.0,
+        "and the end-of-stream record"
+    );
+    assert_eq!(value("gkv_kafkasrc_eos_records{element=src}"), 1.0);
+    assert_eq!(value("gkv_kafkasrc_bad_records{element=src}"), 0.0);
+    assert_eq!(value("gkv_kafkasrc_broker_down_ms{element=src}"), 0.0);
+    assert_eq!(
+        value("gkv_yolodetect_inferred{element=detect}"),
+        FRAMES as f64
+    );
+    assert!(value("gkv_yolodetect_infer_ms{element=detect}") > 0.0);
+    assert_eq!(
+        value("gkv_kafkasink_records_sent{element=annotated}"),
+        FRAMES as f64
+    );
+    assert_eq!(
+        value("gkv_kafkasink_delivery_failures{element=detections}"),
+        0.0
+    );
+    assert_eq!(value("gkv_pipeline_healthy{}"), 1.0);
+
+    assert_eq!(
+        http_get(&format!("http://{address}/healthz")),
+        (200, "ok\n".into())
+    );
+    assert_eq!(http_get(&format!("http://{address}/other")).0, 404);
+    worker.terminate();
+    assert!(worker.wait(Duration::from_secs(30)).success());
+}

@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Metrics and health of a running pipeline, for Prometheus and service managers.
+//!
+//! [`Monitor`] reads the `stats` structure of every element of a pipeline that has one
+//! (`kafkasrc`, `kafkasink`, `yolodetect`, `crossingcount`, ... and any element of another
+//! project that follows the same convention) and serves them as Prometheus text at
+//! `/metrics`; `/healthz` answers 200 `ok` or 503 with the reasons. Any application that
+//! embeds the elements can do the same:
+//!
+//! ```no_run
+//! # fn f(pipeline: &gst::Pipeline) -> std::io::Result<()> {
+//! use kafkavision::monitor::{HealthLimits, Monitor};
+//! let monitor = Monitor::new(pipeline, HealthLimits::default());
+//! let address = monitor.serve("127.0.0.1:9464".parse().unwrap())?;
+//! // ... and on an error message from the bus: monitor.failed("decoder: not negotiated");
+//! # Ok(()) }
+//! ```
+//!
+//! Metric names are `gkv_<stats structure name without -stats>_<field>`, with `-` as `_`,
+//! labelled with the element's name: `gkv_kafkasrc_buffers_pushed{element="src"} 42`.
+//! Numeric and boolean fields become gauges; a field that is itself a structure (such as
+//! `kafkasrc`'s `consumer-lag`, fields `partition-N`) becomes one series per field, its
+//! name split at the last `-` into a label: `gkv_kafkasrc_consumer_lag{element="src",
+//! partition="0"} 3`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+/// When the pipeline counts as unhealthy.
+#[derive(Clone, Copy, Debug)]
+pub struct HealthLimits {
+    /// No broker reachable (an element's `broker-down-ms`) for longer than this.
+    pub broker_down: Duration,
+    /// Records waiting (`kafkasrc`'s `consumer-lag`) but no frame pushed for longer than
+    /// this; with `live_input`, also any `kafkasink` that wrote nothing for this long.
+    pub stalled: Duration,
+    /// The pipeline's input never pauses (a camera): every `kafkasink` must keep writing.
+    pub live_input: bool,
+}
+
+impl Default for HealthLimits {
+    fn default() -> Self {
+        HealthLimits {
+            broker_down: Duration::from_secs(30),
+            stalled: Duration::from_secs(30),
+            live_input: false,
+        }
+    }
+}
+
+/// Metrics and health of one pipeline.
+pub struct Monitor {
+    pipeline: gst::glib::WeakRef<gst::Pipeline>,
+    limits: HealthLimits,
+    failure: Mutex<Option<String>>,
+    /// Per element and counter: the last value seen and since when it has not changed.
+    progress: Mutex<HashMap<(String, &'static str), (u64, Instant)>>,
+}
+
+impl Monitor {
+    pub fn new(pipeline: &gst::Pipeline, limits: HealthLimits) -> Arc<Monitor> {
+        Arc::new(Monitor {
+            pipeline: pipeline.downgrade(),
+            limits,
+            failure: Mutex::new(None),
+            progress: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The pipeline failed (an error message on its bus): unhealthy from now on.
+    pub fn failed(&self, reason: &str) {
+        *self.failure.lock().unwrap() = Some(reason.to_string());
+    }
+
+    /// Every element's `stats`, by element name.
+    fn stats(&self) -> Vec<(String, gst::Structure)> {
+        let Some(pipeline) = self.pipeline.upgrade() else {
+            return Vec::new();
+        };
+        let mut all = Vec::new();
+        for element in pipeline.iterate_recurse().into_iter().flatten() {
+            let has_stats = element
+                .find_property("stats")
+                .is_some_and(|p| p.value_type() == gst::Structure::static_type());
+            if has_stats {
+                let stats = element.property::<gst::Structure>("stats");
+                all.push((element.name().to_string(), stats));
+            }
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn metrics(&self) -> String {
+        // metric name -> lines, so that each name's samples follow its TYPE line.
+        let mut series: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (element, stats) in self.stats() {
+            let prefix = format!(
+                "gkv_{}",
+                metric_name(stats.name().trim_end_matches("-stats"))
+            );
+            let element = escape(&element);
+            for (field, value) in stats.iter() {
+                let name = format!("{prefix}_{}", metric_name(field));
+                if let Ok(nested) = value.get::<gst::Structure>() {
+                    for (key, value) in nested.iter() {
+                        let Some(number) = number(value) else {
+                            continue;
+                        };
+                        let (label, label_value) =
+                            key.rsplit_once('-').unwrap_or(("key", key.as_str()));
+                        series.entry(name.clone()).or_default().push(format!(
+                            "{name}{{element=\"{element}\",{}=\"{}\"}} {number}",
+                            metric_name(label),
+                            escape(label_value)
+                        ));
+                    }
+                } else if let Some(number) = number(value) {
+                    series
+                        .entry(name.clone())
+                        .or_default()
+                        .push(format!("{name}{{element=\"{element}\"}} {number}"));
+                }
+            }
+        }
+        let healthy = self.health().is_ok();
+        series.insert(
+            "gkv_pipeline_healthy".into(),
+            vec![format!("gkv_pipeline_healthy {}", u8::from(healthy))],
+        );
+        let mut text = String::new();
+        for (name, lines) in series {
+            let _ = writeln!(text, "# TYPE {name} gauge");
+            for line in lines {
+                let _ = writeln!(text, "{line}");
+            }
+        }
+        text
+    }
+
+    /// `Ok` while healthy, else why not.
+    pub fn health(&self) -> Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
+        if let Some(failure) = self.failure.lock().unwrap().as_ref() {
+            reasons.push(format!("the pipeline failed: {failure}"));
+        }
+        if self.pipeline.upgrade().is_none() {
+            reasons.push("the pipeline is gone".into());
+        }
+        let now = Instant::now();
+        let mut progress = self.progress.lock().unwrap();
+        for (element, stats) in self.stats() {
+            let down = stats.get::<u64>("broker-down-ms").unwrap_or(0);
+            if Duration::from_millis(down) > self.limits.broker_down {
+                reasons.push(format!(
+                    "{element}: no Kafka broker reachable for {} s",
+                    down / 1000
+                ));
+            }
+            let counter = match stats.name().as_str() {
+                "kafkasrc-stats" => "buffers-pushed",
+                "kafkasink-stats" => "records-sent",
+                _ => continue,
+            };
+            let Ok(count) = stats.get::<u64>(counter) else {
+                continue;
+            };
+            let entry = progress
+                .entry((element.clone(), counter))
+                .or_insert((count, now));
+            if entry.0 != count {
+                *entry = (count, now);
+                continue;
+            }
+            let still = now - entry.1;
+            if still <= self.limits.stalled {
+                continue;
+            }
+            let waiting: i64 = stats
+                .get::<gst::Structure>("consumer-lag")
+                .map(|lag| lag.iter().filter_map(|(_, v)| v.get::<i64>().ok()).sum())
+                .unwrap_or(0);
+            if waiting > 0 {
+                reasons.push(format!(
+                    "{element}: {waiting} records waiting, no frame pushed for {} s",
+                    still.as_secs()
+                ));
+            } else if self.limits.live_input && counter == "records-sent" {
+                reasons.push(format!(
+                    "{element}: nothing written for {} s from a live input",
+                    still.as_secs()
+                ));
+            }
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+
+    /// Serves `/metrics` and `/healthz` on `address` from a thread of its own, for as long
+    /// as the process runs; returns the address bound (port 0 picks a free port).
+    pub fn serve(self: &Arc<Self>, address: SocketAddr) -> std::io::Result<SocketAddr> {
+        let server = tiny_http::Server::http(address).map_err(std::io::Error::other)?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("not an IP address"))?;
+        let monitor = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("gkv-monitor".into())
+            .spawn(move || {
+                for request in server.incoming_requests() {
+                    let Some(monitor) = monitor.upgrade() else {
+                        break;
+                    };
+                    let (status, body, content_type) = match request.url() {
+                        "/metrics" => (
+                            200,
+                            monitor.metrics(),
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        ),
+                        "/healthz" => match monitor.health() {
+                            Ok(()) => (200, "ok\n".to_string(), "text/plain"),
+                            Err(reasons) => (503, reasons.join("\n") + "\n", "text/plain"),
+                        },
+                        _ => (404, "try /metrics or /healthz\n".into(), "text/plain"),
+                    };
+                    let header = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        content_type.as_bytes(),
+                    )
+                    .expect("a valid header");
+                    let response = tiny_http::Response::from_string(body)
+                        .with_status_code(status)
+                        .with_header(header);
+                    let _ = request.respond(response);
+                }
+            })?;
+        Ok(bound)
+    }
+}
+
+/// A stats value as a Prometheus number, if it is one.
+fn number(value: &gst::glib::SendValue) -> Option<String> {
+    if let Ok(v) = value.get::<u64>() {
+        Some(v.to_string())
+    } else if let Ok(v) = value.get::<i64>() {
+        Some(v.to_string())
+    } else if let Ok(v) = value.get::<u32>() {
+        Some(v.to_string())
+    } else if let Ok(v) = value.get::<i32>() {
+        Some(v.to_string())
+    } else if let Ok(v) = value.get::<f64>() {
+        Some(v.to_string())
+    } else if let Ok(v) = value.get::<bool>() {
+        Some(u8::from(v).to_string())
+    } else {
+        None
+    }
+}
+
+/// `[a-zA-Z0-9_]` only, as Prometheus wants metric and label names.
+fn metric_name(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_become_labelled_gauges_and_a_failure_makes_it_unhealthy() {
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        // `identity` has a `stats` structure too: in, out, dropped, ...
+        let identity = gst::ElementFactory::make("identity")
+            .name("pass \"1\"")
+            .build()
+            .unwrap();
+        pipeline.add(&identity).unwrap();
+        let monitor = Monitor::new(&pipeline, HealthLimits::default());
+        let text = monitor.metrics();
+        assert!(
+            text.contains("# TYPE gkv_pipeline_healthy gauge\ngkv_pipeline_healthy 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("element=\"pass \\\"1\\\"\""), "{text}");
+        monitor.failed("decoder: not negotiated");
+        assert_eq!(
+            monitor.health(),
+            Err(vec![
+                "the pipeline failed: decoder: not negotiated".to_string()
+            ])
+        );
+        assert!(monitor.metrics().contains("gkv_pipeline_healthy 0\n"));
+    }
+
+    #[test]
+    fn names_and_label_values_are_made_safe() {
+        assert_eq!(metric_name("records-in-flight"), "records_in_flight");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
