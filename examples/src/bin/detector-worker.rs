@@ -34,6 +34,9 @@
 //! `--fixed-cost-ms N` adds N ms per frame after detection (`identity sleep-time`), standing
 //! in for a heavier model when testing overload and scale-out.
 //!
+//! `--metrics HOST:PORT` serves the pipeline's element stats as Prometheus text at
+//! `/metrics` and its health at `/healthz` (`kafkavision::monitor`).
+//!
 //! `cargo run --release -p gst-kafka-vision-examples --bin detector-worker -- --brokers B`
 
 use std::collections::HashSet;
