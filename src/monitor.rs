@@ -36,8 +36,9 @@ use gst::prelude::*;
 pub struct HealthLimits {
     /// No broker reachable (an element's `broker-down-ms`) for longer than this.
     pub broker_down: Duration,
-    /// Records waiting (`kafkasrc`'s `consumer-lag`) but no frame pushed for longer than
-    /// this; with `live_input`, also any `kafkasink` that wrote nothing for this long.
+    /// Records waiting (`kafkasrc`'s `consumer-lag` or `records-in-flight`) but no frame
+    /// pushed for longer than this; with `live_input`, also any `kafkasink` that wrote
+    /// nothing for this long.
     pub stalled: Duration,
     /// The pipeline's input never pauses (a camera): every `kafkasink` must keep writing.
     pub live_input: bool,
@@ -182,13 +183,17 @@ impl Monitor {
             if still <= self.limits.stalled {
                 continue;
             }
-            let waiting: i64 = stats
+            // Input exists: records the group has not committed, or frames handed downstream
+            // and never finished (the lag is stale while the source is blocked pushing).
+            let lag: i64 = stats
                 .get::<gst::Structure>("consumer-lag")
                 .map(|lag| lag.iter().filter_map(|(_, v)| v.get::<i64>().ok()).sum())
                 .unwrap_or(0);
-            if waiting > 0 {
+            let in_flight = stats.get::<u64>("records-in-flight").unwrap_or(0);
+            if lag > 0 || in_flight > 0 {
                 reasons.push(format!(
-                    "{element}: {waiting} records waiting, no frame pushed for {} s",
+                    "{element}: records waiting ({lag} behind, {in_flight} in flight), no frame \
+                     pushed for {} s",
                     still.as_secs()
                 ));
             } else if self.limits.live_input && counter == "records-sent" {

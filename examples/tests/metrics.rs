@@ -136,3 +136,63 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     worker.terminate();
     assert!(worker.wait(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn a_stalled_worker_with_records_waiting_turns_unhealthy() {
+    gst_kafka_vision_examples::init().unwrap();
+    let frames = new_topic("stall-frames", 1);
+    run_to_eos(
+        &format!(
+            "videotestsrc pattern=ball num-buffers={FRAMES} ! video/x-raw,width=320,height=240 ! \
+             jpegenc ! kafkasink brokers={} topic={frames} key=cam1",
+            brokers()
+        ),
+        Duration::from_secs(60),
+    );
+    let address = format!("127.0.0.1:{}", free_port());
+    let group = unique_name("stall");
+    // 60 s per frame: the stages fill up, the source stops pushing, records wait.
+    let mut worker = Running::start(
+        env!("CARGO_BIN_EXE_detector-worker"),
+        &[
+            "--brokers",
+            &brokers(),
+            "--topic",
+            &frames,
+            "--group",
+            &group,
+            "--annotated-topic",
+            &new_topic("stall-annotated", 1),
+            "--detections-topic",
+            &new_topic("stall-detections", 1),
+            "--fixed-cost-ms",
+            "60000",
+            "--metrics",
+            &address,
+            "--health-timeout",
+            "2",
+        ],
+    );
+    worker.wait_for("metrics at http://", Duration::from_secs(30));
+    let healthz = format!("http://{address}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = http_get(&healthz);
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("src: records waiting (") && body.contains("no frame pushed for"),
+        "{body}"
+    );
+    let metrics = scrape(&format!("http://{address}/metrics"));
+    assert_eq!(
+        metrics.get("gkv_pipeline_healthy{}"),
+        Some(&0.0),
+        "{metrics:?}"
+    );
+    worker.kill();
+}

@@ -35,7 +35,9 @@
 //! in for a heavier model when testing overload and scale-out.
 //!
 //! `--metrics HOST:PORT` serves the pipeline's element stats as Prometheus text at
-//! `/metrics` and its health at `/healthz` (`kafkavision::monitor`).
+//! `/metrics` and its health at `/healthz` (`kafkavision::monitor`): unhealthy after
+//! `--health-timeout` seconds (30) without a reachable broker, or with records waiting and
+//! no frame moving.
 //!
 //! `cargo run --release -p gst-kafka-vision-examples --bin detector-worker -- --brokers B`
 
@@ -55,7 +57,7 @@ const USAGE: &str =
     [--conf 0.25] [--threads 1] [--interval 1] [--fixed-cost-ms 0] [--config k=v,k=v]
     [--lines name:x1,y1,x2,y2;...] [--zones name:x1,y1,x2,y2,x3,y3,...;...]
     [--events-topic events] [--frames N] [--stop-on-eos] [--name worker]
-    [--metrics HOST:PORT]";
+    [--metrics HOST:PORT] [--health-timeout 30]";
 
 /// Frames a worker holds between Kafka and its output, per stage: what a crash makes the
 /// group read again.
@@ -188,7 +190,14 @@ fn run() -> Result<(), String> {
     let limit: u64 = args.number("frames", 0);
     let pipeline = build(&args)?;
     let progress = watch(&pipeline, &name);
-    let monitor = serve_metrics(&args, &pipeline, HealthLimits::default())?;
+    // Unhealthy after this long without a broker, or with records waiting and no frame moving.
+    let health_timeout = Duration::from_secs(args.number("health-timeout", 30));
+    let limits = HealthLimits {
+        broker_down: health_timeout,
+        stalled: health_timeout,
+        live_input: false,
+    };
+    let monitor = serve_metrics(&args, &pipeline, limits)?;
     let source = pipeline.by_name("src").unwrap();
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).map_err(|_| {

@@ -261,12 +261,23 @@ impl ClientHealth {
             state.down_since = Some(Instant::now());
         }
         if statistics.client_type == "consumer" {
+            // Before the group's first commit on a partition, librdkafka has no lag for it:
+            // count the records not handed downstream yet instead.
             state.lag = statistics
                 .topics
                 .values()
                 .flat_map(|t| t.partitions.values())
-                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
-                .map(|p| (p.partition, p.consumer_lag))
+                .filter(|p| p.partition >= 0)
+                .filter_map(|p| {
+                    let lag = if p.consumer_lag >= 0 {
+                        p.consumer_lag
+                    } else if p.hi_offset >= 0 && p.app_offset >= 0 {
+                        (p.hi_offset - p.app_offset).max(0)
+                    } else {
+                        return None;
+                    };
+                    Some((p.partition, lag))
+                })
                 .collect();
         }
     }
