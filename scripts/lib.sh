@@ -42,6 +42,8 @@ KV_DEBS=(
     chromium
     # The Python embedding example (PyGObject; python3-gst-1.0 reads GstValueArray fields).
     python3-gi gir1.2-gstreamer-1.0 python3-gst-1.0
+    # The several-hosts test builds network namespaces (ip netns).
+    iproute2
 )
 
 # Messages go to stderr so that stdout stays machine-readable (scripts/broker start

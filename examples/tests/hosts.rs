@@ -220,12 +220,23 @@ fn read_detections(lan: &Lan, python: &str, topic: &str) -> Detections {
         lan,
         "camera",
         python,
-        &["-c", READER, &format!("{SUBNET}.1:9092"), topic, &FRAMES.to_string(), "40"],
+        &[
+            "-c",
+            READER,
+            &format!("{SUBNET}.1:9092"),
+            topic,
+            &FRAMES.to_string(),
+            "40",
+        ],
         "reader",
     );
     let status = reader.wait(Duration::from_secs(60));
     let lines = reader.lines();
-    assert!(status.success(), "reader failed: {lines:?}\n{}", reader.stderr());
+    assert!(
+        status.success(),
+        "reader failed: {lines:?}\n{}",
+        reader.stderr()
+    );
     let line = lines.last().expect("the reader printed nothing");
     let v: serde_json::Value = serde_json::from_str(line).expect("reader JSON");
     let seqs = v["seqs"]
@@ -365,7 +376,10 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-    println!("hosts: broker up, topics created after {:?}", started.elapsed());
+    println!(
+        "hosts: broker up, topics created after {:?}",
+        started.elapsed()
+    );
 
     let group = format!("{run}-detectors");
     let worker = |host: &str| {
@@ -397,9 +411,11 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
         a > 0 && b > 0 && a + b == 2
     };
     assert!(
-        wait_until("both workers hold a partition", Duration::from_secs(40), || {
-            settled(&worker1, &worker2)
-        }),
+        wait_until(
+            "both workers hold a partition",
+            Duration::from_secs(40),
+            || { settled(&worker1, &worker2) }
+        ),
         "the group did not settle: worker1 {:?}\nworker2 {:?}\n{}\n{}",
         worker1.lines(),
         worker2.lines(),
@@ -430,9 +446,11 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
     ip(&["-n", &worker1_ns, "link", "set", "eth0", "down"]).unwrap();
     let down_at = started.elapsed();
     std::thread::sleep(Duration::from_secs(8));
-    let took_over = wait_until("worker2 holds both partitions", Duration::from_secs(6), || {
-        worker2.partitions_held() == 2
-    });
+    let took_over = wait_until(
+        "worker2 holds both partitions",
+        Duration::from_secs(6),
+        || worker2.partitions_held() == 2,
+    );
     ip(&["-n", &worker1_ns, "link", "set", "eth0", "up"]).unwrap();
     let outage = started.elapsed() - down_at;
     println!(
@@ -456,7 +474,9 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
     broker.terminate();
     let _ = broker.wait(Duration::from_secs(10));
 
-    let missing: Vec<u64> = (0..FRAMES).filter(|s| !found.seqs.contains_key(s)).collect();
+    let missing: Vec<u64> = (0..FRAMES)
+        .filter(|s| !found.seqs.contains_key(s))
+        .collect();
     let duplicates: u64 = found.seqs.values().map(|n| n - 1).sum();
     println!(
         "hosts: {FRAMES} frames published from {SUBNET}.2; {} detections records for {} \
@@ -470,14 +490,27 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
         worker2.frames_done(),
         started.elapsed()
     );
-    assert_eq!(found.streams.len(), 1, "camera streams: {:?}", found.streams);
+    assert_eq!(
+        found.streams.len(),
+        1,
+        "camera streams: {:?}",
+        found.streams
+    );
     assert!(missing.is_empty(), "frames never detected: {missing:?}");
-    assert!(took_over, "worker2 never held both partitions during the outage");
+    assert!(
+        took_over,
+        "worker2 never held both partitions during the outage"
+    );
     assert!(
         found.writers.get("worker1").copied().unwrap_or(0) > 0
             && found.writers.get("worker2").copied().unwrap_or(0) > 0,
         "both workers should have written detections: {:?}",
         found.writers
     );
-    assert!(ok1 && ok2, "a worker failed: {}\n{}", worker1.stderr(), worker2.stderr());
+    assert!(
+        ok1 && ok2,
+        "a worker failed: {}\n{}",
+        worker1.stderr(),
+        worker2.stderr()
+    );
 }
