@@ -42,8 +42,9 @@ KV_DEBS=(
     chromium
     # The Python embedding example (PyGObject; python3-gst-1.0 reads GstValueArray fields).
     python3-gi gir1.2-gstreamer-1.0 python3-gst-1.0
-    # The several-hosts test builds network namespaces (ip netns).
-    iproute2
+    # The several-hosts test builds network namespaces (ip netns); the deploy test checks
+    # the systemd units with systemd-analyze.
+    iproute2 systemd
 )
 
 # Messages go to stderr so that stdout stays machine-readable (scripts/broker start
