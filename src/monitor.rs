@@ -56,7 +56,7 @@ impl Default for HealthLimits {
 
 /// Metrics and health of one pipeline.
 pub struct Monitor {
-    pipeline: gst::glib::WeakRef<gst::Pipeline>,
+    pipeline: Mutex<gst::glib::WeakRef<gst::Pipeline>>,
     limits: HealthLimits,
     failure: Mutex<Option<String>>,
     /// Per element and counter: the last value seen and since when it has not changed.
@@ -66,11 +66,18 @@ pub struct Monitor {
 impl Monitor {
     pub fn new(pipeline: &gst::Pipeline, limits: HealthLimits) -> Arc<Monitor> {
         Arc::new(Monitor {
-            pipeline: pipeline.downgrade(),
+            pipeline: Mutex::new(pipeline.downgrade()),
             limits,
             failure: Mutex::new(None),
             progress: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Follows another pipeline from now on (a program that rebuilds its pipeline, e.g.
+    /// on each reconnection to a camera).
+    pub fn watch(&self, pipeline: &gst::Pipeline) {
+        *self.pipeline.lock().unwrap() = pipeline.downgrade();
+        self.progress.lock().unwrap().clear();
     }
 
     /// The pipeline failed (an error message on its bus): unhealthy from now on.
@@ -80,7 +87,7 @@ impl Monitor {
 
     /// Every element's `stats`, by element name.
     fn stats(&self) -> Vec<(String, gst::Structure)> {
-        let Some(pipeline) = self.pipeline.upgrade() else {
+        let Some(pipeline) = self.pipeline.lock().unwrap().upgrade() else {
             return Vec::new();
         };
         let mut all = Vec::new();
@@ -151,8 +158,8 @@ impl Monitor {
         if let Some(failure) = self.failure.lock().unwrap().as_ref() {
             reasons.push(format!("the pipeline failed: {failure}"));
         }
-        if self.pipeline.upgrade().is_none() {
-            reasons.push("the pipeline is gone".into());
+        if self.pipeline.lock().unwrap().upgrade().is_none() {
+            reasons.push("no pipeline running (e.g. reconnecting to its input)".into());
         }
         let now = Instant::now();
         let mut progress = self.progress.lock().unwrap();

@@ -10,7 +10,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
-use testkit::{RawRecord, Running, brokers, create_topic, read_until, unique_name as unique};
+use testkit::{
+    RawRecord, Running, brokers, create_topic, free_port, http_get, read_until,
+    unique_name as unique,
+};
 
 use gst::prelude::*;
 
@@ -310,9 +313,26 @@ fn the_publisher_reconnects_after_a_camera_restart_as_a_new_stream() {
     let url = urls[0].clone();
     let port = port_of(&url);
 
-    let mut publisher = publisher(&url, &topic, &["--reconnect-seconds", "1"]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut publisher = publisher(
+        &url,
+        &topic,
+        &["--reconnect-seconds", "1", "--metrics", &metrics],
+    );
     publisher.wait_for_stderr("connected", 1, Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(2));
+    // Healthy while frames flow; the metrics count them.
+    assert_eq!(http_get(&metrics, "/healthz"), (200, "ok\n".into()));
+    let (status, page) = http_get(&metrics, "/metrics");
+    assert_eq!(status, 200);
+    let sent = |page: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix("gkv_kafkasink_records_sent{element=\"sink\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no records_sent in {page}"))
+    };
+    let before = sent(&page);
+    assert!(before > 0, "{page}");
 
     // The camera goes away (cleanly) …
     cameras.terminate();
@@ -320,6 +340,9 @@ fn the_publisher_reconnects_after_a_camera_restart_as_a_new_stream() {
     assert!(status.success(), "camera-sim after SIGTERM: {status}");
     let lost = format!("camera {url} lost");
     publisher.wait_for_stderr(&lost, 1, Duration::from_secs(15));
+    // … unhealthy while it reconnects …
+    let (status, reasons) = http_get(&metrics, "/healthz");
+    assert_eq!(status, 503, "{reasons}");
     std::thread::sleep(Duration::from_secs(2));
 
     // … and comes back on the same port: the publisher reconnects by itself.
@@ -327,6 +350,11 @@ fn the_publisher_reconnects_after_a_camera_restart_as_a_new_stream() {
     assert_eq!(urls_again[0], url);
     publisher.wait_for_stderr("connected", 2, Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(http_get(&metrics, "/healthz"), (200, "ok\n".into()));
+    assert!(
+        sent(&http_get(&metrics, "/metrics").1) > 0,
+        "the new session writes"
+    );
     publisher.terminate();
     let status = publisher.wait(Duration::from_secs(30));
     assert!(

@@ -26,29 +26,6 @@ fn scrape(url: &str) -> HashMap<String, f64> {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-fn http_get(url: &str) -> (u16, String) {
-    // curl is not assumed: Python's urllib, which reports the status of an error page too.
-    let python = std::env::var("KV_PYTHON").unwrap();
-    let script = "import sys, urllib.request, urllib.error\n\
-                  try:\n    r = urllib.request.urlopen(sys.argv[1], timeout=5); print(r.status); print(r.read().decode(), end='')\n\
-                  except urllib.error.HTTPError as e:\n    print(e.code); print(e.read().decode(), end='')";
-    let output = Command::new(python)
-        .args(["-c", script, url])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    let (status, body) = text.split_once('\n').unwrap_or((&text, ""));
-    (status.trim().parse().unwrap_or(0), body.to_string())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     gst_kafka_vision_examples::init().unwrap();
@@ -128,11 +105,8 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     );
     assert_eq!(value("gkv_pipeline_healthy{}"), 1.0);
 
-    assert_eq!(
-        http_get(&format!("http://{address}/healthz")),
-        (200, "ok\n".into())
-    );
-    assert_eq!(http_get(&format!("http://{address}/other")).0, 404);
+    assert_eq!(http_get(&address, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(http_get(&address, "/other").0, 404);
     worker.terminate();
     assert!(worker.wait(Duration::from_secs(30)).success());
 }
@@ -174,10 +148,9 @@ fn a_stalled_worker_with_records_waiting_turns_unhealthy() {
         ],
     );
     worker.wait_for("metrics at http://", Duration::from_secs(30));
-    let healthz = format!("http://{address}/healthz");
     let deadline = Instant::now() + Duration::from_secs(30);
     let (status, body) = loop {
-        let (status, body) = http_get(&healthz);
+        let (status, body) = http_get(&address, "/healthz");
         if status != 200 || Instant::now() > deadline {
             break (status, body);
         }

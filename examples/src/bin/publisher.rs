@@ -36,6 +36,9 @@ usage: publisher --url rtsp://HOST:PORT/PATH [--brokers B] [--topic T] [--camera
   --max-retries N         consecutive reconnection attempts before giving up with status 1;
                           -1 = unlimited (default), 0 = fail at once when the camera is lost
   --frames N              stop after N published frames with a clean end-of-stream (tests)
+  --metrics HOST:PORT     serve Prometheus metrics at /metrics and health at /healthz
+                          (unhealthy while reconnecting, or after 30 s without frames
+                          written or without a reachable broker)
 
 Each connection to the camera becomes one Kafka stream (gkv-stream header) starting at a
 keyframe and closed with an end-of-stream record. Kafka errors (broker down, topic
@@ -95,6 +98,7 @@ struct Options {
     reconnect: Duration,
     max_retries: i64,
     frames: Option<u64>,
+    args: gst_kafka_vision_examples::Args,
 }
 
 fn options() -> Options {
@@ -126,6 +130,7 @@ fn options() -> Options {
         reconnect: Duration::from_secs_f64(reconnect),
         max_retries,
         frames: (frames >= 0).then_some(frames as u64),
+        args,
     }
 }
 
@@ -430,11 +435,35 @@ fn main() {
     );
 
     let counters = Arc::new(Counters::default());
+    // Serves /metrics for whichever session's pipeline runs; a camera is a live input.
+    let mut monitor: Option<Arc<kafkavision::monitor::Monitor>> = None;
     // Consecutive reconnection attempts since frames last flowed.
     let mut attempt: i64 = 0;
     let code = loop {
         let ended = match Session::new(&options, counters.clone()) {
-            Ok(session) => session.run(),
+            Ok(session) => {
+                match &monitor {
+                    Some(monitor) => monitor.watch(&session.pipeline),
+                    None => {
+                        let limits = kafkavision::monitor::HealthLimits {
+                            live_input: true,
+                            ..Default::default()
+                        };
+                        match gst_kafka_vision_examples::serve_metrics(
+                            &options.args,
+                            &session.pipeline,
+                            limits,
+                        ) {
+                            Ok(serving) => monitor = Some(serving),
+                            Err(e) => {
+                                eprintln!("publisher: {e}");
+                                std::process::exit(2);
+                            }
+                        }
+                    }
+                }
+                session.run()
+            }
             Err(e) => Ended::Fatal(e),
         };
         match ended {

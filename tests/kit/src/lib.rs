@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The test kit every crate's tests share: the broker `scripts/test` starts, topics with
 //! unique names, records read and written with bare rdkafka clients, pipelines run to
-//! their end, and programs run as child processes.
+//! their end, programs run as child processes, and HTTP GETs to their servers.
 //!
 //! It depends on no plugin crate (a plugin's own tests depend on the kit), so each test
 //! file registers the plugins it uses: `testkit::init(&[gstkafka::plugin_register_static])`.
 
 mod broker;
+mod http;
 mod pipelines;
 mod process;
 mod records;
 
 pub use broker::*;
+pub use http::*;
 pub use pipelines::*;
 pub use process::*;
 pub use records::*;
