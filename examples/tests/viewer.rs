@@ -165,6 +165,18 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
         stats.contains("\"lines\":[{\"name\":\"gate\",\"x1\":0.5"),
         "{stats}"
     );
+    // Prometheus metrics and health on the same server.
+    let (status, metrics) = testkit::http_get(&address, "/metrics");
+    assert!(
+        status == 200
+            && metrics.contains("gkv_kafkasrc_buffers_pushed{element=\"")
+            && metrics.contains("gkv_pipeline_healthy 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        testkit::http_get(&address, "/healthz"),
+        (200, "ok\n".into())
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !http_get(&address, "/stats").contains("\"crossings\":{\"gate\":{\"in\":1,\"out\":1}}") {
         assert!(

@@ -17,6 +17,8 @@
 //! - `/stream?camera=cam1`: MJPEG (`multipart/x-mixed-replace`), one part per new frame;
 //! - `/frame.jpg?camera=cam1`: the latest frame;
 //! - `/stats`: JSON of every camera: frames seen, frames/s, lag, the latest detections.
+//! - `/metrics` and `/healthz`: the pipeline's element stats as Prometheus text, and its
+//!   health (`kafkavision::monitor`).
 //!
 //! Every HTTP request gets a thread of its own. The viewer keeps consuming whether or not
 //! a page is open; it commits its consumer group's offsets, so a restarted viewer resumes
@@ -113,6 +115,8 @@ struct Shared {
     started: Instant,
     source: gst::Element,
     lines: Vec<gstgkvanalytics::crossingcount::geometry::Line>,
+    /// `/metrics` and `/healthz` of the viewer's pipeline.
+    monitor: Arc<kafkavision::monitor::Monitor>,
 }
 
 impl Shared {
@@ -507,6 +511,20 @@ fn handle(shared: Arc<Shared>, request: tiny_http::Request) {
             let json = shared.stats_json();
             respond(request, 200, "application/json", json.into_bytes());
         }
+        "/metrics" => {
+            let text = shared.monitor.metrics();
+            let kind = "text/plain; version=0.0.4; charset=utf-8";
+            respond(request, 200, kind, text.into_bytes());
+        }
+        "/healthz" => match shared.monitor.health() {
+            Ok(()) => respond(request, 200, "text/plain", b"ok\n".to_vec()),
+            Err(reasons) => respond(
+                request,
+                503,
+                "text/plain",
+                (reasons.join("\n") + "\n").into_bytes(),
+            ),
+        },
         "/frame.jpg" => match shared.latest(camera.as_deref()) {
             Some(jpeg) => respond(request, 200, "image/jpeg", jpeg.to_vec()),
             None => respond(
@@ -865,6 +883,7 @@ fn main() {
         started: Instant::now(),
         source: source.clone(),
         lines,
+        monitor: kafkavision::monitor::Monitor::new(&pipeline, Default::default()),
     });
     if !events_topic.is_empty() {
         let shared = shared.clone();
@@ -938,7 +957,9 @@ fn main() {
         };
         match msg.view() {
             gst::MessageView::Error(_) => {
-                eprintln!("viewer: {}", error_text(&msg).unwrap_or_default());
+                let error = error_text(&msg).unwrap_or_default();
+                shared.monitor.failed(&error);
+                eprintln!("viewer: {error}");
                 status = 1;
                 break;
             }
