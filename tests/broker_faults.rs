@@ -1026,3 +1026,47 @@ fn a_worker_behind_a_network_blackhole_recovers_within_socket_timeout() {
     );
     assert_all_frames(&run);
 }
+
+/// `kafkavision::monitor` turns unhealthy when no broker has been reachable for longer than
+/// its bound (from the elements' `broker-down-ms`), and healthy again once it is back.
+#[cfg(feature = "monitor")]
+#[test]
+fn health_turns_bad_while_the_broker_is_down_and_good_when_it_is_back() {
+    use kafkavision::monitor::{HealthLimits, Monitor};
+    init();
+    let broker = PrivateBroker::start(None);
+    let topic = broker.create_topic("faults-health", 1);
+    let consumer = Running::launch(&format!(
+        "kafkasrc name=src brokers={} topic={topic} group-id={} ! fakesink",
+        broker.address,
+        unique_name("faults-health")
+    ));
+    let limits = HealthLimits {
+        broker_down: Duration::from_secs(2),
+        ..HealthLimits::default()
+    };
+    let monitor = Monitor::new(&consumer.pipeline, limits);
+    consumer.play();
+    let wait_until = |what: &str, done: &dyn Fn(&Result<(), Vec<String>>) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = monitor.health();
+            if done(&health) {
+                return health;
+            }
+            assert!(Instant::now() < deadline, "never {what}: {health:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let _ = wait_until("healthy", &|h| h.is_ok());
+    broker.kill();
+    let bad = wait_until("unhealthy", &|h| h.is_err());
+    let reasons = bad.unwrap_err().join("; ");
+    assert!(
+        reasons.contains("src: no Kafka broker reachable for"),
+        "{reasons}"
+    );
+    assert!(monitor.metrics().contains("gkv_pipeline_healthy 0"));
+    broker.start_again();
+    let _ = wait_until("healthy again", &|h| h.is_ok());
+}
