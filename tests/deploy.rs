@@ -21,6 +21,9 @@ fn the_systemd_units_verify() {
         "gkv-worker@1.service",
         "gkv-viewer.service",
     ] {
-        assert!(text.contains(&format!("ok   {unit}")), "{unit} not checked: {text}");
+        assert!(
+            text.contains(&format!("ok   {unit}")),
+            "{unit} not checked: {text}"
+        );
     }
 }
