@@ -26,42 +26,53 @@ fn scrape(url: &str) -> HashMap<String, f64> {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-#[test]
-fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
+/// A new topic holding `FRAMES` JPEG frames of a moving ball, camera `cam1`.
+fn ball_frames(prefix: &str) -> String {
     gst_kafka_vision_examples::init().unwrap();
-    let frames = new_topic("metrics-frames", 1);
-    let annotated = new_topic("metrics-annotated", 1);
-    let detections = new_topic("metrics-detections", 1);
+    let topic = new_topic(prefix, 1);
     run_to_eos(
         &format!(
             "videotestsrc pattern=ball num-buffers={FRAMES} ! video/x-raw,width=320,height=240 ! \
-             jpegenc ! kafkasink brokers={} topic={frames} key=cam1",
+             jpegenc ! kafkasink brokers={} topic={topic} key=cam1",
             brokers()
         ),
         Duration::from_secs(60),
     );
-    let address = format!("127.0.0.1:{}", free_port());
-    let group = unique_name("metrics");
-    let mut worker = Running::start(
-        env!("CARGO_BIN_EXE_detector-worker"),
-        &[
-            "--brokers",
-            &brokers(),
-            "--topic",
-            &frames,
-            "--group",
-            &group,
-            "--annotated-topic",
-            &annotated,
-            "--detections-topic",
-            &detections,
-            "--metrics",
-            &address,
-            "--name",
-            "metrics",
-        ],
-    );
+    topic
+}
+
+/// A `detector-worker` on `frames` serving its metrics at `address`, once it serves them.
+fn worker(frames: &str, outputs: [&str; 2], address: &str, extra: &[&str]) -> Running {
+    let (brokers, group) = (brokers(), unique_name("metrics"));
+    let mut args = vec![
+        "--brokers",
+        &brokers,
+        "--topic",
+        frames,
+        "--group",
+        &group,
+        "--annotated-topic",
+        outputs[0],
+        "--detections-topic",
+        outputs[1],
+        "--metrics",
+        address,
+    ];
+    args.extend_from_slice(extra);
+    let mut worker = Running::start(env!("CARGO_BIN_EXE_detector-worker"), &args);
     worker.wait_for("metrics at http://", Duration::from_secs(30));
+    worker
+}
+
+#[test]
+fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
+    let frames = ball_frames("metrics-frames");
+    let (annotated, detections) = (
+        new_topic("metrics-annotated", 1),
+        new_topic("metrics-detections", 1),
+    );
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut worker = worker(&frames, [&annotated, &detections], &address, &[]);
     let url = format!("http://{address}/metrics");
 
     // Every frame through, and committed: the lag is back to zero.
@@ -113,41 +124,15 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
 
 #[test]
 fn a_stalled_worker_with_records_waiting_turns_unhealthy() {
-    gst_kafka_vision_examples::init().unwrap();
-    let frames = new_topic("stall-frames", 1);
-    run_to_eos(
-        &format!(
-            "videotestsrc pattern=ball num-buffers={FRAMES} ! video/x-raw,width=320,height=240 ! \
-             jpegenc ! kafkasink brokers={} topic={frames} key=cam1",
-            brokers()
-        ),
-        Duration::from_secs(60),
+    let frames = ball_frames("stall-frames");
+    let (annotated, detections) = (
+        new_topic("stall-annotated", 1),
+        new_topic("stall-detections", 1),
     );
     let address = format!("127.0.0.1:{}", free_port());
-    let group = unique_name("stall");
     // 60 s per frame: the stages fill up, the source stops pushing, records wait.
-    let mut worker = Running::start(
-        env!("CARGO_BIN_EXE_detector-worker"),
-        &[
-            "--brokers",
-            &brokers(),
-            "--topic",
-            &frames,
-            "--group",
-            &group,
-            "--annotated-topic",
-            &new_topic("stall-annotated", 1),
-            "--detections-topic",
-            &new_topic("stall-detections", 1),
-            "--fixed-cost-ms",
-            "60000",
-            "--metrics",
-            &address,
-            "--health-timeout",
-            "2",
-        ],
-    );
-    worker.wait_for("metrics at http://", Duration::from_secs(30));
+    let extra = ["--fixed-cost-ms", "60000", "--health-timeout", "2"];
+    let mut worker = worker(&frames, [&annotated, &detections], &address, &extra);
     let deadline = Instant::now() + Duration::from_secs(30);
     let (status, body) = loop {
         let (status, body) = http_get(&address, "/healthz");

@@ -474,28 +474,34 @@ fn bad_input_gives_clear_errors() {
     }
 }
 
+/// `videotestsrc num-buffers=1 ! yolodetect model-location=<blob> PROPERTY ! fakesink` in a
+/// fresh gst-launch (ONNX Runtime loads once per process), its environment set by
+/// `configure`: whether it succeeded, and what it printed.
+fn fresh_gst_launch(
+    property: &str,
+    configure: impl FnOnce(&mut Command) -> &mut Command,
+) -> (bool, String) {
+    let mut command = Command::new("gst-launch-1.0");
+    command
+        .args(["videotestsrc", "num-buffers=1", "!", "yolodetect"])
+        .arg(format!("model-location={}", model("blob-yolov8").display()))
+        .args([property, "!", "fakesink"])
+        .env("GST_PLUGIN_PATH", repo().join("target/release"));
+    let output = configure(&mut command).output().expect("gst-launch-1.0");
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
 #[test]
 fn a_missing_runtime_fails_in_start_with_install_instructions() {
     // ONNX Runtime loads once per process: a fresh gst-launch shows what a user sees.
-    let output = Command::new("gst-launch-1.0")
-        .args([
-            "videotestsrc",
-            "num-buffers=1",
-            "!",
-            "yolodetect",
-            &format!("model-location={}", model("blob-yolov8").display()),
-            "ort-library=/no/such/libonnxruntime.so",
-            "!",
-            "fakesink",
-        ])
-        .env("GST_PLUGIN_PATH", repo().join("target/release"))
-        .env_remove("ORT_DYLIB_PATH")
-        .env("LD_LIBRARY_PATH", "/nonexistent")
-        .output()
-        .expect("gst-launch-1.0");
-    let text = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let (succeeded, text) = fresh_gst_launch("ort-library=/no/such/libonnxruntime.so", |command| {
+        command
+            .env_remove("ORT_DYLIB_PATH")
+            .env("LD_LIBRARY_PATH", "/nonexistent")
+    });
+    assert!(!succeeded);
     assert!(text.contains("could not load ONNX Runtime"), "{text}");
     assert!(text.contains("pip install onnxruntime"), "{text}");
     // The plugin itself loaded: the Kafka elements never depend on the runtime.
@@ -762,26 +768,13 @@ fn a_missing_openvino_plugin_names_the_pip_package() {
     std::fs::create_dir_all(&capi).unwrap();
     let alone = capi.join(runtime.file_name().unwrap());
     std::os::unix::fs::symlink(&runtime, &alone).unwrap();
-    let output = Command::new("gst-launch-1.0")
-        .args([
-            "videotestsrc",
-            "num-buffers=1",
-            "!",
-            "yolodetect",
-            &format!("model-location={}", model("blob-yolov8").display()),
-            "execution-provider=openvino",
-            "!",
-            "fakesink",
-        ])
-        .env("GST_PLUGIN_PATH", repo().join("target/release"))
-        .env("ORT_DYLIB_PATH", &alone)
-        .env_remove("ORT_OPENVINO_EP_PATH")
-        .output()
-        .expect("gst-launch-1.0");
+    let (succeeded, text) = fresh_gst_launch("execution-provider=openvino", |command| {
+        command
+            .env("ORT_DYLIB_PATH", &alone)
+            .env_remove("ORT_OPENVINO_EP_PATH")
+    });
     std::fs::remove_dir_all(&dir).unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{text}");
+    assert!(!succeeded, "{text}");
     assert!(
         text.contains("OpenVINO execution provider plugin was not found"),
         "{text}"
