@@ -338,6 +338,10 @@ impl ClientContext for ClientLog {
 
 /// Checks within `timeout` that the brokers answer and `topic` exists; returns its
 /// partition count. The error names what to change.
+///
+/// `last_error` serves the client's pending events first (a consumer's error callbacks run
+/// only when it is polled) and returns the last client-level error. A broker that refuses
+/// our credentials or TLS settings ends the wait at once: waiting longer cannot help.
 pub fn check_topic<C: ClientContext>(
     client: &Client<C>,
     brokers: &str,
@@ -345,15 +349,36 @@ pub fn check_topic<C: ClientContext>(
     timeout: Duration,
     last_error: impl Fn() -> Option<String>,
 ) -> Result<usize, String> {
-    let metadata = client.fetch_metadata(Some(topic), timeout).map_err(|err| {
-        let reason = last_error().unwrap_or_else(|| err.to_string());
-        format!(
-            "could not reach Kafka brokers '{brokers}' within {} ms ({reason}); check the \
-             'brokers' property (host:port,...) and that the broker is up, or raise \
-             'connect-timeout'",
-            timeout.as_millis()
-        )
-    })?;
+    let deadline = Instant::now() + timeout;
+    let metadata = loop {
+        let slice = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(500));
+        let err = match client.fetch_metadata(Some(topic), slice) {
+            Ok(metadata) => break metadata,
+            Err(err) => err,
+        };
+        let reason = last_error();
+        let refused = reason.as_deref().is_some_and(is_security_failure);
+        if refused || Instant::now() >= deadline {
+            let reason = reason.unwrap_or_else(|| err.to_string());
+            return Err(if refused {
+                format!(
+                    "Kafka brokers '{brokers}' refused the connection's security settings \
+                     ({reason}); check security.protocol, sasl.mechanism, sasl.username, \
+                     sasl.password and ssl.* in the 'config' property"
+                )
+            } else {
+                format!(
+                    "could not reach Kafka brokers '{brokers}' within {} ms ({reason}); check \
+                     the 'brokers' property (host:port,...) and that the broker is up, or \
+                     raise 'connect-timeout'; a broker that requires TLS or SASL needs \
+                     security.protocol and its settings in the 'config' property",
+                    timeout.as_millis()
+                )
+            });
+        }
+    };
     let Some(topic_meta) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Err(format!(
             "broker '{brokers}' returned no metadata for topic '{topic}'"
@@ -377,6 +402,18 @@ pub fn check_topic<C: ClientContext>(
         ));
     }
     Ok(topic_meta.partitions().len())
+}
+
+/// Whether a librdkafka error says the broker refused our credentials or TLS settings.
+fn is_security_failure(reason: &str) -> bool {
+    [
+        "Authentication",
+        "SASL",
+        "SSL handshake failed",
+        "certificate verify failed",
+    ]
+    .iter()
+    .any(|sign| reason.contains(sign))
 }
 
 /// Unix time now, in ns.

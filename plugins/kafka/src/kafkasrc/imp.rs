@@ -761,7 +761,11 @@ impl BaseSrcImpl for KafkaSrc {
             &settings.client.brokers,
             &topic,
             timeout,
-            || consumer.context().log.last_error(),
+            || {
+                // Serves the error callbacks; nothing is assigned yet, so no record comes.
+                let _ = consumer.poll(Duration::ZERO);
+                consumer.context().log.last_error()
+            },
         )
         .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
         let offsets = consumer::start_offsets(&consumer, &topic, partitions, start_from, timeout)
