@@ -71,6 +71,49 @@ impl ClientConfig {
         Ok(ClientConfig { entries })
     }
 
+    /// Parses a client properties file as Kafka's tools read one (`client.properties`):
+    /// one `key=value` per line, blank lines and lines starting with `#` or `!` skipped.
+    /// Commas need no escaping here. The error names the line, never a secret's value.
+    pub fn parse_properties(text: &str) -> Result<ClientConfig, ConfigError> {
+        let mut entries = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let shown = format!("line {} ('{}')", number + 1, shown_entry(line));
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(ConfigError(format!(
+                    "{shown} is not of the form key=value (e.g. security.protocol=SASL_SSL)"
+                )));
+            };
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(ConfigError(format!("{shown} has an empty key")));
+            }
+            entries.push((key.to_string(), value.trim().to_string()));
+        }
+        Ok(ClientConfig { entries })
+    }
+
+    /// These settings followed by `later`'s, which win where both set a key.
+    pub fn followed_by(&self, later: &ClientConfig) -> ClientConfig {
+        let mut entries = self.entries.clone();
+        entries.extend(later.entries.iter().cloned());
+        ClientConfig { entries }
+    }
+
+    /// The settings as a `config` property value (`key=value,...`, commas escaped) that
+    /// [`ClientConfig::parse`] reads back to the same entries. Secrets are kept: this is
+    /// for handing to an element, never for showing.
+    pub fn to_property(&self) -> String {
+        self.entries
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.replace(',', "\\,"), v.replace(',', "\\,")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -163,6 +206,38 @@ fn split_unescaped_commas(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_files_read_like_kafkas_and_go_to_an_element_unchanged() {
+        let file = "# client.properties\n\nsecurity.protocol = SASL_SSL\n! also a comment\n\
+                    sasl.password=a,b=c\nssl.cipher.suites=A,B\n";
+        let config = ClientConfig::parse_properties(file).unwrap();
+        let entries: Vec<_> = config.entries().collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.password", "a,b=c"),
+                ("ssl.cipher.suites", "A,B"),
+            ]
+        );
+        assert_eq!(ClientConfig::parse(&config.to_property()).unwrap(), config);
+        let later = ClientConfig::parse("security.protocol=SSL,linger.ms=5").unwrap();
+        let both = config.followed_by(&later);
+        assert_eq!(both.get("security.protocol"), Some("SSL"));
+        assert_eq!(both.get("sasl.password"), Some("a,b=c"));
+        assert_eq!(both.get("linger.ms"), Some("5"));
+
+        let err = ClientConfig::parse_properties("acks=all\nsasl.password hunter2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("line 2 ("), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = ClientConfig::parse_properties(" = x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("empty key"), "{err}");
+    }
 
     #[test]
     fn values_from_the_environment() {

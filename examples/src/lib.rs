@@ -52,6 +52,92 @@ pub fn serve_metrics(
     Ok(monitor)
 }
 
+/// The Kafka client options of every program, for its `USAGE` text.
+#[macro_export]
+macro_rules! kafka_options_help {
+    () => {
+        "  --brokers HOST:PORT      Kafka bootstrap servers (default $KAFKA_BROKERS, else
+                           localhost:9092)
+  --kafka-config K=V,...   librdkafka settings for every Kafka client of the program, e.g.
+                           security.protocol=SASL_SSL,sasl.mechanism=SCRAM-SHA-512; a value
+                           ${NAME} is read from the environment (default $KAFKA_CONFIG)
+  --kafka-config-file PATH the same as a properties file, one key=value per line (Kafka's
+                           client.properties); --kafka-config entries win over it"
+    };
+}
+
+/// The Kafka client settings a program shares between all its clients (elements and
+/// bare consumers): brokers and librdkafka settings, e.g. SASL and TLS. Secrets come from
+/// a file or the environment, never from the command line.
+pub struct KafkaClient {
+    pub brokers: String,
+    config: kafkavision::client_config::ClientConfig,
+}
+
+impl KafkaClient {
+    /// `--brokers`, `--kafka-config-file` and `--kafka-config` (see
+    /// [`kafka_options_help`]); the error names the option.
+    pub fn from_args(args: &Args) -> Result<KafkaClient, String> {
+        use kafkavision::client_config::ClientConfig;
+        let env = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+        let brokers = args.get("brokers", &env("KAFKA_BROKERS", "localhost:9092"));
+        let file = args.get("kafka-config-file", "");
+        let from_file = if file.is_empty() {
+            ClientConfig::default()
+        } else {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("--kafka-config-file {file}: {e}"))?;
+            ClientConfig::parse_properties(&text)
+                .map_err(|e| format!("--kafka-config-file {file}: {e}"))?
+        };
+        let inline = ClientConfig::parse(&args.get("kafka-config", &env("KAFKA_CONFIG", "")))
+            .map_err(|e| format!("--kafka-config (or $KAFKA_CONFIG): {e}"))?;
+        let config = from_file.followed_by(&inline);
+        // Fail now, naming the variable, rather than in the first client that starts.
+        config
+            .with_environment()
+            .map_err(|e| format!("--kafka-config: {e}"))?;
+        Ok(KafkaClient { brokers, config })
+    }
+
+    /// The settings as a `config` property value, with `extra` (e.g. a consumer-only
+    /// setting) after them.
+    pub fn config_property(&self, extra: &str) -> Result<String, String> {
+        let extra =
+            kafkavision::client_config::ClientConfig::parse(extra).map_err(|e| e.to_string())?;
+        Ok(self.config.followed_by(&extra).to_property())
+    }
+
+    /// Sets `brokers` and `config` on a `kafkasrc` or `kafkasink`.
+    pub fn configure(&self, element: &gst::Element) {
+        use gst::prelude::*;
+        element.set_property("brokers", &self.brokers);
+        element.set_property("config", self.config.to_property());
+    }
+
+    /// A librdkafka configuration for a bare client: the program's `defaults`, then
+    /// `bootstrap.servers` and the user's settings (which win; `${NAME}` values read from
+    /// the environment), as the elements do.
+    pub fn rdkafka_config(&self, defaults: &[(&str, &str)]) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        config.set("bootstrap.servers", &self.brokers);
+        // Checked in `from_args`.
+        let resolved = self.config.with_environment().unwrap_or_default();
+        for (key, value) in resolved.entries() {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
 /// `--name value` pairs and bare `--flag`s; `usage` is printed for `--help` or a stray word.
 pub struct Args {
     values: HashMap<String, String>,

@@ -28,18 +28,22 @@ use gst::prelude::*;
 use gst_kafka_vision_examples::Args;
 use gst_video::prelude::*;
 
-const USAGE: &str = "\
+const USAGE: &str = concat!(
+    "\
 archive: save every confident detection of annotated frames as a JPEG crop
 
 usage: archive [options]
-  --brokers HOST:PORT      Kafka bootstrap servers (default localhost:9092)
+",
+    gst_kafka_vision_examples::kafka_options_help!(),
+    "
   --topic NAME             annotated-frames topic (default annotated)
   --group NAME             consumer group (default archive)
   --out DIR                corpus folder; crops go to DIR/<label>/<label>_<n>.jpg (default archive)
   --min-confidence X       keep detections with confidence >= X (default 0.7)
   --quality Q              JPEG quality 1..100 (default 90)
   --stop-on-eos            end once every stream read so far has sent its end-of-stream record
-  --frames N               end after N frames (default: run until stopped)";
+  --frames N               end after N frames (default: run until stopped)"
+);
 
 fn main() {
     let args = Args::parse(USAGE);
@@ -212,7 +216,7 @@ fn archive_frame(
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let brokers = args.get("brokers", "localhost:9092");
+    let client = gst_kafka_vision_examples::KafkaClient::from_args(args)?;
     let topic = args.get("topic", "annotated");
     let group = args.get("group", "archive");
     let settings = Arc::new(Settings {
@@ -233,7 +237,7 @@ fn run(args: &Args) -> Result<(), String> {
     .downcast::<gst::Pipeline>()
     .map_err(|_| "not a pipeline")?;
     let src = pipeline.by_name("src").unwrap();
-    src.set_property("brokers", &brokers);
+    client.configure(&src);
     src.set_property("topic", &topic);
     src.set_property("group-id", &group);
     src.set_property("stop-on-eos", stop_on_eos);

@@ -34,6 +34,7 @@ const USAGE: &str = "\
 camera-sim: RTSP server with simulated H.264 cameras (a bright moving ball on black)
 
 usage: camera-sim [--cameras N] [--port P] [--fps F] [--width W] [--height H] [--scene balls|crossing]
+                  [--user NAME]
 
   --cameras N   number of cameras, served at /cam1 … /camN (default 2)
   --port P      TCP port of the RTSP server; 0 picks a free port (default 8554)
@@ -42,9 +43,14 @@ usage: camera-sim [--cameras N] [--port P] [--fps F] [--width W] [--height H] [-
   --height H    frame height (default 480)
   --scene S     balls: a bright ball bouncing around (default); crossing: the scripted
                 line-crossing scene (squares crossing x = 0.5 at known times)
+  --user NAME   require RTSP basic authentication as NAME, with the password in the
+                environment variable CAMERA_SIM_PASSWORD (as real cameras do)
 
 Prints one line `camera-sim: rtsp://127.0.0.1:PORT/camK` per camera, then
 `camera-sim: ready`. Stops on SIGINT/SIGTERM.";
+
+/// The role `--user` gets: it may open and play every camera.
+const CAMERA_ROLE: &str = "viewer";
 
 /// videotestsrc draws the ball with a fixed radius of 20 source pixels (motion=wavy).
 const BALL_DIAMETER: f64 = 40.0;
@@ -171,6 +177,25 @@ fn main() {
     let server = RTSPServer::new();
     server.set_address("127.0.0.1");
     server.set_service(&port.to_string());
+    let user = args.get("user", "");
+    if !user.is_empty() {
+        let Some(password) = std::env::var("CAMERA_SIM_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+        else {
+            eprintln!("camera-sim: --user needs the password in CAMERA_SIM_PASSWORD");
+            std::process::exit(2);
+        };
+        let auth = gst_rtsp_server::RTSPAuth::new();
+        let token = gst_rtsp_server::RTSPToken::builder()
+            .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, CAMERA_ROLE)
+            .build();
+        auth.add_basic(
+            gst_rtsp_server::RTSPAuth::make_basic(&user, &password).as_str(),
+            &token,
+        );
+        server.set_auth(Some(&auth));
+    }
     let mounts = server.mount_points().expect("the server has mount points");
     for index in 0..cameras {
         let factory = RTSPMediaFactory::new();
@@ -183,6 +208,13 @@ fn main() {
             factory.set_launch(&camera_launch(index, width, height, fps));
         }
         factory.set_shared(true);
+        // Without --user there is no RTSPAuth and roles are not checked.
+        factory.add_role_from_structure(
+            &gst::Structure::builder(CAMERA_ROLE)
+                .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build(),
+        );
         mounts.add_factory(&format!("/cam{}", index + 1), factory);
     }
     let _server_source = match server.attach(None) {

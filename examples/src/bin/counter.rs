@@ -32,19 +32,21 @@ use gst_kafka_vision_examples::Args;
 use kafkavision::detections::{self, FrameDetections};
 use kafkavision::events::{self, Event, EventKind};
 use kafkavision::{Envelope, RecordKind};
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 
-const USAGE: &str = "\
+const USAGE: &str = concat!(
+    "\
 counter: unique objects crossing lines and visiting zones (gkv.events records), or a moving
 count of detections per frame (gkv.detections records), per camera
 
 usage: counter [options]
   --mode crossings|detections  what to count (default crossings)
-  --brokers HOST:PORT      Kafka bootstrap servers (default localhost:9092)
+",
+    gst_kafka_vision_examples::kafka_options_help!(),
+    "
   --topic NAME             events topic (crossings; default events) or detections topic
                            (detections; default detections)
   --group NAME             consumer group (default counter)
@@ -54,7 +56,8 @@ usage: counter [options]
   --csv PATH               write one row per counted event (crossings) or per frame (detections)
   --stop-on-eos            end once every stream read so far has sent its end-of-stream record
   --frames N               end after N records (default: run until stopped)
-  --quiet                  no live table (the final summary line is still printed)";
+  --quiet                  no live table (the final summary line is still printed)"
+);
 
 const DEFAULT_CLASSES: &str = "car,truck,bus,motorcycle,bicycle";
 
@@ -269,7 +272,8 @@ fn run(args: &Args) -> Result<(), String> {
             ));
         }
     };
-    let brokers = args.get("brokers", "localhost:9092");
+    let client = gst_kafka_vision_examples::KafkaClient::from_args(args)?;
+    let brokers = client.brokers.clone();
     let topic = args.get(
         "topic",
         if crossings_mode {
@@ -309,15 +313,16 @@ fn run(args: &Args) -> Result<(), String> {
         Some(w)
     };
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", &group)
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "20")
+    let consumer: BaseConsumer = client
+        .rdkafka_config(&[
+            ("group.id", &group),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.commit.interval.ms", "1000"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            ("fetch.wait.max.ms", "20"),
+        ])
         .create()
         .map_err(|e| format!("creating the Kafka consumer: {e}"))?;
     let metadata = consumer

@@ -10,23 +10,24 @@
 
 use std::time::{Duration, Instant};
 
-use gst_kafka_vision_examples::Args;
+use gst_kafka_vision_examples::{Args, KafkaClient};
 use std::collections::BTreeMap;
 
 use kafkavision::detections::FrameDetections;
 use kafkavision::events::{Event, EventKind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
-const USAGE: &str = "usage: demo-status --brokers HOST:PORT [--frames-topic frames] \
-[--annotated-topic annotated] [--detections-topic detections] [--events-topic events] \
-[--group detectors] [--every 2] [--count N] [--restarts FILE]";
+const USAGE: &str = concat!(
+    "usage: demo-status [--frames-topic frames] [--annotated-topic annotated] \
+     [--detections-topic detections] [--events-topic events] [--group detectors] \
+     [--every 2] [--count N] [--restarts FILE] [Kafka client options]\n\n",
+    gst_kafka_vision_examples::kafka_options_help!()
+);
 
-fn consumer(brokers: &str, group: &str) -> Result<BaseConsumer, String> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
+fn consumer(client: &KafkaClient, group: &str) -> Result<BaseConsumer, String> {
+    client
+        .rdkafka_config(&[("group.id", group), ("enable.auto.commit", "false")])
         .create()
         .map_err(|e| e.to_string())
 }
@@ -79,16 +80,16 @@ fn worker_of(message: &rdkafka::message::BorrowedMessage<'_>) -> String {
 
 fn run() -> Result<(), String> {
     let args = Args::parse(USAGE);
-    let brokers = args.get("brokers", "127.0.0.1:9092");
+    let client = KafkaClient::from_args(&args)?;
     let frames_topic = args.get("frames-topic", "frames");
     let annotated_topic = args.get("annotated-topic", "annotated");
     let detections_topic = args.get("detections-topic", "detections");
     let every = Duration::from_secs_f64(args.number("every", 2.0));
     let count: u64 = args.number("count", 0);
     // Asks the detector group's committed offsets without joining it.
-    let group = consumer(&brokers, &args.get("group", "detectors"))?;
+    let group = consumer(&client, &args.get("group", "detectors"))?;
     // Reads new detections records to count detections per second.
-    let reader = consumer(&brokers, "demo-status")?;
+    let reader = consumer(&client, "demo-status")?;
     let (mut tpl, _) = written(&reader, &detections_topic)?;
     // And new events, when the workers count lines (the topic may not exist).
     let events_topic = args.get("events-topic", "events");

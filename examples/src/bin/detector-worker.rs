@@ -47,17 +47,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gst_kafka_vision_examples::{Args, init, serve_metrics, stop_on_signal};
+use gst_kafka_vision_examples::{Args, KafkaClient, init, serve_metrics, stop_on_signal};
 use gstkafka::RecordMeta;
 use kafkavision::monitor::HealthLimits;
 
-const USAGE: &str =
-    "usage: detector-worker --brokers HOST:PORT [--topic frames] [--group detectors]
+const USAGE: &str = concat!(
+    "usage: detector-worker [--topic frames] [--group detectors]
     [--annotated-topic annotated] [--detections-topic detections] [--model models/blob-yolov8.onnx]
     [--conf 0.25] [--threads 1] [--interval 1] [--fixed-cost-ms 0] [--config k=v,k=v]
     [--lines name:x1,y1,x2,y2;...] [--zones name:x1,y1,x2,y2,x3,y3,...;...]
     [--events-topic events] [--frames N] [--stop-on-eos] [--name worker]
-    [--metrics HOST:PORT] [--health-timeout 30]";
+    [--metrics HOST:PORT] [--health-timeout 30] [Kafka client options]
+
+",
+    gst_kafka_vision_examples::kafka_options_help!(),
+    "
+  --config K=V,...         librdkafka settings for the frames consumer only, after
+                           --kafka-config (e.g. partition.assignment.strategy=cooperative-sticky)"
+);
 
 /// Frames a worker holds between Kafka and its output, per stage: what a crash makes the
 /// group read again.
@@ -91,19 +98,19 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
             .by_name(name)
             .ok_or_else(|| format!("no element {name}"))
     };
-    let brokers = args.get("brokers", "127.0.0.1:9092");
+    let client = KafkaClient::from_args(args)?;
     // Output streams are `NAME-PID-KEY` (e.g. worker1-4242-cam1): readers tell the workers
     // apart, and two workers of the same name never share a stream.
     let stream = format!("{}-{}", args.get("name", "worker"), std::process::id());
     let source = element("src")?;
-    source.set_property("brokers", &brokers);
+    client.configure(&source);
+    let consumer_config = client
+        .config_property(&args.get("config", ""))
+        .map_err(|e| format!("--config: {e}"))?;
+    source.set_property("config", consumer_config);
     source.set_property("topic", args.get("topic", "frames"));
     source.set_property("group-id", args.get("group", "detectors"));
     source.set_property("stop-on-eos", args.flag("stop-on-eos"));
-    let config = args.get("config", "");
-    if !config.is_empty() {
-        source.set_property("config", &config);
-    }
     let detect = element("detect")?;
     detect.set_property(
         "model-location",
@@ -122,7 +129,7 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
         element("events-queue")?.set_property("max-size-buffers", STAGE_DEPTH);
         let sink = element("events")?;
         sink.set_property("stream-id", &stream);
-        sink.set_property("brokers", &brokers);
+        client.configure(&sink);
         sink.set_property("topic", args.get("events-topic", "events"));
     }
     if fixed_cost_ms > 0 {
@@ -134,7 +141,7 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
         ("detections", args.get("detections-topic", "detections")),
     ] {
         let sink = element(sink)?;
-        sink.set_property("brokers", &brokers);
+        client.configure(&sink);
         sink.set_property("topic", topic);
         sink.set_property("stream-id", &stream);
     }

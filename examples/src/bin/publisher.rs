@@ -20,14 +20,18 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-const USAGE: &str = "\
+const USAGE: &str = concat!(
+    "\
 publisher: publish one RTSP H.264 camera to Kafka, without re-encoding
 
-usage: publisher --url rtsp://HOST:PORT/PATH [--brokers B] [--topic T] [--camera ID]
+usage: publisher --url rtsp://HOST:PORT/PATH [--rtsp-user NAME] [--topic T] [--camera ID]
                  [--partition N] [--reconnect-seconds S] [--max-retries N] [--frames N]
+                 [--metrics HOST:PORT] [Kafka client options]
 
   --url URL               the camera (required)
-  --brokers B             Kafka bootstrap servers (default $KAFKA_BROKERS, else localhost:9092)
+  --rtsp-user NAME        the camera's user (default $RTSP_USER); the password comes from
+                          $RTSP_PASSWORD or --rtsp-password-file, never from the command line
+  --rtsp-password-file F  read the camera's password from the first line of F
   --topic T               topic to write to; it must exist (default frames)
   --camera ID             record key (default: the URL's last path segment, e.g. cam1)
   --partition N           write to partition N (default: the one the key hashes to); lets
@@ -42,7 +46,13 @@ usage: publisher --url rtsp://HOST:PORT/PATH [--brokers B] [--topic T] [--camera
 
 Each connection to the camera becomes one Kafka stream (gkv-stream header) starting at a
 keyframe and closed with an end-of-stream record. Kafka errors (broker down, topic
-missing) are fatal. SIGINT/SIGTERM: end-of-stream, flush, exit 0.";
+missing) and a camera refusing the credentials are fatal. SIGINT/SIGTERM: end-of-stream,
+flush, exit 0.
+
+Kafka client options:
+",
+    gst_kafka_vision_examples::kafka_options_help!()
+);
 
 /// A camera that sends nothing for this long counts as lost.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,7 +101,11 @@ fn sleep_unless_stopped(duration: Duration) -> bool {
 
 struct Options {
     url: String,
-    brokers: String,
+    /// `url` with any password in it masked, for messages.
+    shown_url: String,
+    rtsp_user: Option<String>,
+    rtsp_password: Option<String>,
+    kafka: gst_kafka_vision_examples::KafkaClient,
     topic: String,
     camera: String,
     partition: i32,
@@ -108,8 +122,33 @@ fn options() -> Options {
         eprintln!("publisher: --url is required\n\n{USAGE}");
         std::process::exit(2);
     }
-    let default_brokers =
-        std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "localhost:9092".to_string());
+    let usage_error = |message: String| -> ! {
+        eprintln!("publisher: {message}");
+        std::process::exit(2)
+    };
+    let kafka =
+        gst_kafka_vision_examples::KafkaClient::from_args(&args).unwrap_or_else(|e| usage_error(e));
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let rtsp_user = Some(args.get("rtsp-user", &env("RTSP_USER").unwrap_or_default()))
+        .filter(|u| !u.is_empty());
+    let password_file = args.get("rtsp-password-file", "");
+    let rtsp_password = if password_file.is_empty() {
+        env("RTSP_PASSWORD")
+    } else {
+        let text = std::fs::read_to_string(&password_file)
+            .unwrap_or_else(|e| usage_error(format!("--rtsp-password-file {password_file}: {e}")));
+        Some(text.lines().next().unwrap_or("").to_string())
+    };
+    if rtsp_password.is_some() && rtsp_user.is_none() {
+        usage_error("a camera password is set but no user: set --rtsp-user (or RTSP_USER)".into());
+    }
+    let shown_url = url_without_password(&url);
+    if shown_url != url {
+        eprintln!(
+            "publisher: warning: the camera password in --url shows in process lists; use \
+             --rtsp-user and RTSP_PASSWORD instead"
+        );
+    }
     let camera = match args.get("camera", "") {
         c if c.is_empty() => camera_from_url(&url),
         c => c,
@@ -123,7 +162,10 @@ fn options() -> Options {
     let frames: i64 = args.number("frames", -1);
     Options {
         url,
-        brokers: args.get("brokers", &default_brokers),
+        shown_url,
+        rtsp_user,
+        rtsp_password,
+        kafka,
         topic: args.get("topic", "frames"),
         camera,
         partition: args.number("partition", -1i32).max(-1),
@@ -134,12 +176,33 @@ fn options() -> Options {
     }
 }
 
+/// `rtsp://user:secret@host/cam1` -> `rtsp://user:***@host/cam1`; other URLs unchanged.
+fn url_without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// `rtsp://host:port/cam1?x=y` -> `cam1` (the last non-empty path segment).
 fn camera_from_url(url: &str) -> String {
     let without_query = url.split(['?', '#']).next().unwrap_or(url);
     let path = without_query
         .split_once("://")
         .map_or(without_query, |(_, rest)| rest);
+    // Never a user or password as the key.
+    let path = match path.split_once('/') {
+        Some((authority, _)) => &path[authority.rfind('@').map_or(0, |at| at + 1)..],
+        None => &path[path.rfind('@').map_or(0, |at| at + 1)..],
+    };
     let mut segments = path.split('/').filter(|s| !s.is_empty());
     let host = segments.next();
     segments
@@ -211,8 +274,14 @@ impl<'a> Session<'a> {
         .map_err(|_| "not a pipeline".to_string())?;
         let src = pipeline.by_name("src").unwrap();
         src.set_property("location", &options.url);
+        if let Some(user) = &options.rtsp_user {
+            src.set_property("user-id", user);
+        }
+        if let Some(password) = &options.rtsp_password {
+            src.set_property("user-pw", password);
+        }
         let sink = pipeline.by_name("sink").unwrap();
-        sink.set_property("brokers", &options.brokers);
+        options.kafka.configure(&sink);
         sink.set_property("topic", &options.topic);
         sink.set_property("key", &options.camera);
         sink.set_property("partition", options.partition);
@@ -269,9 +338,18 @@ impl<'a> Session<'a> {
     fn kafka_error(&self, err: &gst::message::Error) -> Ended {
         Ended::Fatal(format!(
             "Kafka error (brokers {}, topic {}): {}",
-            self.options.brokers,
+            self.options.kafka.brokers,
             self.options.topic,
             error_text(err)
+        ))
+    }
+
+    /// The camera answered 401: retrying with the same credentials cannot help.
+    fn credentials_refused(&self) -> Ended {
+        Ended::Fatal(format!(
+            "camera {} refused the credentials (401 Unauthorized); set --rtsp-user and \
+             RTSP_PASSWORD (or --rtsp-password-file)",
+            self.options.shown_url
         ))
     }
 
@@ -295,6 +373,9 @@ impl<'a> Session<'a> {
                     if self.from_sink(&message) {
                         return self.kafka_error(err);
                     }
+                    if err.error().matches(gst::ResourceError::NotAuthorized) {
+                        return self.credentials_refused();
+                    }
                     return self.camera_lost(error_text(err));
                 }
             }
@@ -316,6 +397,12 @@ impl<'a> Session<'a> {
                     gst::MessageView::Error(err) => {
                         if self.from_sink(&message) {
                             return self.kafka_error(err);
+                        }
+                        if err.error().matches(gst::ResourceError::NotAuthorized) {
+                            return match self.close(None) {
+                                Ended::Fatal(kafka) => Ended::Fatal(kafka),
+                                _ => self.credentials_refused(),
+                            };
                         }
                         return self.close(Some(error_text(err)));
                     }
@@ -341,7 +428,7 @@ impl<'a> Session<'a> {
                     announced = true;
                     eprintln!(
                         "publisher: camera {} connected; publishing to topic {} (key {})",
-                        self.options.url, self.options.topic, self.options.camera
+                        self.options.shown_url, self.options.topic, self.options.camera
                     );
                 }
             } else if now - last_frame_at >= STALL_TIMEOUT {
@@ -431,7 +518,7 @@ fn main() {
     }
     eprintln!(
         "publisher: {} -> Kafka {} topic {} key {}",
-        options.url, options.brokers, options.topic, options.camera
+        options.shown_url, options.kafka.brokers, options.topic, options.camera
     );
 
     let counters = Arc::new(Counters::default());
@@ -483,7 +570,7 @@ fn main() {
                 if published > 0 {
                     attempt = 0;
                 }
-                let url = &options.url;
+                let url = &options.shown_url;
                 if options.max_retries >= 0 && attempt >= options.max_retries {
                     if options.max_retries == 0 {
                         eprintln!(
@@ -525,5 +612,30 @@ fn format_seconds(d: Duration) -> String {
         format!("{s:.0}")
     } else {
         format!("{s}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_when_shown_and_as_the_key() {
+        assert_eq!(
+            url_without_password("rtsp://admin:s3cret@10.0.0.5:554/stream1?x=1"),
+            "rtsp://admin:***@10.0.0.5:554/stream1?x=1"
+        );
+        assert_eq!(
+            url_without_password("rtsp://admin@10.0.0.5/s"),
+            "rtsp://admin:***@10.0.0.5/s"
+        );
+        assert_eq!(
+            url_without_password("rtsp://h:554/cam1"),
+            "rtsp://h:554/cam1"
+        );
+        assert_eq!(url_without_password("rtsp://h/a@b"), "rtsp://h/a@b");
+        assert_eq!(camera_from_url("rtsp://u:p@h:554/cam1?x=y"), "cam1");
+        assert_eq!(camera_from_url("rtsp://u:p@camera-7:554"), "camera-7:554");
+        assert_eq!(camera_from_url("rtsp://u:p@camera-7/"), "camera-7");
     }
 }

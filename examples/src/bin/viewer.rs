@@ -31,12 +31,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gst::prelude::*;
-use gst_kafka_vision_examples::{Args, init};
+use gst_kafka_vision_examples::{Args, KafkaClient, init};
 
-const USAGE: &str = "\
+const USAGE: &str = concat!(
+    "\
 viewer: a web page showing a topic's annotated frames live
 
-  --brokers HOST:PORT   Kafka bootstrap servers (default localhost:9092)
+",
+    gst_kafka_vision_examples::kafka_options_help!(),
+    "
   --topic NAME          topic of annotated JPEG frames (default annotated)
   --group NAME          consumer group (default viewer; '' = no group, no commits)
   --port N              HTTP port (default 8080; 0 = any free port)
@@ -45,7 +48,8 @@ viewer: a web page showing a topic's annotated frames live
                         frame (the detector-worker's --lines)
   --events-topic NAME   gkv.events topic: live counts of unique objects crossing each line
 
-Prints 'viewer: http://HOST:PORT/' once it is listening and consuming.";
+Prints 'viewer: http://HOST:PORT/' once it is listening and consuming."
+);
 
 /// Camera name of records that have no key.
 const NO_KEY: &str = "(no key)";
@@ -774,12 +778,17 @@ poll();
 
 /// A consumer of every partition of the events topic from its start (no group, no
 /// commits): the counts are of every event the topic holds.
-fn events_reader(brokers: &str, topic: &str) -> Result<rdkafka::consumer::BaseConsumer, String> {
+fn events_reader(
+    client: &KafkaClient,
+    topic: &str,
+) -> Result<rdkafka::consumer::BaseConsumer, String> {
     use rdkafka::consumer::Consumer;
-    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "viewer-events")
-        .set("enable.auto.commit", "false")
+    let brokers = &client.brokers;
+    let consumer: rdkafka::consumer::BaseConsumer = client
+        .rdkafka_config(&[
+            ("group.id", "viewer-events"),
+            ("enable.auto.commit", "false"),
+        ])
         .create()
         .map_err(|e| e.to_string())?;
     let metadata = consumer
@@ -823,7 +832,7 @@ fn error_text(msg: &gst::Message) -> Option<String> {
 
 fn main() {
     let args = Args::parse(USAGE);
-    let brokers = args.get("brokers", "localhost:9092");
+    let client = KafkaClient::from_args(&args).unwrap_or_else(|e| fail(&e));
     let topic = args.get("topic", "annotated");
     let group = args.get("group", "viewer");
     let port: u16 = args.number("port", 8080);
@@ -850,15 +859,14 @@ fn main() {
         .map(|a| a.to_string())
         .unwrap_or_else(|| format!("{bind}:{port}"));
 
-    let mut source = gst::ElementFactory::make("kafkasrc")
-        .property("brokers", brokers.as_str())
-        .property("topic", topic.as_str());
+    let mut source = gst::ElementFactory::make("kafkasrc").property("topic", topic.as_str());
     if !group.is_empty() {
         source = source.property("group-id", group.as_str());
     }
     let source = source
         .build()
         .unwrap_or_else(|e| fail(&format!("creating kafkasrc: {e}")));
+    client.configure(&source);
     // The boxes ride in each frame's gkv-detections header; drawn from metas.
     let detections = gst::ElementFactory::make("detectionsconvert")
         .property_from_str("output", "metas")
@@ -888,7 +896,7 @@ fn main() {
     if !events_topic.is_empty() {
         let shared = shared.clone();
         let stop = stop.clone();
-        let reader = events_reader(&brokers, &events_topic)
+        let reader = events_reader(&client, &events_topic)
             .unwrap_or_else(|e| fail(&format!("reading --events-topic {events_topic}: {e}")));
         std::thread::Builder::new()
             .name("events".into())
@@ -924,7 +932,12 @@ fn main() {
         let message = bus
             .timed_pop_filtered(gst::ClockTime::from_seconds(2), &[gst::MessageType::Error])
             .and_then(|m| error_text(&m))
-            .unwrap_or_else(|| format!("could not start reading topic '{topic}' from '{brokers}'"));
+            .unwrap_or_else(|| {
+                format!(
+                    "could not start reading topic '{topic}' from '{}'",
+                    client.brokers
+                )
+            });
         let _ = pipeline.set_state(gst::State::Null);
         fail(&message);
     }
