@@ -16,6 +16,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A program whose figures are not in a pipeline (e.g. a bare Kafka consumer) adds them
+//! as a `stats` structure of its own with [`Monitor::add_stats`], on a monitor made by
+//! [`Monitor::without_pipeline`]; the same names and health rules apply.
+//!
 //! Metric names are `gkv_<stats structure name without -stats>_<field>`, with `-` as `_`,
 //! labelled with the element's name: `gkv_kafkasrc_buffers_pushed{element="src"} 42`.
 //! Numeric and boolean fields become gauges; a field that is itself a structure (such as
@@ -54,9 +58,14 @@ impl Default for HealthLimits {
     }
 }
 
-/// Metrics and health of one pipeline.
+/// A program's own `stats` structure, read on each scrape.
+type StatsSource = Box<dyn Fn() -> gst::Structure + Send + Sync>;
+
+/// Metrics and health of one pipeline (and of stats a program adds).
 pub struct Monitor {
-    pipeline: Mutex<gst::glib::WeakRef<gst::Pipeline>>,
+    /// `None` for a monitor without a pipeline.
+    pipeline: Mutex<Option<gst::glib::WeakRef<gst::Pipeline>>>,
+    sources: Mutex<Vec<(String, StatsSource)>>,
     limits: HealthLimits,
     failure: Mutex<Option<String>>,
     /// Per element and counter: the last value seen and since when it has not changed.
@@ -66,17 +75,43 @@ pub struct Monitor {
 impl Monitor {
     pub fn new(pipeline: &gst::Pipeline, limits: HealthLimits) -> Arc<Monitor> {
         Arc::new(Monitor {
-            pipeline: Mutex::new(pipeline.downgrade()),
+            pipeline: Mutex::new(Some(pipeline.downgrade())),
+            sources: Mutex::new(Vec::new()),
             limits,
             failure: Mutex::new(None),
             progress: Mutex::new(HashMap::new()),
         })
     }
 
+    /// A monitor of stats added with [`Monitor::add_stats`] only.
+    pub fn without_pipeline(limits: HealthLimits) -> Arc<Monitor> {
+        Arc::new(Monitor {
+            pipeline: Mutex::new(None),
+            sources: Mutex::new(Vec::new()),
+            limits,
+            failure: Mutex::new(None),
+            progress: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Adds a `stats` structure of the program's own, served as if an element named
+    /// `name` had it. Its counter `records-consumed` next to a `consumer-lag` structure
+    /// counts as progress for the stall rule, as `kafkasrc`'s `buffers-pushed` does.
+    pub fn add_stats(
+        &self,
+        name: &str,
+        stats: impl Fn() -> gst::Structure + Send + Sync + 'static,
+    ) {
+        self.sources
+            .lock()
+            .unwrap()
+            .push((name.to_string(), Box::new(stats)));
+    }
+
     /// Follows another pipeline from now on (a program that rebuilds its pipeline, e.g.
     /// on each reconnection to a camera).
     pub fn watch(&self, pipeline: &gst::Pipeline) {
-        *self.pipeline.lock().unwrap() = pipeline.downgrade();
+        *self.pipeline.lock().unwrap() = Some(pipeline.downgrade());
         self.progress.lock().unwrap().clear();
     }
 
@@ -87,10 +122,18 @@ impl Monitor {
 
     /// Every element's `stats`, by element name.
     fn stats(&self) -> Vec<(String, gst::Structure)> {
-        let Some(pipeline) = self.pipeline.lock().unwrap().upgrade() else {
-            return Vec::new();
+        let mut all: Vec<_> = self
+            .sources
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, stats)| (name.clone(), stats()))
+            .collect();
+        let pipeline = self.pipeline.lock().unwrap().as_ref().map(|p| p.upgrade());
+        let Some(Some(pipeline)) = pipeline else {
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            return all;
         };
-        let mut all = Vec::new();
         for element in pipeline.iterate_recurse().into_iter().flatten() {
             let has_stats = element
                 .find_property("stats")
@@ -158,7 +201,8 @@ impl Monitor {
         if let Some(failure) = self.failure.lock().unwrap().as_ref() {
             reasons.push(format!("the pipeline failed: {failure}"));
         }
-        if self.pipeline.lock().unwrap().upgrade().is_none() {
+        let pipeline = self.pipeline.lock().unwrap().as_ref().map(|p| p.upgrade());
+        if matches!(pipeline, Some(None)) {
             reasons.push("no pipeline running (e.g. reconnecting to its input)".into());
         }
         let now = Instant::now();
@@ -174,6 +218,9 @@ impl Monitor {
             let counter = match stats.name().as_str() {
                 "kafkasrc-stats" => "buffers-pushed",
                 "kafkasink-stats" => "records-sent",
+                _ if stats.has_field("records-consumed") && stats.has_field("consumer-lag") => {
+                    "records-consumed"
+                }
                 _ => continue,
             };
             let Ok(count) = stats.get::<u64>(counter) else {
@@ -198,9 +245,14 @@ impl Monitor {
                 .unwrap_or(0);
             let in_flight = stats.get::<u64>("records-in-flight").unwrap_or(0);
             if lag > 0 || in_flight > 0 {
+                let progress = if counter == "records-consumed" {
+                    "record consumed"
+                } else {
+                    "frame pushed"
+                };
                 reasons.push(format!(
-                    "{element}: records waiting ({lag} behind, {in_flight} in flight), no frame \
-                     pushed for {} s",
+                    "{element}: records waiting ({lag} behind, {in_flight} in flight), no \
+                     {progress} for {} s",
                     still.as_secs()
                 ));
             } else if self.limits.live_input && counter == "records-sent" {
@@ -322,6 +374,50 @@ mod tests {
             ])
         );
         assert!(monitor.metrics().contains("gkv_pipeline_healthy 0\n"));
+    }
+
+    #[test]
+    fn a_programs_own_stats_are_served_and_stall_like_a_sources() {
+        gst::init().unwrap();
+        let limits = HealthLimits {
+            stalled: Duration::ZERO,
+            ..Default::default()
+        };
+        let monitor = Monitor::without_pipeline(limits);
+        let lag = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let seen = lag.clone();
+        monitor.add_stats("counter", move || {
+            let lag = gst::Structure::builder("consumer-lag")
+                .field(
+                    "partition-0",
+                    seen.load(std::sync::atomic::Ordering::SeqCst),
+                )
+                .build();
+            gst::Structure::builder("counter-stats")
+                .field("records-consumed", 7u64)
+                .field("consumer-lag", lag)
+                .build()
+        });
+        let text = monitor.metrics();
+        assert!(
+            text.contains("gkv_counter_records_consumed{element=\"counter\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gkv_counter_consumer_lag{element=\"counter\",partition=\"0\"} 0\n"),
+            "{text}"
+        );
+        // Nothing waiting: healthy, however long nothing came.
+        assert_eq!(monitor.health(), Ok(()));
+        lag.store(3, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(
+            monitor.health(),
+            Err(vec![
+                "counter: records waiting (3 behind, 0 in flight), no record consumed for 0 s"
+                    .to_string()
+            ])
+        );
     }
 
     #[test]

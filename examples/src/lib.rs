@@ -38,7 +38,15 @@ pub fn serve_metrics(
     pipeline: &gst::Pipeline,
     limits: kafkavision::monitor::HealthLimits,
 ) -> Result<std::sync::Arc<kafkavision::monitor::Monitor>, String> {
-    let monitor = kafkavision::monitor::Monitor::new(pipeline, limits);
+    serve_monitor(args, kafkavision::monitor::Monitor::new(pipeline, limits))
+}
+
+/// `--metrics HOST:PORT` for any monitor (e.g. one without a pipeline, fed by
+/// `Monitor::add_stats`); nothing without the option.
+pub fn serve_monitor(
+    args: &Args,
+    monitor: std::sync::Arc<kafkavision::monitor::Monitor>,
+) -> Result<std::sync::Arc<kafkavision::monitor::Monitor>, String> {
     let address = args.get("metrics", "");
     if !address.is_empty() {
         let address: std::net::SocketAddr = address.parse().map_err(|_| {

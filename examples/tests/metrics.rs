@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `detector-worker --metrics` serves its pipeline's stats as Prometheus text and its
-//! health; read here with Prometheus' own parser (Python `prometheus_client`), the values
+//! health, and `counter --metrics` its own figures; read here with Prometheus' own parser (Python `prometheus_client`), the values
 //! checked against the frames the test sent.
 
 use std::collections::HashMap;
@@ -120,6 +120,68 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     assert_eq!(http_get(&address, "/other").0, 404);
     worker.terminate();
     assert!(worker.wait(Duration::from_secs(30)).success());
+
+    // The counter on the worker's detections and one bad record: its own figures.
+    produce_raw(
+        &detections,
+        None,
+        &[(b"not a detections record".to_vec(), vec![])],
+    );
+    let written = read_all(&detections, 1, Duration::from_secs(30), |r| {
+        r.len() > FRAMES
+    })
+    .len();
+    let address = format!("127.0.0.1:{}", free_port());
+    let group = unique_name("metrics-counter");
+    let counter_args = [
+        "--brokers",
+        &brokers(),
+        "--topic",
+        &detections,
+        "--group",
+        &group,
+        "--mode",
+        "detections",
+        "--classes",
+        "sports ball",
+        "--quiet",
+        "--metrics",
+        &address,
+    ];
+    let mut counter = Running::start(env!("CARGO_BIN_EXE_counter"), &counter_args);
+    counter.wait_for("metrics at http://", Duration::from_secs(30));
+    let url = format!("http://{address}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut metrics = scrape(&url);
+    while metrics.get("gkv_counter_records_consumed{element=counter}") != Some(&(written as f64))
+        || metrics.get("gkv_counter_consumer_lag{element=counter,partition=0}") != Some(&0.0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{written} records never consumed: {metrics:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        metrics = scrape(&url);
+    }
+    assert_eq!(metrics["gkv_counter_bad_records{element=counter}"], 1.0);
+    assert_eq!(metrics["gkv_counter_broker_down_ms{element=counter}"], 0.0);
+    assert_eq!(metrics["gkv_pipeline_healthy{}"], 1.0);
+    assert_eq!(http_get(&address, "/healthz"), (200, "ok\n".into()));
+    let counted = metrics["gkv_counter_detections_counted{element=counter}"];
+    counter.terminate();
+    assert!(counter.wait(Duration::from_secs(30)).success());
+    // The same figure as its summary line; a ball in every frame.
+    let summary = counter.lines().join("\n");
+    assert!(
+        summary.contains(&format!(
+            "{FRAMES} frames from 1 camera(s), {counted} counted"
+        )),
+        "{counted} vs {summary}"
+    );
+    assert!(
+        counted >= FRAMES as f64,
+        "{counted} balls in {FRAMES} frames"
+    );
 }
 
 #[test]

@@ -15,6 +15,11 @@
 //! at-least-once rule as `kafkasrc`). Annotated-frame records work too: their detections
 //! ride in the `gkv-detections` header.
 //!
+//! With `--metrics HOST:PORT` it serves Prometheus text at `/metrics` (records consumed,
+//! bad records, the counts, consumer lag per partition, how long no broker was reachable)
+//! and `/healthz`, unhealthy after `--health-timeout` seconds without a broker or with
+//! records waiting and none consumed.
+//!
 //! Every second a table. Crossings: camera | line or zone | in | out | entered | left.
 //! Detections: camera | frames | in last frame | mean over the last N frames | total
 //! counted | lag ms (now − the frame's capture time). With `--csv`, crossings: one row per
@@ -25,14 +30,16 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gst_kafka_vision_examples::Args;
 use kafkavision::detections::{self, FrameDetections};
 use kafkavision::events::{self, Event, EventKind};
 use kafkavision::{Envelope, RecordKind};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
@@ -56,7 +63,10 @@ usage: counter [options]
   --csv PATH               write one row per counted event (crossings) or per frame (detections)
   --stop-on-eos            end once every stream read so far has sent its end-of-stream record
   --frames N               end after N records (default: run until stopped)
-  --quiet                  no live table (the final summary line is still printed)"
+  --quiet                  no live table (the final summary line is still printed)
+  --metrics HOST:PORT      serve Prometheus metrics at /metrics and health at /healthz
+  --health-timeout S       unhealthy after S seconds without a broker, or with records
+                           waiting and none consumed (default 30)"
 );
 
 const DEFAULT_CLASSES: &str = "car,truck,bus,motorcycle,bicycle";
@@ -128,6 +138,51 @@ enum Record {
 }
 
 /// Unique objects per camera and line or zone: crossings in and out, entries and exits.
+/// The consumer's context: librdkafka's statistics feed the broker and lag figures.
+struct CounterContext {
+    health: Arc<gstkafka::ClientHealth>,
+}
+
+impl ClientContext for CounterContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.health.update(&statistics);
+    }
+}
+
+impl ConsumerContext for CounterContext {}
+
+/// What `--metrics` serves, as a `counter-stats` structure (the elements' convention).
+#[derive(Default)]
+struct Figures {
+    records: AtomicU64,
+    bad: AtomicU64,
+    /// Crossings: unique objects in, out, entered, left; detections: only [0], detections.
+    counted: [AtomicU64; 4],
+}
+
+impl Figures {
+    fn stats(&self, health: &gstkafka::ClientHealth, crossings_mode: bool) -> gst::Structure {
+        let get = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let mut stats = gst::Structure::builder("counter-stats")
+            .field("records-consumed", get(&self.records))
+            .field("bad-records", get(&self.bad))
+            .field("broker-down-ms", health.broker_down_ms())
+            .field("consumer-lag", health.consumer_lag())
+            .build();
+        if crossings_mode {
+            for (name, value) in ["crossed-in", "crossed-out", "entered", "left"]
+                .iter()
+                .zip(&self.counted)
+            {
+                stats.set(*name, get(value));
+            }
+        } else {
+            stats.set("detections-counted", get(&self.counted[0]));
+        }
+        stats
+    }
+}
+
 #[derive(Default)]
 struct Crossings {
     /// (camera, place) → [in, out, entered, left]
@@ -313,8 +368,27 @@ fn run(args: &Args) -> Result<(), String> {
         Some(w)
     };
 
-    let consumer: BaseConsumer = client
+    let health = Arc::new(gstkafka::ClientHealth::default());
+    let figures = Arc::new(Figures::default());
+    // Served while the monitor lives: the server holds only a weak reference.
+    let mut _monitor = None;
+    if !args.get("metrics", "").is_empty() {
+        gst::init().map_err(|e| e.to_string())?;
+        let timeout = Duration::from_secs(args.number("health-timeout", 30));
+        let monitor =
+            kafkavision::monitor::Monitor::without_pipeline(kafkavision::monitor::HealthLimits {
+                broker_down: timeout,
+                stalled: timeout,
+                live_input: false,
+            });
+        let (health, figures) = (health.clone(), figures.clone());
+        monitor.add_stats("counter", move || figures.stats(&health, crossings_mode));
+        _monitor = Some(gst_kafka_vision_examples::serve_monitor(args, monitor)?);
+    }
+    let consumer: BaseConsumer<CounterContext> = client
         .rdkafka_config(&[
+            // Broker and lag figures for --metrics.
+            ("statistics.interval.ms", "1000"),
             ("group.id", &group),
             ("enable.auto.commit", "true"),
             ("enable.auto.offset.store", "false"),
@@ -323,7 +397,7 @@ fn run(args: &Args) -> Result<(), String> {
             ("enable.partition.eof", "false"),
             ("fetch.wait.max.ms", "20"),
         ])
-        .create()
+        .create_with_context(CounterContext { health })
         .map_err(|e| format!("creating the Kafka consumer: {e}"))?;
     let metadata = consumer
         .fetch_metadata(Some(&topic), Duration::from_secs(10))
@@ -498,6 +572,17 @@ fn run(args: &Args) -> Result<(), String> {
                     .map_err(|e| format!("--csv {csv_path}: {e}"))?;
                 }
             }
+        }
+        figures.records.fetch_add(1, Ordering::Relaxed);
+        figures.bad.store(bad, Ordering::Relaxed);
+        if crossings_mode {
+            for (which, counted) in figures.counted.iter().enumerate() {
+                let total = crossings.counts.values().map(|c| c[which]).sum::<u64>();
+                counted.store(total, Ordering::Relaxed);
+            }
+        } else {
+            let total = cameras.values().map(|c| c.total).sum::<u64>();
+            figures.counted[0].store(total, Ordering::Relaxed);
         }
         if let Err(e) = consumer.store_offset_from_message(&message) {
             eprintln!("counter: warning: storing the offset: {e}");

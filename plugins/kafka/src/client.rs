@@ -212,7 +212,8 @@ pub struct ClientLog {
 }
 
 /// What librdkafka's statistics (every `statistics.interval.ms`) say about the brokers and
-/// the consumer's lag, for the elements' `stats`.
+/// the consumer's lag, for the elements' `stats`. A program with a client of its own
+/// feeds it from its `ClientContext::stats` with [`ClientHealth::update`].
 #[derive(Default)]
 pub struct ClientHealth(Mutex<HealthState>);
 
@@ -248,7 +249,7 @@ impl ClientHealth {
         *self.0.lock().unwrap() = HealthState::default();
     }
 
-    fn update(&self, statistics: &Statistics) {
+    pub fn update(&self, statistics: &Statistics) {
         // Brokers learned from metadata have node ids >= 0; bootstrap entries are -1.
         let up = statistics
             .brokers

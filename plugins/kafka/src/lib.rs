@@ -9,7 +9,8 @@
 //! - [`kafkadecodebin`]: one decoder per stream of an interleaved multi-camera topic.
 //!
 //! Applications read where a buffer came from with [`RecordMeta`], and the Kafka headers
-//! riding with it with [`KafkaHeaders`].
+//! riding with it with [`KafkaHeaders`]. A program with a Kafka client of its own reads the
+//! same broker and lag figures the elements' `stats` show with [`ClientHealth`].
 
 use gst::glib;
 
@@ -20,6 +21,7 @@ pub mod kafkasrc;
 mod record;
 mod release;
 
+pub use client::ClientHealth;
 pub use kafkavision::meta::{HEADERS_META, KafkaHeaders, RECORD_META, RecordMeta};
 pub use record::{ORIGINAL_PTS_CAPS, UNIX_TIME_CAPS};
 
