@@ -395,70 +395,6 @@ fn create_topic_with(brokers: &str, config: &[(&str, &str)], topic: &str) {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("running openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA (`ca.pem`), a server certificate for 127.0.0.1 it signed (`server.pem`,
-/// `server.key`), and an unrelated CA (`other-ca.pem`).
-fn make_certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    for (name, subject) in [("ca", "/CN=gkv test CA"), ("other-ca", "/CN=gkv other CA")] {
-        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-        let mut args = vec!["req", "-x509", "-days", "2", "-subj", subject];
-        args.extend(ec);
-        args.extend(["-keyout", key.as_str(), "-out", pem.as_str()]);
-        openssl(dir, &args);
-    }
-    let mut args = vec![
-        "req",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ];
-    args.extend(ec);
-    openssl(dir, &args);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-}
-
 fn python() -> String {
     std::env::var("KV_PYTHON").unwrap_or_else(|_| "python3".into())
 }
@@ -466,7 +402,7 @@ fn python() -> String {
 #[test]
 fn tls_round_trip_works_and_a_wrong_ca_fails_clearly() {
     let dir = tempdir("sec-tls");
-    make_certificates(&dir);
+    testkit::make_certificates(&dir);
     let (backend_port, tls_port) = (free_port(), free_port());
     let mut proxy = Command::new(python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls_proxy.py"))

@@ -22,11 +22,10 @@
 //! and does not run.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::{Running, repo};
+use testkit::{Running, nisshi_binary, repo};
 
 const FRAMES: u64 = 60;
 const SUBNET: &str = "10.231.7";
@@ -139,19 +138,6 @@ fn on_host(lan: &Lan, host: &str, program: &str, args: &[&str], name: &str) -> R
     let mut all = vec!["netns", "exec", ns.as_str(), program];
     all.extend_from_slice(args);
     Running::start(ip_binary(), &all).named(name)
-}
-
-fn find_nisshi() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("nisshi"))
-        .chain(
-            std::env::var_os("CARGO_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-                .map(|c| c.join("bin/nisshi")),
-        )
-        .find(|p| p.is_file())
 }
 
 fn python() -> Option<String> {
@@ -285,7 +271,7 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
         println!("not run: the test broker is {name}, this test starts nisshi itself");
         return;
     }
-    let Some(nisshi) = find_nisshi() else {
+    let Some(nisshi) = nisshi_binary() else {
         println!("not run: no nisshi binary (scripts/setup broker)");
         return;
     };

@@ -1,19 +1,22 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! The test kit every crate's tests share: the broker `scripts/test` starts, topics with
 //! unique names, records read and written with bare rdkafka clients, pipelines run to
-//! their end, programs run as child processes, and HTTP GETs to their servers.
+//! their end, programs run as child processes, HTTP GETs to their servers, and what tests
+//! that start a broker of their own need (nisshi, TLS certificates).
 //!
 //! It depends on no plugin crate (a plugin's own tests depend on the kit), so each test
 //! file registers the plugins it uses: `testkit::init(&[gstkafka::plugin_register_static])`.
 
 mod broker;
 mod http;
+mod own_broker;
 mod pipelines;
 mod process;
 mod records;
 
 pub use broker::*;
 pub use http::*;
+pub use own_broker::*;
 pub use pipelines::*;
 pub use process::*;
 pub use records::*;
