@@ -45,6 +45,8 @@ KV_DEBS=(
     # The several-hosts test builds network namespaces (ip netns); the deploy test checks
     # the systemd units with systemd-analyze.
     iproute2 systemd
+    # The TLS tests make their certificates with openssl.
+    openssl
 )
 
 # Messages go to stderr so that stdout stays machine-readable (scripts/broker start
