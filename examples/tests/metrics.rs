@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `detector-worker --metrics` serves its pipeline's stats as Prometheus text and its
-//! health, and `counter --metrics` its own figures; read here with Prometheus' own parser (Python `prometheus_client`), the values
+//! health, `counter --metrics` its own figures and `archive --metrics` both; read here with Prometheus' own parser (Python `prometheus_client`), the values
 //! checked against the frames the test sent.
 
 use std::collections::HashMap;
@@ -182,6 +182,50 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
         counted >= FRAMES as f64,
         "{counted} balls in {FRAMES} frames"
     );
+
+    // The archive on the worker's annotated frames: its pipeline's and its own figures.
+    let out = std::env::temp_dir().join(unique_name("metrics-archive"));
+    let address = format!("127.0.0.1:{}", free_port());
+    let group = unique_name("metrics-archive");
+    let archive_args = [
+        "--brokers",
+        &brokers(),
+        "--topic",
+        &annotated,
+        "--group",
+        &group,
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        &address,
+    ];
+    let mut archive = Running::start(env!("CARGO_BIN_EXE_archive"), &archive_args);
+    archive.wait_for("metrics at http://", Duration::from_secs(30));
+    let url = format!("http://{address}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut metrics = scrape(&url);
+    while metrics.get("gkv_archive_frames{element=archive}") != Some(&(FRAMES as f64)) {
+        assert!(
+            Instant::now() < deadline,
+            "never archived {FRAMES} frames: {metrics:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        metrics = scrape(&url);
+    }
+    assert_eq!(
+        metrics["gkv_kafkasrc_buffers_pushed{element=src}"],
+        FRAMES as f64
+    );
+    assert_eq!(http_get(&address, "/healthz"), (200, "ok\n".into()));
+    let crops = std::fs::read_dir(out.join("sports ball")).map_or(0, |d| d.count());
+    assert!(crops > 0, "no crop saved");
+    assert_eq!(
+        metrics["gkv_archive_crops_saved{element=archive}"],
+        crops as f64
+    );
+    archive.terminate();
+    assert!(archive.wait(Duration::from_secs(30)).success());
+    std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]

@@ -42,7 +42,9 @@ usage: archive [options]
   --min-confidence X       keep detections with confidence >= X (default 0.7)
   --quality Q              JPEG quality 1..100 (default 90)
   --stop-on-eos            end once every stream read so far has sent its end-of-stream record
-  --frames N               end after N frames (default: run until stopped)"
+  --frames N               end after N frames (default: run until stopped)
+  --metrics HOST:PORT      serve Prometheus metrics at /metrics (the pipeline's, and
+                           gkv_archive_frames, gkv_archive_crops_saved) and health at /healthz"
 );
 
 fn main() {
@@ -306,6 +308,19 @@ fn run(args: &Args) -> Result<(), String> {
             .build(),
     );
 
+    let monitor = gst_kafka_vision_examples::serve_metrics(
+        args,
+        &pipeline,
+        kafkavision::monitor::HealthLimits::default(),
+    )?;
+    let figures = shared.clone();
+    monitor.add_stats("archive", move || {
+        let state = figures.0.lock().unwrap();
+        gst::Structure::builder("archive-stats")
+            .field("frames", state.frames)
+            .field("crops-saved", state.saved.values().sum::<u64>())
+            .build()
+    });
     if pipeline.set_state(gst::State::Playing).is_err() {
         let err = pipeline_error(&pipeline, "starting the pipeline failed");
         let _ = pipeline.set_state(gst::State::Null);
