@@ -61,6 +61,9 @@ impl Default for HealthLimits {
 /// A program's own `stats` structure, read on each scrape.
 type StatsSource = Box<dyn Fn() -> gst::Structure + Send + Sync>;
 
+/// Per element and counter: the last value seen and since when it has not changed.
+type Progress = HashMap<(String, &'static str), (u64, Instant)>;
+
 /// Metrics and health of one pipeline (and of stats a program adds).
 pub struct Monitor {
     /// `None` for a monitor without a pipeline.
@@ -68,8 +71,7 @@ pub struct Monitor {
     sources: Mutex<Vec<(String, StatsSource)>>,
     limits: HealthLimits,
     failure: Mutex<Option<String>>,
-    /// Per element and counter: the last value seen and since when it has not changed.
-    progress: Mutex<HashMap<(String, &'static str), (u64, Instant)>>,
+    progress: Mutex<Progress>,
 }
 
 impl Monitor {
