@@ -208,6 +208,17 @@ fn the_programs_run_on_a_tls_broker_with_logins_and_a_camera_with_a_password() {
     );
     assert!(err.contains("SASL authentication error"), "{err}");
     assert_no_secret(&refused, "");
+    // The counter's bare consumer says the same, naming its own options.
+    let counter_args = ["--brokers", brokers.as_str(), "--topic", "detections"];
+    let mut refused = Running::start_with_env(env!("CARGO_BIN_EXE_counter"), &counter_args, &wrong);
+    assert!(!refused.wait(Duration::from_secs(30)).success());
+    let err = refused.stderr();
+    assert!(
+        err.contains("refused the connection's security settings")
+            && err.contains("in --kafka-config or --kafka-config-file"),
+        "{err}"
+    );
+    assert_no_secret(&refused, "");
 
     // The camera, and a publisher with the wrong camera password: fatal, named.
     let mut camera = Running::start_with_env(

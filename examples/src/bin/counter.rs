@@ -64,6 +64,7 @@ usage: counter [options]
   --stop-on-eos            end once every stream read so far has sent its end-of-stream record
   --frames N               end after N records (default: run until stopped)
   --quiet                  no live table (the final summary line is still printed)
+  --connect-timeout MS     how long to wait for the brokers at start (default 10000)
   --metrics HOST:PORT      serve Prometheus metrics at /metrics and health at /healthz
   --health-timeout S       unhealthy after S seconds without a broker, or with records
                            waiting and none consumed (default 30)"
@@ -147,7 +148,18 @@ impl ClientContext for CounterContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         self.health.update(&statistics);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.health.record_error(&error, reason);
+    }
 }
+
+/// How the start-up check's errors name the counter's settings.
+const SETTINGS: gstkafka::SettingNames = gstkafka::SettingNames {
+    brokers: "--brokers",
+    config: "--kafka-config or --kafka-config-file",
+    timeout: "--connect-timeout",
+};
 
 impl ConsumerContext for CounterContext {}
 
@@ -397,19 +409,23 @@ fn run(args: &Args) -> Result<(), String> {
             ("enable.partition.eof", "false"),
             ("fetch.wait.max.ms", "20"),
         ])
-        .create_with_context(CounterContext { health })
+        .create_with_context(CounterContext {
+            health: health.clone(),
+        })
         .map_err(|e| format!("creating the Kafka consumer: {e}"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(&topic), Duration::from_secs(10))
-        .map_err(|e| format!("could not reach Kafka brokers '{brokers}': {e}"))?;
-    match metadata.topics().iter().find(|t| t.name() == topic) {
-        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {}
-        _ => {
-            return Err(format!(
-                "topic '{topic}' does not exist on '{brokers}' (create it first)"
-            ));
-        }
-    }
+    let connect_timeout = Duration::from_millis(args.number("connect-timeout", 10_000u64));
+    gstkafka::check_topic(
+        consumer.client(),
+        &brokers,
+        &topic,
+        connect_timeout,
+        &SETTINGS,
+        || {
+            // Serves the error callbacks; nothing is subscribed yet, so no record comes.
+            let _ = consumer.poll(Duration::ZERO);
+            health.last_error()
+        },
+    )?;
     consumer
         .subscribe(&[&topic])
         .map_err(|e| format!("subscribing to '{topic}': {e}"))?;

@@ -202,18 +202,17 @@ fn librdkafka_accepts(key: &str, value: &str) -> bool {
 }
 
 /// Client context shared by both elements: librdkafka's log goes to the element's debug
-/// category, and the last client-level error (e.g. "all brokers down") is kept so that
-/// error messages can name the broker's own reason.
+/// category, and statistics and client-level errors go to [`ClientHealth`].
 pub struct ClientLog {
     cat: gst::DebugCategory,
     element: glib::WeakRef<gst::Element>,
-    last_error: Mutex<Option<String>>,
     health: Arc<ClientHealth>,
 }
 
 /// What librdkafka's statistics (every `statistics.interval.ms`) say about the brokers and
-/// the consumer's lag, for the elements' `stats`. A program with a client of its own
-/// feeds it from its `ClientContext::stats` with [`ClientHealth::update`].
+/// the consumer's lag, for the elements' `stats`, and the last client-level error, for
+/// error messages. A program with a client of its own feeds it from its `ClientContext`
+/// (`stats` with [`ClientHealth::update`], `error` with [`ClientHealth::record_error`]).
 #[derive(Default)]
 pub struct ClientHealth(Mutex<HealthState>);
 
@@ -223,6 +222,8 @@ struct HealthState {
     down_since: Option<Instant>,
     /// Per partition: the newest offset minus the committed one.
     lag: BTreeMap<i32, i64>,
+    /// The client-level error that says most about why the brokers cannot be used.
+    last_error: Option<String>,
 }
 
 impl ClientHealth {
@@ -243,6 +244,20 @@ impl ClientHealth {
             lag.set(format!("partition-{partition}"), *records);
         }
         lag
+    }
+
+    /// Keeps a client-level error for error messages. "All brokers down" follows the error
+    /// that says why (TLS handshake, SASL, refused connection): it never replaces that one.
+    pub fn record_error(&self, error: &KafkaError, reason: &str) {
+        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        let mut state = self.0.lock().unwrap();
+        if !(all_down && state.last_error.is_some()) {
+            state.last_error = Some(format!("{error}: {reason}"));
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.0.lock().unwrap().last_error.clone()
     }
 
     pub fn clear(&self) {
@@ -289,13 +304,12 @@ impl ClientLog {
         ClientLog {
             cat,
             element: element.downgrade(),
-            last_error: Mutex::new(None),
             health,
         }
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap().clone()
+        self.health.last_error()
     }
 }
 
@@ -327,18 +341,27 @@ impl ClientContext for ClientLog {
 
     fn error(&self, error: KafkaError, reason: &str) {
         gst::warning!(self.cat, "librdkafka error: {error}: {reason}");
-        // "All brokers down" follows the error that says why (TLS handshake, SASL, refused
-        // connection): keep that one for the element's error message.
-        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
-        let mut last_error = self.last_error.lock().unwrap();
-        if !(all_down && last_error.is_some()) {
-            *last_error = Some(format!("{error}: {reason}"));
-        }
+        self.health.record_error(&error, reason);
     }
 }
 
+/// How [`check_topic`]'s errors name the settings to change: an element's properties, or
+/// a program's options.
+pub struct SettingNames {
+    pub brokers: &'static str,
+    pub config: &'static str,
+    pub timeout: &'static str,
+}
+
+/// The elements' names of their client settings.
+pub const ELEMENT_SETTINGS: SettingNames = SettingNames {
+    brokers: "the 'brokers' property",
+    config: "the 'config' property",
+    timeout: "'connect-timeout'",
+};
+
 /// Checks within `timeout` that the brokers answer and `topic` exists; returns its
-/// partition count. The error names what to change.
+/// partition count. The error names what to change, as `names` calls it.
 ///
 /// `last_error` serves the client's pending events first (a consumer's error callbacks run
 /// only when it is polled) and returns the last client-level error. A broker that refuses
@@ -348,6 +371,7 @@ pub fn check_topic<C: ClientContext>(
     brokers: &str,
     topic: &str,
     timeout: Duration,
+    names: &SettingNames,
     last_error: impl Fn() -> Option<String>,
 ) -> Result<usize, String> {
     let deadline = Instant::now() + timeout;
@@ -367,15 +391,18 @@ pub fn check_topic<C: ClientContext>(
                 format!(
                     "Kafka brokers '{brokers}' refused the connection's security settings \
                      ({reason}); check security.protocol, sasl.mechanism, sasl.username, \
-                     sasl.password and ssl.* in the 'config' property"
+                     sasl.password and ssl.* in {}",
+                    names.config
                 )
             } else {
                 format!(
                     "could not reach Kafka brokers '{brokers}' within {} ms ({reason}); check \
-                     the 'brokers' property (host:port,...) and that the broker is up, or \
-                     raise 'connect-timeout'; a broker that requires TLS or SASL needs \
-                     security.protocol and its settings in the 'config' property",
-                    timeout.as_millis()
+                     {} (host:port,...) and that the broker is up, or raise {}; a broker \
+                     that requires TLS or SASL needs security.protocol and its settings in {}",
+                    timeout.as_millis(),
+                    names.brokers,
+                    names.timeout,
+                    names.config
                 )
             });
         }
@@ -391,7 +418,8 @@ pub fn check_topic<C: ClientContext>(
             format!(
                 "topic '{topic}' does not exist on brokers '{brokers}'; create it (e.g. \
                  kafka-topics.sh --create --topic {topic} --partitions 4) or let the \
-                 broker create it with config=\"allow.auto.create.topics=true\""
+                 broker create it with allow.auto.create.topics=true in {}",
+                names.config
             )
         } else {
             format!("topic '{topic}' on brokers '{brokers}' is not usable: {code}")

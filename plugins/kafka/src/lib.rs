@@ -10,7 +10,8 @@
 //!
 //! Applications read where a buffer came from with [`RecordMeta`], and the Kafka headers
 //! riding with it with [`KafkaHeaders`]. A program with a Kafka client of its own reads the
-//! same broker and lag figures the elements' `stats` show with [`ClientHealth`].
+//! same broker and lag figures the elements' `stats` show with [`ClientHealth`], and checks
+//! its brokers and topic at start as the elements do with [`check_topic`].
 
 use gst::glib;
 
@@ -21,7 +22,7 @@ pub mod kafkasrc;
 mod record;
 mod release;
 
-pub use client::ClientHealth;
+pub use client::{ClientHealth, SettingNames, check_topic};
 pub use kafkavision::meta::{HEADERS_META, KafkaHeaders, RECORD_META, RecordMeta};
 pub use record::{ORIGINAL_PTS_CAPS, UNIX_TIME_CAPS};
 

@@ -636,6 +636,7 @@ impl BaseSinkImpl for KafkaSink {
             &settings.client.brokers,
             &topic,
             start.connect_timeout,
+            &client::ELEMENT_SETTINGS,
             || producer.context().log.last_error(),
         )
         .map_err(|err| gst::error_msg!(gst::ResourceError::OpenWrite, ("{err}")))?;

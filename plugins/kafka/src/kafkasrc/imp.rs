@@ -761,6 +761,7 @@ impl BaseSrcImpl for KafkaSrc {
             &settings.client.brokers,
             &topic,
             timeout,
+            &crate::client::ELEMENT_SETTINGS,
             || {
                 // Serves the error callbacks; nothing is assigned yet, so no record comes.
                 let _ = consumer.poll(Duration::ZERO);
