@@ -111,10 +111,10 @@ fn run() -> Result<(), String> {
                     .collect();
                 println!("frame {place}: {}", found.join("; "));
                 let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if limit.is_some_and(|limit| n >= limit) {
-                    if let Some(pipeline) = weak.upgrade() {
-                        pipeline.send_event(gst::event::Eos::new());
-                    }
+                if limit.is_some_and(|limit| n >= limit)
+                    && let Some(pipeline) = weak.upgrade()
+                {
+                    pipeline.send_event(gst::event::Eos::new());
                 }
                 Ok(gst::FlowSuccess::Ok)
             })

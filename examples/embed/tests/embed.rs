@@ -60,10 +60,10 @@ fn find(dir: &Path, name: &str) -> Option<PathBuf> {
         if path.file_name().is_some_and(|n| n == name) {
             return Some(path);
         }
-        if path.is_dir() {
-            if let Some(found) = find(&path, name) {
-                return Some(found);
-            }
+        if path.is_dir()
+            && let Some(found) = find(&path, name)
+        {
+            return Some(found);
         }
     }
     None

@@ -84,7 +84,9 @@ struct State {
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
 /// Detections of the JPEG buffers, in order, until their decoded frame arrives.
-type InOrder = Arc<Mutex<VecDeque<Vec<(String, f64, (u32, u32, u32, u32))>>>>;
+/// A detection: label, confidence, rect in pixels (x, y, width, height).
+type Detection = (String, f64, (u32, u32, u32, u32));
+type InOrder = Arc<Mutex<VecDeque<Vec<Detection>>>>;
 
 /// A label as a file and folder name: path separators and dot-names replaced.
 fn file_label(label: &str) -> String {
@@ -136,7 +138,7 @@ fn clip(rect: (u32, u32, u32, u32), width: u32, height: u32) -> Option<(u32, u32
 }
 
 /// The detections of a buffer: (label, confidence, rect in pixels).
-fn detections(buffer: &gst::BufferRef) -> Vec<(String, f64, (u32, u32, u32, u32))> {
+fn detections(buffer: &gst::BufferRef) -> Vec<Detection> {
     kafkavision::detections::meta::of_buffer(buffer, 0, 0)
         .into_iter()
         .map(|d| {

@@ -329,7 +329,7 @@ impl<'a> Session<'a> {
         })
     }
 
-    fn from_sink(&self, message: &gst::MessageRef) -> bool {
+    fn is_from_sink(&self, message: &gst::MessageRef) -> bool {
         message
             .src()
             .is_some_and(|src| src == self.sink.upcast_ref::<gst::Object>())
@@ -370,7 +370,7 @@ impl<'a> Session<'a> {
                 .timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
             {
                 if let gst::MessageView::Error(err) = message.view() {
-                    if self.from_sink(&message) {
+                    if self.is_from_sink(&message) {
                         return self.kafka_error(err);
                     }
                     if err.error().matches(gst::ResourceError::NotAuthorized) {
@@ -395,7 +395,7 @@ impl<'a> Session<'a> {
             if let Some(message) = self.bus.timed_pop(gst::ClockTime::from_mseconds(50)) {
                 match message.view() {
                     gst::MessageView::Error(err) => {
-                        if self.from_sink(&message) {
+                        if self.is_from_sink(&message) {
                             return self.kafka_error(err);
                         }
                         if err.error().matches(gst::ResourceError::NotAuthorized) {
@@ -413,7 +413,7 @@ impl<'a> Session<'a> {
                             "the camera ended the stream or closed the connection".into(),
                         );
                     }
-                    gst::MessageView::Warning(w) if self.from_sink(&message) => {
+                    gst::MessageView::Warning(w) if self.is_from_sink(&message) => {
                         eprintln!("publisher: kafkasink warning: {}", w.error());
                     }
                     _ => {}
@@ -473,7 +473,7 @@ impl<'a> Session<'a> {
             };
             match message.view() {
                 gst::MessageView::Eos(_) => return ended(None),
-                gst::MessageView::Error(err) if self.from_sink(&message) => {
+                gst::MessageView::Error(err) if self.is_from_sink(&message) => {
                     return match self.kafka_error(err) {
                         Ended::Fatal(m) => ended(Some(m)),
                         other => other,

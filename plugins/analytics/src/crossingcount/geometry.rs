@@ -117,7 +117,7 @@ fn parse_named(text: &str, what: &str) -> Result<Vec<(String, Vec<Point>)>, Stri
             .map(|v| v.trim().parse::<f64>())
             .collect::<Result<_, _>>()
             .map_err(|_| format!("{what}: '{item}' has a coordinate that is not a number"))?;
-        if values.len() % 2 != 0 {
+        if !values.len().is_multiple_of(2) {
             return Err(format!(
                 "{what}: '{item}' has an odd number of coordinates; give x,y pairs"
             ));
