@@ -4,7 +4,7 @@
 //! authentication. Every program gets its Kafka settings the way an operator would give
 //! them: a 0600 client.properties file (`--kafka-config-file`) or `KAFKA_CONFIG` with the
 //! password in another variable (`${KAFKA_PASSWORD}`); the camera password comes from
-//! `RTSP_PASSWORD`. Publisher, worker, counter, archive, demo-status and viewer run on it;
+//! `RTSP_PASSWORD` or a 0600 file (`--rtsp-password-file`). Publisher, worker, counter, archive, demo-status and viewer run on it;
 //! no secret may show in a command line or in any program's output.
 //!
 //! Needs the nisshi broker and openssl; otherwise it says why and does not run.
@@ -244,9 +244,15 @@ fn the_programs_run_on_a_tls_broker_with_logins_and_a_camera_with_a_password() {
         })
         .expect("a camera URL")
         .to_string();
+    // publish(PASSWORD) passes the camera password in RTSP_PASSWORD; publish("") reads the
+    // right one with --rtsp-password-file from a 0600 file.
+    let password_file = dir.join("camera-password");
+    std::fs::write(&password_file, format!("{CAMERA_PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let password_file = password_file.display().to_string();
     let publish = |password: &str| {
         let frames = FRAMES.to_string();
-        let args = [
+        let mut args = vec![
             "--url",
             url.as_str(),
             "--rtsp-user",
@@ -258,11 +264,13 @@ fn the_programs_run_on_a_tls_broker_with_logins_and_a_camera_with_a_password() {
             "--frames",
             frames.as_str(),
         ];
-        Running::start_with_env(
-            env!("CARGO_BIN_EXE_publisher"),
-            &args,
-            &[("RTSP_PASSWORD", password)],
-        )
+        let env: &[(&str, &str)] = if password.is_empty() {
+            args.extend(["--rtsp-password-file", password_file.as_str()]);
+            &[]
+        } else {
+            &[("RTSP_PASSWORD", password)]
+        };
+        Running::start_with_env(env!("CARGO_BIN_EXE_publisher"), &args, env)
     };
     let mut refused = publish("wrong-password");
     assert!(!refused.wait(Duration::from_secs(30)).success());
@@ -285,7 +293,7 @@ fn the_programs_run_on_a_tls_broker_with_logins_and_a_camera_with_a_password() {
         ],
         &kafka_env,
     );
-    let mut publisher = publish(CAMERA_PASSWORD);
+    let mut publisher = publish("");
     let publisher_command = command_line(&publisher);
     let worker_command = command_line(&worker);
     assert!(
