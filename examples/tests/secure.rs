@@ -4,8 +4,9 @@
 //! authentication. Every program gets its Kafka settings the way an operator would give
 //! them: a 0600 client.properties file (`--kafka-config-file`) or `KAFKA_CONFIG` with the
 //! password in another variable (`${KAFKA_PASSWORD}`); the camera password comes from
-//! `RTSP_PASSWORD` or a 0600 file (`--rtsp-password-file`). Publisher, worker, counter, archive, demo-status and viewer run on it;
-//! no secret may show in a command line or in any program's output.
+//! `RTSP_PASSWORD` or a 0600 file (`--rtsp-password-file`). Publisher, worker, counter,
+//! archive, demo-status and viewer run on it; no secret may show in a command line or in
+//! any program's output.
 //!
 //! Needs the nisshi broker and openssl; otherwise it says why and does not run.
 
