@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::{Running, nisshi_binary, repo};
+use testkit::{Running, nisshi_for_test, repo};
 
 const FRAMES: u64 = 60;
 const SUBNET: &str = "10.231.7";
@@ -265,15 +265,12 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> 
 #[test]
 fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
     let started = Instant::now();
-    if let Ok(name) = std::env::var("KV_BROKER_NAME")
-        && name != "nisshi"
-    {
-        println!("not run: the test broker is {name}, this test starts nisshi itself");
-        return;
-    }
-    let Some(nisshi) = nisshi_binary() else {
-        println!("not run: no nisshi binary (scripts/setup broker)");
-        return;
+    let nisshi = match nisshi_for_test() {
+        Ok(path) => path,
+        Err(why) => {
+            println!("not run: {why}");
+            return;
+        }
     };
     let Some(python) = python() else {
         println!("not run: no Python venv with confluent_kafka (scripts/setup venv)");

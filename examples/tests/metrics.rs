@@ -26,6 +26,21 @@ fn scrape(url: &str) -> HashMap<String, f64> {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+type Metrics = HashMap<String, f64>;
+
+/// Scrapes `address`'s `/metrics` until `done` holds; panics naming `what` after 60 s.
+fn scrape_until(address: &str, what: &str, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    let url = format!("http://{address}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut metrics = scrape(&url);
+    while !done(&metrics) {
+        assert!(Instant::now() < deadline, "{what}: {metrics:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        metrics = scrape(&url);
+    }
+    metrics
+}
+
 /// A new topic holding `FRAMES` JPEG frames of a moving ball, camera `cam1`.
 fn ball_frames(prefix: &str) -> String {
     gst_kafka_vision_examples::init().unwrap();
@@ -73,21 +88,13 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     );
     let address = format!("127.0.0.1:{}", free_port());
     let mut worker = worker(&frames, [&annotated, &detections], &address, &[]);
-    let url = format!("http://{address}/metrics");
 
     // Every frame through, and committed: the lag is back to zero.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let done = |m: &HashMap<String, f64>| {
+    let metrics = scrape_until(&address, "never complete", |m| {
         m.get("gkv_kafkasrc_buffers_pushed{element=src}") == Some(&(FRAMES as f64))
             && m.get("gkv_kafkasrc_consumer_lag{element=src,partition=0}") == Some(&0.0)
             && m.get("gkv_kafkasink_records_sent{element=detections}") == Some(&(FRAMES as f64))
-    };
-    let mut metrics = scrape(&url);
-    while !done(&metrics) {
-        assert!(Instant::now() < deadline, "never complete: {metrics:?}");
-        std::thread::sleep(Duration::from_millis(300));
-        metrics = scrape(&url);
-    }
+    });
     let value = |name: &str| {
         *metrics
             .get(name)
@@ -150,19 +157,11 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     ];
     let mut counter = Running::start(env!("CARGO_BIN_EXE_counter"), &counter_args);
     counter.wait_for("metrics at http://", Duration::from_secs(30));
-    let url = format!("http://{address}/metrics");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut metrics = scrape(&url);
-    while metrics.get("gkv_counter_records_consumed{element=counter}") != Some(&(written as f64))
-        || metrics.get("gkv_counter_consumer_lag{element=counter,partition=0}") != Some(&0.0)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{written} records never consumed: {metrics:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        metrics = scrape(&url);
-    }
+    let what = format!("{written} records never consumed");
+    let metrics = scrape_until(&address, &what, |m| {
+        m.get("gkv_counter_records_consumed{element=counter}") == Some(&(written as f64))
+            && m.get("gkv_counter_consumer_lag{element=counter,partition=0}") == Some(&0.0)
+    });
     assert_eq!(metrics["gkv_counter_bad_records{element=counter}"], 1.0);
     assert_eq!(metrics["gkv_counter_broker_down_ms{element=counter}"], 0.0);
     assert_eq!(metrics["gkv_pipeline_healthy{}"], 1.0);
@@ -201,17 +200,9 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     ];
     let mut archive = Running::start(env!("CARGO_BIN_EXE_archive"), &archive_args);
     archive.wait_for("metrics at http://", Duration::from_secs(30));
-    let url = format!("http://{address}/metrics");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut metrics = scrape(&url);
-    while metrics.get("gkv_archive_frames{element=archive}") != Some(&(FRAMES as f64)) {
-        assert!(
-            Instant::now() < deadline,
-            "never archived {FRAMES} frames: {metrics:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        metrics = scrape(&url);
-    }
+    let metrics = scrape_until(&address, "never archived every frame", |m| {
+        m.get("gkv_archive_frames{element=archive}") == Some(&(FRAMES as f64))
+    });
     assert_eq!(
         metrics["gkv_kafkasrc_buffers_pushed{element=src}"],
         FRAMES as f64

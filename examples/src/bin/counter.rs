@@ -138,7 +138,6 @@ enum Record {
     Event(Option<String>, Event),
 }
 
-/// Unique objects per camera and line or zone: crossings in and out, entries and exits.
 /// The consumer's context: librdkafka's statistics feed the broker and lag figures.
 struct CounterContext {
     health: Arc<gstkafka::ClientHealth>,
@@ -154,14 +153,14 @@ impl ClientContext for CounterContext {
     }
 }
 
+impl ConsumerContext for CounterContext {}
+
 /// How the start-up check's errors name the counter's settings.
 const SETTINGS: gstkafka::SettingNames = gstkafka::SettingNames {
     brokers: "--brokers",
     config: "--kafka-config or --kafka-config-file",
     timeout: "--connect-timeout",
 };
-
-impl ConsumerContext for CounterContext {}
 
 /// What `--metrics` serves, as a `counter-stats` structure (the elements' convention).
 #[derive(Default)]
@@ -195,10 +194,13 @@ impl Figures {
     }
 }
 
+/// Unique objects per camera and line or zone: crossings in and out, entries and exits.
 #[derive(Default)]
 struct Crossings {
     /// (camera, place) → [in, out, entered, left]
     counts: BTreeMap<(String, String), [u64; 4]>,
+    /// [in, out, entered, left] over every camera and place.
+    totals: [u64; 4],
     /// (camera, place, which count, track id) already counted.
     seen: HashSet<(String, String, usize, u64)>,
 }
@@ -220,6 +222,7 @@ impl Crossings {
             return false;
         }
         self.counts.entry((camera.to_string(), place)).or_default()[which] += 1;
+        self.totals[which] += 1;
         true
     }
 
@@ -565,6 +568,7 @@ fn run(args: &Args) -> Result<(), String> {
                 cam.frames += 1;
                 cam.last = count;
                 cam.total += count as u64;
+                figures.counted[0].fetch_add(count as u64, Ordering::Relaxed);
                 cam.window.push_back(count);
                 while cam.window.len() > options.window {
                     cam.window.pop_front();
@@ -592,13 +596,9 @@ fn run(args: &Args) -> Result<(), String> {
         figures.records.fetch_add(1, Ordering::Relaxed);
         figures.bad.store(bad, Ordering::Relaxed);
         if crossings_mode {
-            for (which, counted) in figures.counted.iter().enumerate() {
-                let total = crossings.counts.values().map(|c| c[which]).sum::<u64>();
+            for (counted, total) in figures.counted.iter().zip(crossings.totals) {
                 counted.store(total, Ordering::Relaxed);
             }
-        } else {
-            let total = cameras.values().map(|c| c.total).sum::<u64>();
-            figures.counted[0].store(total, Ordering::Relaxed);
         }
         if let Err(e) = consumer.store_offset_from_message(&message) {
             eprintln!("counter: warning: storing the offset: {e}");
@@ -625,7 +625,7 @@ fn run(args: &Args) -> Result<(), String> {
         if !quiet {
             crossings.print(bad, false);
         }
-        let total = |i: usize| crossings.counts.values().map(|c| c[i]).sum::<u64>();
+        let total = |i: usize| crossings.totals[i];
         let cameras: HashSet<&String> = crossings.counts.keys().map(|(c, _)| c).collect();
         println!(
             "counter: {reason}: {frames} events from {} camera(s): {} in, {} out, {} entered, \

@@ -103,7 +103,8 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
     // apart, and two workers of the same name never share a stream.
     let stream = format!("{}-{}", args.get("name", "worker"), std::process::id());
     let source = element("src")?;
-    client.configure(&source);
+    // The shared settings plus --config: the consumer's own `config`.
+    source.set_property("brokers", &client.brokers);
     let consumer_config = client
         .config_property(&args.get("config", ""))
         .map_err(|e| format!("--config: {e}"))?;

@@ -199,10 +199,8 @@ fn camera_from_url(url: &str) -> String {
         .split_once("://")
         .map_or(without_query, |(_, rest)| rest);
     // Never a user or password as the key.
-    let path = match path.split_once('/') {
-        Some((authority, _)) => &path[authority.rfind('@').map_or(0, |at| at + 1)..],
-        None => &path[path.rfind('@').map_or(0, |at| at + 1)..],
-    };
+    let authority = path.split('/').next().unwrap_or(path);
+    let path = &path[authority.rfind('@').map_or(0, |at| at + 1)..];
     let mut segments = path.split('/').filter(|s| !s.is_empty());
     let host = segments.next();
     segments

@@ -5,8 +5,21 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The nisshi binary for a test that starts nisshi itself, or why the test cannot run:
+/// the suite runs on the fallback broker (no nisshi here), or nisshi is not installed.
+pub fn nisshi_for_test() -> Result<PathBuf, String> {
+    if let Ok(name) = std::env::var("KV_BROKER_NAME")
+        && name != "nisshi"
+    {
+        return Err(format!(
+            "the test broker is {name}, this test starts nisshi itself"
+        ));
+    }
+    nisshi_binary().ok_or_else(|| "no nisshi binary (scripts/setup broker)".to_string())
+}
+
 /// The nisshi binary on `PATH` or in Cargo's `bin` folder, if installed.
-pub fn nisshi_binary() -> Option<PathBuf> {
+fn nisshi_binary() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("nisshi"))
