@@ -40,14 +40,18 @@ KV_DEBS=(
     meson ninja-build pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev python3-venv
     # The web viewer's test runs the page in headless Chromium.
     chromium
-    # The Python embedding example (PyGObject; python3-gst-1.0 reads GstValueArray fields).
-    python3-gi gir1.2-gstreamer-1.0 python3-gst-1.0
+    # The Python embedding example runs Debian's python3 with PyGObject (python3-gst-1.0
+    # reads GstValueArray fields).
+    python3 python3-gi gir1.2-gstreamer-1.0 python3-gst-1.0
     # The several-hosts test builds network namespaces (ip netns); the deploy test checks
     # the systemd units with systemd-analyze.
     iproute2 systemd
-    # The TLS tests make their certificates with openssl.
-    openssl
+    # The TLS tests make their certificates with openssl; tests stop what they started in
+    # network namespaces with kill, and the demo test checks with pkill.
+    openssl procps
 )
+# Every program a test starts is listed, with what installs it, in testkit's PROGRAMS
+# (tests/kit/src/programs.rs); tests/setup_guard.rs checks that list against this one.
 
 # Messages go to stderr so that stdout stays machine-readable (scripts/broker start
 # prints only the bootstrap address there).

@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ impl PrivateBroker {
     fn script(&self, args: &[String]) -> String {
         let script = std::env::var("KV_BROKER_SCRIPT")
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker").into());
-        let output = Command::new(&script)
+        let output = command(&script)
             .args(args)
             .env("BROKER_DIR", &self.dir)
             .stdin(Stdio::null())

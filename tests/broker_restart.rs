@@ -3,7 +3,6 @@
 //! restart. Its own test binary: restarting the broker would disturb other tests, and
 //! cargo runs test binaries one after another.
 
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::*;
@@ -20,7 +19,7 @@ fn restart_broker() {
     let script = std::env::var("KV_BROKER_SCRIPT")
         .expect("KV_BROKER_SCRIPT is not set: run the tests through scripts/test");
     let dir = std::env::var("KV_BROKER_DIR").expect("KV_BROKER_DIR is not set");
-    let status = Command::new(script)
+    let status = testkit::command(script)
         .arg("restart")
         .env("BROKER_DIR", dir)
         .status()

@@ -2,12 +2,10 @@
 //! The systemd units of `deploy/` pass `systemd-analyze verify` (templates instantiated,
 //! their programs stubbed, every variable they use set by an example env file).
 
-use std::process::Command;
-
 #[test]
 fn the_systemd_units_verify() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new("bash")
+    let output = testkit::command("bash")
         .arg(repo.join("deploy/verify.sh"))
         .current_dir(repo)
         .output()

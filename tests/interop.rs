@@ -3,7 +3,6 @@
 //! client the well-known write-ups used) and confluent-kafka, run from the project venv.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use testkit::*;
@@ -18,19 +17,12 @@ fn init() {
 
 const CLIENTS: [&str; 2] = ["kafka-python", "confluent"];
 
-fn python() -> String {
-    std::env::var("KV_PYTHON").expect(
-        "KV_PYTHON is not set: run the tests through scripts/test, which installs the Python \
-         Kafka clients into .venv",
-    )
-}
-
 fn clients_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/kafka_clients.py")
 }
 
 fn run_client(args: &[&str]) -> String {
-    let output = Command::new(python())
+    let output = testkit::command("python")
         .arg(clients_script())
         .args(args)
         .output()

@@ -2,23 +2,19 @@
 //! Kafka security settings pass through `config`, and secrets never come back out: not
 //! when `config` is read, not in `stats`, not in error messages, not in any log (every
 //! GStreamer category at level 9 plus librdkafka `debug=all`). TLS and SASL work end to
-//! end against tansu brokers this test starts itself: TLS through `tests/tls_proxy.py`
-//! (tansu 0.6.0 accepts `--cert`/`--key` but never uses them); SASL reaches a broker with
-//! `--authentication`, which refuses our logins (it has no PLAIN and no SCRAM users).
+//! end against nisshi brokers this test starts itself (the broker the setup installs; on
+//! the tansu fallback these say why they do not run): one that speaks only TLS, and one
+//! that requires SCRAM logins.
 //!
 //! Pipelines with secrets are built without `config` in the launch line: GStreamer's own
 //! parser logs launch lines verbatim at DEBUG, which no element can prevent.
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gst::prelude::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use testkit::Ended;
+use testkit::{Ended, Scratch, Security, start_nisshi};
 
 fn init() {
     testkit::init(&[
@@ -29,6 +25,7 @@ fn init() {
 }
 
 const PASSWORD: &str = "PwSecret-7f3a91";
+const WRONG_PASSWORD: &str = "WrongPw-6d0b58";
 const KEY_PASSWORD: &str = "KeyPass-2b8c44";
 const KEYSTORE_PASSWORD: &str = "StorePass-9d1e07";
 const OAUTH_SECRET: &str = "OauthSecret-5c6f12";
@@ -215,9 +212,9 @@ fn logging_child() {
 
 #[test]
 fn secrets_stay_out_of_logs_and_error_messages() {
-    let dir = tempdir("sec-logs");
+    let dir = Scratch::new("sec-logs");
     let debug_file = dir.join("gst-debug.log");
-    let output = Command::new(std::env::current_exe().unwrap())
+    let output = testkit::command(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "logging_child",
@@ -285,92 +282,14 @@ fn secrets_stay_out_of_logs_and_error_messages() {
 
 // ---- brokers of our own -----------------------------------------------------------------
 
-/// A fresh folder, removed when dropped (the level-9 debug log is large).
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
-fn tempdir(prefix: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(testkit::unique_name(prefix));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A process this test started, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn tansu_path() -> PathBuf {
-    if let Ok(path) = std::env::var("TANSU") {
-        return path.into();
-    }
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    let installed = home.join("bin/tansu");
-    if installed.exists() {
-        installed
-    } else {
-        "tansu".into()
-    }
-}
-
-/// A tansu broker listening on `port` that tells clients to come to `advertised_port`.
-fn start_tansu(dir: &Path, port: u16, advertised_port: u16, authentication: bool) -> Process {
-    let mut command = Command::new(tansu_path());
-    command
-        .current_dir(dir)
-        .args(["broker", "--cluster-id", "gkv-security"])
-        .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
-        .args([
-            "--advertised-listener-url",
-            &format!("tcp://127.0.0.1:{advertised_port}"),
-        ])
-        .args(["--storage-engine", "memory://tansu/", "--silent"])
-        .env_remove("SCHEMA_REGISTRY")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("tansu.log")).unwrap());
-    if authentication {
-        command.arg("--authentication");
-    }
-    let process = Process(command.spawn().expect("starting tansu"));
-    wait_for_port(port);
-    process
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(100));
+/// The nisshi binary for a broker of the test's own, or None after saying why not.
+fn own_nisshi() -> Option<std::path::PathBuf> {
+    match testkit::nisshi_for_test() {
+        Ok(path) => Some(path),
+        Err(why) => {
+            testkit::not_run(&why);
+            None
+        }
     }
 }
 
@@ -383,44 +302,31 @@ fn create_topic_with(brokers: &str, config: &[(&str, &str)], topic: &str) {
     let admin: AdminClient<DefaultClientContext> = client_config.create().unwrap();
     let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    // tansu takes a moment after it listens before it answers.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The first request can come before the broker's storage is ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let result = futures_executor::block_on(admin.create_topics([&new_topic], &options));
         match result.map(|r| r.into_iter().next().unwrap()) {
             Ok(Ok(_)) => return,
-            other if Instant::now() > deadline => panic!("creating {topic}: {other:?}"),
+            other if std::time::Instant::now() > deadline => panic!("creating {topic}: {other:?}"),
             _ => std::thread::sleep(Duration::from_millis(300)),
         }
     }
 }
 
-fn python() -> String {
-    std::env::var("KV_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 #[test]
 fn tls_round_trip_works_and_a_wrong_ca_fails_clearly() {
-    let dir = tempdir("sec-tls");
+    let Some(nisshi) = own_nisshi() else { return };
+    let dir = Scratch::new("sec-tls");
     testkit::make_certificates(&dir);
-    let (backend_port, tls_port) = (free_port(), free_port());
-    let mut proxy = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls_proxy.py"))
-        .args([tls_port.to_string(), backend_port.to_string()])
-        .arg(dir.join("server.pem"))
-        .arg(dir.join("server.key"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting tests/tls_proxy.py");
-    let mut ready = String::new();
-    BufReader::new(proxy.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    let _proxy = Process(proxy);
-    assert_eq!(ready.trim(), "ready");
-    let _broker = start_tansu(&dir, backend_port, tls_port, false);
+    let port = testkit::free_port();
+    let tls = Security {
+        tls: true,
+        logins: false,
+    };
+    let _broker = start_nisshi(&nisshi, &dir, port, tls);
 
-    let brokers = format!("127.0.0.1:{tls_port}");
+    let brokers = format!("127.0.0.1:{port}");
     let ca = dir.join("ca.pem").to_string_lossy().into_owned();
     create_topic_with(
         &brokers,
@@ -432,7 +338,7 @@ fn tls_round_trip_works_and_a_wrong_ca_fails_clearly() {
     assert_eq!(read, 5);
     assert_eq!(sink_stats.get::<u64>("records-sent").unwrap(), 6);
 
-    // Plaintext to a TLS port, and TLS with a CA that did not sign the broker's certificate.
+    // TLS with a CA that did not sign the broker's certificate.
     let other_ca = dir.join("other-ca.pem").to_string_lossy().into_owned();
     let err = failing_sink(
         &brokers,
@@ -448,22 +354,57 @@ fn tls_round_trip_works_and_a_wrong_ca_fails_clearly() {
 
 #[test]
 fn sasl_logins_the_broker_refuses_say_why_without_the_password() {
-    // tansu 0.6.0 with --authentication offers SCRAM-SHA-256/512 and OAUTHBEARER, checks
-    // SCRAM against users stored with AlterUserScramCredentials (none here), and has no
-    // PLAIN: both logins below are refused, which proves the SASL settings reach the broker.
-    let dir = tempdir("sec-sasl");
-    let port = free_port();
-    let _broker = start_tansu(&dir, port, port, true);
+    // nisshi with --authentication offers SCRAM-SHA-256 and SCRAM-SHA-512 only, for users
+    // made with `nisshi user create`. The right login round-trips; PLAIN and a wrong
+    // password are refused, which proves the SASL settings reach the broker.
+    let Some(nisshi) = own_nisshi() else { return };
+    let dir = Scratch::new("sec-sasl");
+    let port = testkit::free_port();
     let brokers = format!("127.0.0.1:{port}");
-    for (mechanism, expected) in [("PLAIN", "PLAIN"), ("SCRAM-SHA-256", "uthentication")] {
-        let err = failing_sink(
-            &brokers,
-            &format!(
-                "security.protocol=SASL_PLAINTEXT,sasl.mechanism={mechanism},\
-                 sasl.username=gkv-user,sasl.password={PASSWORD}"
-            ),
+    {
+        // nisshi's admin commands do not log in: users and topics first, without logins.
+        let _setup = start_nisshi(&nisshi, &dir, port, Security::default());
+        let broker_url = format!("tcp://{brokers}");
+        testkit::nisshi_admin(
+            &nisshi,
+            &[
+                "user",
+                "create",
+                "--broker",
+                &broker_url,
+                "--mechanism",
+                "scram256",
+                "gkv-user",
+                PASSWORD,
+            ],
         );
+        testkit::nisshi_admin(
+            &nisshi,
+            &["topic", "create", "--broker", &broker_url, "frames"],
+        );
+    }
+    let logins = Security {
+        tls: false,
+        logins: true,
+    };
+    let _broker = start_nisshi(&nisshi, &dir, port, logins);
+    let login = |mechanism: &str, password: &str| {
+        format!(
+            "security.protocol=SASL_PLAINTEXT,sasl.mechanism={mechanism},\
+             sasl.username=gkv-user,sasl.password={password}"
+        )
+    };
+
+    let (read, _, _) = round_trip(&brokers, "frames", &login("SCRAM-SHA-256", PASSWORD), 5);
+    assert_eq!(read, 5, "the right SCRAM login round-trips");
+
+    for (mechanism, password, expected) in [
+        ("PLAIN", PASSWORD, "PLAIN"),
+        ("SCRAM-SHA-256", WRONG_PASSWORD, "uthentication"),
+    ] {
+        let err = failing_sink(&brokers, &login(mechanism, password));
         assert_no_secret(&format!("{mechanism} error"), &err);
+        assert!(!err.contains(WRONG_PASSWORD), "{err}");
         assert!(
             err.contains("refused the connection's security settings"),
             "{err}"

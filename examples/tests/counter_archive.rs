@@ -5,10 +5,10 @@
 //! reading those topics with a bare rdkafka consumer and parsing the JSON here.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use testkit::{RawRecord, brokers, create_topic, read_until, unique_name as unique};
+use testkit::{RawRecord, brokers, command, create_topic, read_until, unique_name as unique};
 
 use gst::prelude::*;
 use kafkavision::detections::FrameDetections;
@@ -145,7 +145,7 @@ struct Run {
 /// Runs an example binary to its end (at most 45 s); it must succeed.
 fn run_bin(exe: &str, args: &[&str], scratch: &Path) -> Run {
     let (out, err) = (scratch.join("stdout"), scratch.join("stderr"));
-    let mut child = Command::new(exe)
+    let mut child = command(exe)
         .args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())

@@ -3,10 +3,10 @@
 //! cameras, and a worker killed with SIGKILL is started again, the progress line says so,
 //! and detections go on.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use testkit::{Running, brokers, repo, unique_name};
+use testkit::{Running, brokers, command, repo, unique_name};
 
 /// The numbers after "detected " in a progress line.
 fn detected(line: &str) -> u64 {
@@ -54,7 +54,7 @@ fn the_demo_shares_cameras_between_workers_and_restarts_a_killed_one() {
     }
 
     // SIGKILL worker1, as the OOM killer would.
-    let killed = Command::new("pkill")
+    let killed = command("pkill")
         .args(["-KILL", "-f", "detector-worker .*--name worker1 "])
         .stdout(Stdio::null())
         .status()

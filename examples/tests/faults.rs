@@ -19,7 +19,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use testkit::{RawRecord, Running, read_all_from};
-use testkit::{brokers, create_topic, unique_name as unique};
+use testkit::{brokers, create_topic, not_run, unique_name as unique};
 
 /// The workers' consumer settings: kafkasrc's defaults for live video (a 6 s session,
 /// 1 s heartbeats), plus what `scripts/bench failover --worker-config` asks to measure
@@ -361,9 +361,9 @@ fn a_killed_worker_loses_no_frame_on_the_shipped_broker() {
     // expires a dead member (the reason nisshi is shipped): there the test would only
     // measure that, so it says so and stops.
     if std::env::var("KV_BROKER_NAME").as_deref() == Ok("tansu") {
-        println!(
-            "not run: the test broker is the fallback tansu 0.6.0, which does not reliably \
-             expire a killed group member (see the README's broker table)"
+        not_run(
+            "the test broker is the fallback tansu 0.6.0, which does not reliably expire a \
+             killed group member (see the README's broker table)",
         );
         return;
     }

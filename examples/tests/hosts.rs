@@ -22,26 +22,18 @@
 //! and does not run.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use testkit::{Running, nisshi_for_test, repo};
+use testkit::{Running, command, nisshi_for_test, not_run, program_path, repo};
 
 const FRAMES: u64 = 60;
 const SUBNET: &str = "10.231.7";
 const HOSTS: [&str; 4] = ["broker", "camera", "worker1", "worker2"];
 
-fn ip_binary() -> &'static str {
-    if std::path::Path::new("/usr/sbin/ip").exists() {
-        "/usr/sbin/ip"
-    } else {
-        "ip"
-    }
-}
-
 /// Runs `ip ARGS`; the error carries its stderr.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(ip_binary())
+    let out = command("ip")
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -115,12 +107,9 @@ impl Drop for Lan {
         // A process still in a namespace would keep it (and its veth) alive after the
         // name is gone: everything in these namespaces is ours, started by this test.
         for ns in &self.created {
-            if let Ok(out) = Command::new(ip_binary())
-                .args(["netns", "pids", ns])
-                .output()
-            {
+            if let Ok(out) = command("ip").args(["netns", "pids", ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                    let _ = command("kill").args(["-KILL", pid]).status();
                 }
             }
         }
@@ -135,19 +124,10 @@ impl Drop for Lan {
 /// `ip netns exec NS PROGRAM ARGS` as a collected child (ip execs the program: same pid).
 fn on_host(lan: &Lan, host: &str, program: &str, args: &[&str], name: &str) -> Running {
     let ns = lan.ns(host);
-    let mut all = vec!["netns", "exec", ns.as_str(), program];
+    let program = program_path(program);
+    let mut all = vec!["netns", "exec", ns.as_str(), program.to_str().unwrap()];
     all.extend_from_slice(args);
-    Running::start(ip_binary(), &all).named(name)
-}
-
-fn python() -> Option<String> {
-    std::env::var("KV_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .or_else(|| {
-            let venv = repo().join(".venv/bin/python");
-            venv.is_file().then(|| venv.to_string_lossy().into_owned())
-        })
+    Running::start("ip", &all).named(name)
 }
 
 /// Reads the detections topic from the start of each partition until every frame
@@ -201,11 +181,11 @@ struct Detections {
     streams: Vec<String>,
 }
 
-fn read_detections(lan: &Lan, python: &str, topic: &str) -> Detections {
+fn read_detections(lan: &Lan, topic: &str) -> Detections {
     let mut reader = on_host(
         lan,
         "camera",
-        python,
+        "python",
         &[
             "-c",
             READER,
@@ -268,18 +248,16 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
     let nisshi = match nisshi_for_test() {
         Ok(path) => path,
         Err(why) => {
-            println!("not run: {why}");
+            not_run(&why);
             return;
         }
-    };
-    let Some(python) = python() else {
-        println!("not run: no Python venv with confluent_kafka (scripts/setup venv)");
-        return;
     };
     let lan = match Lan::build() {
         Ok(lan) => lan,
         Err((lan, why)) if lan.created.is_empty() => {
-            println!("not run: cannot create network namespaces (needs root): {why}");
+            not_run(&format!(
+                "cannot create network namespaces (needs root): {why}"
+            ));
             return;
         }
         Err((_lan, why)) => panic!("building the namespaces: {why}"),
@@ -329,7 +307,7 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
             let mut create = on_host(
                 &lan,
                 "camera",
-                &python,
+                "python",
                 &[
                     &clients,
                     "create-topic",
@@ -444,7 +422,7 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
     let status = camera.wait(Duration::from_secs(30));
     assert!(status.success(), "camera failed: {}", camera.stderr());
 
-    let found = read_detections(&lan, &python, &detections);
+    let found = read_detections(&lan, &detections);
     // worker1 back in the group (informative: the frames are what counts).
     let rejoined = wait_until("worker1 back in the group", Duration::from_secs(15), || {
         settled(&worker1, &worker2)

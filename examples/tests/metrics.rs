@@ -4,7 +4,6 @@
 //! checked against the frames the test sent.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use testkit::*;
@@ -12,8 +11,7 @@ use testkit::*;
 const FRAMES: usize = 10;
 
 fn scrape(url: &str) -> HashMap<String, f64> {
-    let python = std::env::var("KV_PYTHON").expect("KV_PYTHON (run through scripts/test)");
-    let output = Command::new(python)
+    let output = command("python")
         .arg(repo().join("examples/tests/scrape_metrics.py"))
         .arg(url)
         .output()

@@ -8,12 +8,10 @@
 //! archive, demo-status and viewer run on it; no secret may show in a command line or in
 //! any program's output.
 //!
-//! Needs the nisshi broker and openssl; otherwise it says why and does not run.
+//! Needs the nisshi broker; on the fallback broker it says why and does not run.
 
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use testkit::*;
@@ -23,61 +21,6 @@ const KAFKA_PASSWORD: &str = "KafkaPw-3e8d71";
 const CAMERA_USER: &str = "cam-operator";
 const CAMERA_PASSWORD: &str = "CameraPw-91c4a2";
 const FRAMES: u32 = 20;
-
-/// A folder of its own, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// nisshi on `port` with sqlite storage in `dir`; `secure` adds TLS and logins.
-fn nisshi(nisshi: &Path, dir: &Path, port: u16, secure: bool) -> Running {
-    let listener = format!("tcp://127.0.0.1:{port}");
-    // sqlite://PATH is relative to the working directory; an absolute path takes a fourth /.
-    let storage = format!("sqlite:///{}", dir.join("broker.db").display());
-    let mut args = vec![
-        "broker",
-        "--cluster-id",
-        "gkv-secure",
-        "--listener-url",
-        &listener,
-        "--advertised-listener-url",
-        &listener,
-        "--storage-engine",
-        &storage,
-    ];
-    let (cert, key) = (
-        dir.join("server.pem").display().to_string(),
-        dir.join("server.key").display().to_string(),
-    );
-    if secure {
-        args.extend(["--authentication", "--cert", &cert, "--key", &key]);
-    }
-    let broker = Running::start(nisshi.to_str().unwrap(), &args).named("nisshi");
-    wait_for_port(port);
-    broker
-}
-
-/// Runs a nisshi admin command against the plaintext broker.
-fn nisshi_admin(nisshi: &Path, args: &[&str]) {
-    let output = Command::new(nisshi).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "nisshi {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// What a program printed, and its command line as `ps` shows it, hold no secret.
 fn assert_no_secret(program: &Running, command_line: &str) {
@@ -110,24 +53,19 @@ fn the_programs_run_on_a_tls_broker_with_logins_and_a_camera_with_a_password() {
     let nisshi_path = match nisshi_for_test() {
         Ok(path) => path,
         Err(why) => {
-            println!("not run: {why}");
+            not_run(&why);
             return;
         }
     };
-    if Command::new("openssl").arg("version").output().is_err() {
-        println!("not run: no openssl to make the broker's certificate");
-        return;
-    }
-    let scratch = Scratch(std::env::temp_dir().join(unique_name("secure")));
-    let dir = scratch.0.as_path();
-    std::fs::create_dir_all(dir).unwrap();
+    let scratch = Scratch::new("secure");
+    let dir: &Path = &scratch;
     make_certificates(dir);
     let port = free_port();
     let brokers = format!("127.0.0.1:{port}");
 
     // The user and the topics first, in plaintext: nisshi's admin commands do not log in.
     {
-        let _setup = nisshi(&nisshi_path, dir, port, false);
+        let _setup = start_nisshi(&nisshi_path, dir, port, Security::default());
         let broker_url = format!("tcp://{brokers}");
         let (user, password) = (KAFKA_USER, KAFKA_PASSWORD);
         nisshi_admin(
@@ -158,7 +96,11 @@ fn the_programs_run_on_a_tls_broker_with_logins_and_a_camera_with_a_password() {
             );
         }
     }
-    let _broker = nisshi(&nisshi_path, dir, port, true);
+    let secure = Security {
+        tls: true,
+        logins: true,
+    };
+    let _broker = start_nisshi(&nisshi_path, dir, port, secure);
 
     let ca = dir.join("ca.pem").display().to_string();
     let properties = dir.join("client.properties");

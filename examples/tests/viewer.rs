@@ -5,9 +5,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use testkit::{brokers, create_topic, unique_name as unique};
+use testkit::{brokers, command, create_topic, unique_name as unique};
 
 use gst::prelude::*;
 use kafkavision::events::{Direction, Event, EventKind};
@@ -30,11 +30,7 @@ fn http_get(address: &str, path: &str) -> String {
 }
 
 fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
-    let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("Debian's chromium is not installed: run scripts/setup (apt-get install chromium)");
-    Command::new(binary)
+    command("chromium")
         .args([
             "--headless",
             "--no-sandbox",
@@ -120,7 +116,7 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
     }
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_viewer"))
+    let mut child = command(env!("CARGO_BIN_EXE_viewer"))
         .args([
             "--brokers",
             &brokers(),

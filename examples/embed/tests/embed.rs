@@ -79,7 +79,7 @@ fn run(command: &mut Command) -> Output {
 fn the_python_app_prints_detections_and_stats() {
     let topic = topic_with_ball_frames("embed-python");
     // Debian's python3, where python3-gi and python3-gst-1.0 live (not the project venv).
-    let output = Command::new("/usr/bin/python3")
+    let output = command("python3")
         .arg(repo().join("examples/python/detect.py"))
         .args(["--brokers", &brokers(), "--topic", &topic])
         .arg("--model")
@@ -93,27 +93,29 @@ fn the_python_app_prints_detections_and_stats() {
 #[test]
 fn the_c_app_builds_with_pkg_config_and_runs_on_the_meson_installed_plugins() {
     let topic = topic_with_ball_frames("embed-c");
-    let work = std::env::temp_dir().join(format!("embed-c-{}", std::process::id()));
+    // Under the target folder: what the test builds is this workspace's to run.
+    let work =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("embed-c-{}", std::process::id()));
     let (build, prefix) = (work.join("build"), work.join("prefix"));
-    run(Command::new("meson")
+    run(command("meson")
         .arg("setup")
         .arg(&build)
         .arg(format!("--prefix={}", prefix.display()))
         .current_dir(repo()));
-    run(Command::new("meson").arg("compile").arg("-C").arg(&build));
-    run(Command::new("meson").arg("install").arg("-C").arg(&build));
+    run(command("meson").arg("compile").arg("-C").arg(&build));
+    run(command("meson").arg("install").arg("-C").arg(&build));
     let plugins = find(&prefix, "libgstyolo.so")
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .expect("meson installed libgstyolo.so");
 
-    let flags = run(Command::new("pkg-config").args(["--cflags", "--libs", "gstreamer-1.0"]));
+    let flags = run(command("pkg-config").args(["--cflags", "--libs", "gstreamer-1.0"]));
     let program = work.join("detect");
-    run(Command::new("cc")
+    run(command("cc")
         .arg(repo().join("examples/c/detect.c"))
         .args(String::from_utf8_lossy(&flags.stdout).split_whitespace())
         .arg("-o")
         .arg(&program));
-    let output = Command::new(&program)
+    let output = command(&program)
         .args([brokers().as_str(), topic.as_str()])
         .arg(repo().join("models/blob-yolov8.onnx"))
         // A prefix other than /usr or /usr/local: its plugin dir is found through the path.
@@ -129,7 +131,7 @@ fn the_c_app_builds_with_pkg_config_and_runs_on_the_meson_installed_plugins() {
 fn the_rust_app_prints_detections_of_frames_sent_through_kafka() {
     let topic = topic_with_ball_frames("embed-rust");
     let registry = std::env::temp_dir().join(format!("embed-rust-{}.bin", std::process::id()));
-    let output = Command::new(env!("CARGO_BIN_EXE_embed-detect"))
+    let output = command(env!("CARGO_BIN_EXE_embed-detect"))
         .args(["--brokers", &brokers(), "--topic", &topic])
         .arg("--model")
         .arg(repo().join("models/blob-yolov8.onnx"))

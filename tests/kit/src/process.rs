@@ -4,7 +4,7 @@
 //! left behind by a failing test.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ impl Running {
         let name = std::path::Path::new(program)
             .file_name()
             .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
-        let mut child = Command::new(program)
+        let mut child = crate::command(program)
             .args(args)
             .envs(env.iter().copied())
             .current_dir(repo())
