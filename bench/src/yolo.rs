@@ -79,57 +79,72 @@ struct Row {
     post_ms: f64,
 }
 
+/// Where `yolodetect` runs the model.
+#[derive(Clone, Copy, PartialEq)]
+enum On {
+    Cpu,
+    /// OpenVINO on the CPU with this precision (auto, f32, bf16).
+    OpenVino(&'static str),
+    /// `execution-provider=auto`, the default.
+    Auto,
+}
+
 /// One way of running the model: provider, precision, weights, gating.
 #[derive(Clone, Copy, PartialEq)]
 struct Config {
     label: &'static str,
-    /// `None`: the CPU provider; else the OpenVINO precision (auto, f32, bf16).
-    openvino: Option<&'static str>,
+    on: On,
     int8: bool,
     /// `motion-threshold` on a still scene (every frame the same).
     still_gating: bool,
 }
 
-const CONFIGS: [Config; 7] = [
+const CONFIGS: [Config; 8] = [
     Config {
         label: "CPU fp32",
-        openvino: None,
+        on: On::Cpu,
+        int8: false,
+        still_gating: false,
+    },
+    Config {
+        label: "auto fp32 (the default)",
+        on: On::Auto,
         int8: false,
         still_gating: false,
     },
     Config {
         label: "OpenVINO f32",
-        openvino: Some("f32"),
+        on: On::OpenVino("f32"),
         int8: false,
         still_gating: false,
     },
     Config {
         label: "OpenVINO bf16",
-        openvino: Some("bf16"),
+        on: On::OpenVino("bf16"),
         int8: false,
         still_gating: false,
     },
     Config {
         label: "OpenVINO auto",
-        openvino: Some("auto"),
+        on: On::OpenVino("auto"),
         int8: false,
         still_gating: false,
     },
     Config {
         label: "INT8 CPU",
-        openvino: None,
+        on: On::Cpu,
         int8: true,
         still_gating: false,
     },
     Config {
         label: "INT8 OpenVINO",
-        openvino: Some("auto"),
+        on: On::OpenVino("auto"),
         int8: true,
         still_gating: false,
     },
     Config {
         label: "CPU fp32, motion-threshold=0.002, still scene",
-        openvino: None,
+        on: On::Cpu,
         int8: false,
         still_gating: true,
     },
@@ -182,9 +197,13 @@ fn yolodetect(options: &Options, size: usize, config: Config) -> Result<Row, Str
         ],
     )?;
     let detect = pipeline.by_name("detect").unwrap();
-    if let Some(precision) = config.openvino {
-        detect.set_property_from_str("execution-provider", "openvino");
-        detect.set_property_from_str("openvino-precision", precision);
+    match config.on {
+        On::Cpu => detect.set_property_from_str("execution-provider", "cpu"),
+        On::OpenVino(precision) => {
+            detect.set_property_from_str("execution-provider", "openvino");
+            detect.set_property_from_str("openvino-precision", precision);
+        }
+        On::Auto => detect.set_property_from_str("execution-provider", "auto"),
     }
     if config.still_gating {
         detect.set_property("motion-threshold", 0.002f64);
@@ -227,8 +246,11 @@ fn yolodetect(options: &Options, size: usize, config: Config) -> Result<Row, Str
     let stats = detect.property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null).unwrap();
     let get = |f: &str| stats.get::<f64>(f).unwrap_or(0.0);
+    let ran_on = stats
+        .get::<String>("execution-provider")
+        .unwrap_or_default();
     Ok(Row {
-        name: format!("yolodetect, {}", config.label),
+        name: format!("yolodetect, {} (ran on {ran_on})", config.label),
         fps: options.frames as f64 / elapsed,
         pre_ms: get("pre-ms"),
         infer_ms: get("infer-ms"),
@@ -239,15 +261,19 @@ fn yolodetect(options: &Options, size: usize, config: Config) -> Result<Row, Str
 /// The floor: the same model, provider and threads run on a prepared input, no element.
 fn bare_run(options: &Options, size: usize, config: Config) -> Result<Row, String> {
     use gstyolo::yolodetect::model::{Model, OpenVinoDevice, Precision, Provider, SessionOptions};
-    let provider = match config.openvino {
-        None => Provider::Cpu,
-        Some(precision) => Provider::OpenVino {
+    let provider = match config.on {
+        On::Cpu => Provider::Cpu,
+        On::OpenVino(precision) => Provider::OpenVino {
             device: OpenVinoDevice::Cpu,
             precision: match precision {
                 "f32" => Precision::F32,
                 "bf16" => Precision::Bf16,
                 _ => Precision::Auto,
             },
+        },
+        // The element's default OpenVINO precision.
+        On::Auto => Provider::Auto {
+            precision: Precision::F32,
         },
     };
     let mut model = Model::load(
@@ -429,6 +455,7 @@ enum Job {
 
 fn run() -> Result<(), String> {
     let options = options()?;
+    println!("{}", harness::machine_line());
     gst::init().map_err(|e| e.to_string())?;
     gstyolo::plugin_register_static().map_err(|e| e.to_string())?;
     if options.preprocessing_only {
@@ -439,6 +466,14 @@ fn run() -> Result<(), String> {
         return Err("--python and --models are required".into());
     }
     let mut skipped = Vec::new();
+    let openvino = gstyolo::yolodetect::model::openvino_offers(
+        Some(&options.ort_library),
+        None,
+        gstyolo::yolodetect::model::OpenVinoDevice::Cpu,
+    );
+    if let Err(why) = &openvino {
+        skipped.push(format!("the OpenVINO rows: {why}"));
+    }
     let mut jobs = Vec::new();
     for &size in &options.sizes {
         if !model_path(&options, size, false).is_file() {
@@ -449,6 +484,9 @@ fn run() -> Result<(), String> {
         }
         jobs.push((size, Job::Python));
         for config in CONFIGS {
+            if matches!(config.on, On::OpenVino(_)) && openvino.is_err() {
+                continue;
+            }
             if config.int8 && !model_path(&options, size, true).is_file() {
                 skipped.push(format!("{} at {size}: no INT8 model", config.label));
                 continue;

@@ -146,6 +146,11 @@ fn not_found(path: &Path) -> String {
 /// Execution providers the element can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Provider {
+    /// OpenVINO on the CPU where its plugin offers this machine's CPU (it offers Intel
+    /// CPUs only), else the CPU provider; decided when the model loads.
+    Auto {
+        precision: Precision,
+    },
     Cpu,
     Cuda,
     TensorRt,
@@ -153,6 +158,19 @@ pub enum Provider {
         device: OpenVinoDevice,
         precision: Precision,
     },
+}
+
+impl Provider {
+    /// The `execution-provider` nick of this provider.
+    pub fn nick(self) -> &'static str {
+        match self {
+            Provider::Auto { .. } => "auto",
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+            Provider::TensorRt => "tensorrt",
+            Provider::OpenVino { .. } => "openvino",
+        }
+    }
 }
 
 /// Where OpenVINO runs the model.
@@ -215,8 +233,20 @@ pub struct Model {
     pub layout: Layout,
     pub output_shape: Vec<i64>,
     pub labels: Vec<String>,
-    /// Set when the requested provider could not be used (a warning for the user).
-    pub provider_fallback: Option<String>,
+    /// The provider that runs the model: the asked one, `Auto`'s choice, or the CPU after
+    /// a fallback (never `Auto`).
+    pub provider: Provider,
+    /// Why the model runs on `provider` when it is not simply the asked one.
+    pub provider_note: Option<ProviderNote>,
+}
+
+/// Why a model runs where it runs, when that was decided at load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderNote {
+    /// `execution-provider=auto` chose, for this reason (for the log).
+    Chosen(String),
+    /// The asked provider could not be used and `fallback-to-cpu` is set (a warning).
+    Fallback(String),
 }
 
 impl Model {
@@ -233,38 +263,7 @@ impl Model {
             ));
         }
         let env = runtime(options.library)?;
-        let builder_error = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
-        let builder = Session::builder(&env)
-            .map_err(|e| e.to_string())?
-            .with_intra_threads(options.threads)
-            .map_err(builder_error)?
-            .with_inter_threads(1)
-            .map_err(builder_error)?
-            .with_intra_op_spinning(options.spinning)
-            .map_err(builder_error)?
-            .with_inter_op_spinning(false)
-            .map_err(builder_error)?;
-        let (mut builder, provider_fallback) = match with_provider(builder, &env, options) {
-            Ok(builder) => (builder, None),
-            Err((builder, why)) if options.fallback_to_cpu => (
-                pin_cpu(builder, &env).map_err(|(_, e)| e.to_string())?,
-                Some(format!("{why}; using the CPU (fallback-to-cpu=true)")),
-            ),
-            Err((_, why)) => {
-                return Err(format!(
-                    "{why} (set fallback-to-cpu=true to run on the CPU instead)"
-                ));
-            }
-        };
-        if let Some(prefix) = options.profile {
-            builder = builder.with_profiling(prefix).map_err(builder_error)?;
-        }
-        let session = builder.commit_from_file(path).map_err(|e| {
-            format!(
-                "'{}' could not be loaded as an ONNX model: {e}",
-                path.display()
-            )
-        })?;
+        let (session, provider, provider_note) = open_session(path, &env, options)?;
 
         let input = session.inputs().first().ok_or("the model has no input")?;
         let input_name = input.name().to_string();
@@ -304,7 +303,8 @@ impl Model {
             layout: Layout::EndToEnd,
             output_shape: Vec::new(),
             labels: Vec::new(),
-            provider_fallback,
+            provider,
+            provider_note,
         };
         // One run on a blank input: the output shape (often symbolic in the graph) is
         // known for sure, and the first-run cost is paid here, not on the first frame.
@@ -364,64 +364,160 @@ impl Model {
     }
 }
 
-/// Adds the asked execution provider to the session; on failure, hands the builder back
-/// (still usable on the CPU) with the reason.
+/// A session of the model on the asked provider. `Auto` tries OpenVINO where its plugin
+/// offers this CPU and takes the CPU provider otherwise, or when OpenVINO cannot take the
+/// model; another provider that fails is an error, or the CPU with `fallback_to_cpu`.
+fn open_session(
+    path: &Path,
+    env: &Environment,
+    options: &SessionOptions<'_>,
+) -> Result<(Session, Provider, Option<ProviderNote>), String> {
+    let asked = match options.provider {
+        Provider::Auto { precision } => {
+            match openvino_devices(env, options.openvino_library, OpenVinoDevice::Cpu) {
+                Ok(_) => Provider::OpenVino {
+                    device: OpenVinoDevice::Cpu,
+                    precision,
+                },
+                Err(why) => {
+                    let session = session_on(path, env, options, Provider::Cpu)?;
+                    let note = format!("the CPU provider, because {why}");
+                    return Ok((session, Provider::Cpu, Some(ProviderNote::Chosen(note))));
+                }
+            }
+        }
+        asked => asked,
+    };
+    let auto = matches!(options.provider, Provider::Auto { .. });
+    match session_on(path, env, options, asked) {
+        Ok(session) => {
+            let note = auto.then(|| {
+                ProviderNote::Chosen("OpenVINO, because its plugin offers this CPU".into())
+            });
+            Ok((session, asked, note))
+        }
+        Err(why) if asked == Provider::Cpu => Err(why),
+        Err(why) if auto => {
+            let session = session_on(path, env, options, Provider::Cpu)?;
+            let note = format!("the CPU provider, because OpenVINO failed: {why}");
+            Ok((session, Provider::Cpu, Some(ProviderNote::Chosen(note))))
+        }
+        Err(why) if options.fallback_to_cpu => {
+            let session = session_on(path, env, options, Provider::Cpu)?;
+            let note = format!("{why}; using the CPU (fallback-to-cpu=true)");
+            Ok((session, Provider::Cpu, Some(ProviderNote::Fallback(note))))
+        }
+        Err(why) => Err(format!(
+            "{why} (set fallback-to-cpu=true to run on the CPU instead)"
+        )),
+    }
+}
+
+/// A session of the model on `provider` (not `Auto`) with the options' threads and profile.
+fn session_on(
+    path: &Path,
+    env: &Environment,
+    options: &SessionOptions<'_>,
+    provider: Provider,
+) -> Result<Session, String> {
+    let builder_error = |e: ort::Error<SessionBuilder>| e.to_string();
+    let builder = Session::builder(env)
+        .map_err(|e| e.to_string())?
+        .with_intra_threads(options.threads)
+        .map_err(builder_error)?
+        .with_inter_threads(1)
+        .map_err(builder_error)?
+        .with_intra_op_spinning(options.spinning)
+        .map_err(builder_error)?
+        .with_inter_op_spinning(false)
+        .map_err(builder_error)?;
+    let mut builder = with_provider(builder, env, provider, options)?;
+    if let Some(prefix) = options.profile {
+        builder = builder.with_profiling(prefix).map_err(builder_error)?;
+    }
+    builder.commit_from_file(path).map_err(|e| match provider {
+        Provider::Cpu => format!(
+            "'{}' could not be loaded as an ONNX model: {e}",
+            path.display()
+        ),
+        _ => format!(
+            "execution provider {} could not load '{}': {e}",
+            provider.nick(),
+            path.display()
+        ),
+    })
+}
+
+/// Adds `provider` to the session.
 fn with_provider(
     mut builder: SessionBuilder,
     env: &Environment,
+    provider: Provider,
     options: &SessionOptions<'_>,
-) -> Result<SessionBuilder, (SessionBuilder, String)> {
-    let provider = options.provider;
+) -> Result<SessionBuilder, String> {
     let unavailable = |e: &dyn std::fmt::Display| {
         format!("execution provider {provider:?} is not available in this ONNX Runtime ({e})")
     };
     match provider {
-        Provider::Cpu => pin_cpu(builder, env).map_err(|(b, e)| (b, e.to_string())),
+        Provider::Cpu | Provider::Auto { .. } => pin_cpu(builder, env),
         Provider::Cuda => match ort::ep::CUDA::default().register(&mut builder) {
             Ok(()) => Ok(builder),
-            Err(e) => Err((builder, unavailable(&e))),
+            Err(e) => Err(unavailable(&e)),
         },
         Provider::TensorRt => match ort::ep::TensorRT::default().register(&mut builder) {
             Ok(()) => Ok(builder),
-            Err(e) => Err((builder, unavailable(&e))),
+            Err(e) => Err(unavailable(&e)),
         },
         Provider::OpenVino { device, precision } => {
-            if let Err(why) = register_openvino(options.openvino_library) {
-                return Err((builder, why));
-            }
-            let devices: Vec<_> = env
-                .devices()
-                .filter(|d| {
-                    d.ep().ok() == Some(OPENVINO_EP)
-                        && d.hardware_device().ty() == device.hardware()
-                })
-                .collect();
-            if devices.is_empty() {
-                return Err((
-                    builder,
-                    format!(
-                        "OpenVINO sees no {} on this machine (set openvino-device to another \
-                         device)",
-                        device.name()
-                    ),
-                ));
-            }
+            let devices = openvino_devices(env, options.openvino_library, device)?;
             let config = openvino_config(device, precision, options.threads);
             let settings = [(format!("{OPENVINO_EP}.load_config"), config)];
-            builder.with_devices(devices, Some(&settings)).map_err(|e| {
-                let why = format!("OpenVINO could not take the model ({e})");
-                (e.recover(), why)
-            })
+            builder
+                .with_devices(devices, Some(&settings))
+                .map_err(|e| format!("OpenVINO could not take the model ({e})"))
         }
     }
 }
 
+/// Whether the OpenVINO plugin offers a `device` on this machine (it offers Intel devices
+/// only), loading ONNX Runtime and registering the plugin as the element would; the error
+/// says why not.
+pub fn openvino_offers(
+    library: Option<&str>,
+    openvino_library: Option<&str>,
+    device: OpenVinoDevice,
+) -> Result<(), String> {
+    let env = runtime(library)?;
+    openvino_devices(&env, openvino_library, device).map(|_| ())
+}
+
+/// The OpenVINO plugin's devices of the `device` kind, registering the plugin first; an
+/// error says why there are none (no plugin, or it offers no such device here).
+fn openvino_devices<'e>(
+    env: &'e Environment,
+    library: Option<&str>,
+    device: OpenVinoDevice,
+) -> Result<Vec<ort::device::Device<'e>>, String> {
+    register_openvino(library)?;
+    let devices: Vec<_> = env
+        .devices()
+        .filter(|d| {
+            d.ep().ok() == Some(OPENVINO_EP) && d.hardware_device().ty() == device.hardware()
+        })
+        .collect();
+    if devices.is_empty() {
+        return Err(format!(
+            "OpenVINO sees no {} on this machine (its plugin offers Intel devices only; set \
+             openvino-device to another device)",
+            device.name()
+        ));
+    }
+    Ok(devices)
+}
+
 /// Once the OpenVINO plugin is registered, ONNX Runtime's automatic device choice picks
 /// it (it is a CPU device) for sessions that name no provider: pin the CPU provider then.
-pub fn pin_cpu(
-    builder: SessionBuilder,
-    env: &Environment,
-) -> Result<SessionBuilder, (SessionBuilder, ort::Error)> {
+fn pin_cpu(builder: SessionBuilder, env: &Environment) -> Result<SessionBuilder, String> {
     let openvino_registered = RUNTIME
         .lock()
         .unwrap()
@@ -433,10 +529,7 @@ pub fn pin_cpu(
     let cpu = env
         .devices()
         .filter(|d| d.ep().ok() == Some("CPUExecutionProvider"));
-    builder.with_devices(cpu, None).map_err(|e| {
-        let message = ort::Error::new(e.to_string());
-        (e.recover(), message)
-    })
+    builder.with_devices(cpu, None).map_err(|e| e.to_string())
 }
 
 /// OpenVINO's per-device properties, as the `load_config` JSON the plugin takes.
