@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! What `scaling-bench` and `soak-bench` share: client configuration, topics with
-//! unique names, and the resident memory of a process.
+//! What the benches share: the machine line each prints first, client configuration,
+//! topics with unique names, and the resident memory of a process.
 
 // Each bench uses only part of it.
 #![allow(dead_code)]
@@ -10,6 +10,54 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+
+/// Instruction sets that decide speeds here, as /proc/cpuinfo flags and as people name them.
+const INSTRUCTION_SETS: [(&str, &str); 9] = [
+    ("avx2", "AVX2"),
+    ("fma", "FMA"),
+    ("avx512f", "AVX-512F"),
+    ("avx512bw", "AVX-512BW"),
+    ("avx512_vnni", "AVX512-VNNI"),
+    ("avx512_bf16", "AVX512-BF16"),
+    ("amx_bf16", "AMX-BF16"),
+    ("amx_int8", "AMX-INT8"),
+    ("avx_vnni", "AVX-VNNI"),
+];
+
+/// The first line of every bench: the CPU model, its cores, and which of the instruction
+/// sets that decide our speeds it has and lacks (machines here change between runs: AMD
+/// EPYCs with AVX2 only, Intel Xeons with AVX-512 and AMX).
+pub fn machine_line() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        })
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let Some(flags) = field("flags") else {
+        return format!("machine: {model}, {cores} cores, instruction sets unknown");
+    };
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let (has, lacks): (Vec<_>, Vec<_>) = INSTRUCTION_SETS
+        .iter()
+        .partition(|(flag, _)| flags.contains(flag));
+    let names = |sets: Vec<&(&str, &str)>| {
+        let names: Vec<&str> = sets.iter().map(|(_, name)| *name).collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(" ")
+        }
+    };
+    format!(
+        "machine: {model}, {cores} cores; has {}; lacks {}",
+        names(has),
+        names(lacks)
+    )
+}
 
 /// kafkasink's producer defaults, stated for the bench's own producer too.
 pub const PRODUCER_CONFIG: &str =

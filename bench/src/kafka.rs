@@ -450,6 +450,7 @@ fn bare_latency(options: &Options, bytes: &[u8]) -> Result<Vec<f64>, String> {
 
 fn run() -> Result<(), String> {
     let options = options()?;
+    println!("{}", harness::machine_line());
     gst::init().map_err(|e| e.to_string())?;
     gstkafka::plugin_register_static().map_err(|e| e.to_string())?;
 

@@ -572,6 +572,7 @@ fn run() -> Result<(), String> {
         return worker(args);
     }
     let options = options(args)?;
+    println!("{}", harness::machine_line());
 
     let mut strong = Vec::new();
     let mut weak = Vec::new();

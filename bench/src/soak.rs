@@ -294,6 +294,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn run() -> Result<(), String> {
     let options = options()?;
+    println!("{}", harness::machine_line());
     let brokers = &options.brokers;
     let frames_topic = unique_name("soak-frames");
     let detections_topic = unique_name("soak-detections");
