@@ -21,6 +21,10 @@ KV_VENV="${KV_VENV:-$KV_REPO/.venv}"
 # nightly toolchain; where that cannot work, tansu is the explicit fallback (KV_BROKER=tansu
 # asks for it).
 KV_NISSHI_VERSION="0.8.1"
+# The storage engines the scripts start: memory (benches, --storage memory), sqlite (the
+# default) and postgres (--storage postgres). They are nisshi's default features; named
+# here so that the build is exactly what we use. TLS and SASL are not features: always in.
+KV_NISSHI_FEATURES="dynostore,libsql,postgres"
 KV_TANSU_VERSION="0.6.0"
 KV_PY_PACKAGES=(
     "confluent-kafka==2.16.1" "kafka-python==3.0.12"
@@ -114,8 +118,9 @@ kv_ensure_nisshi() {
             >"$KV_BROKER_FALLBACK_FILE"
         return 1
     fi
-    kv_log "installing the nisshi broker $KV_NISSHI_VERSION with the nightly toolchain (cargo install, about 13 min once)"
-    if ! cargo +nightly install nisshi --locked --version "$KV_NISSHI_VERSION" >&2; then
+    kv_log "installing the nisshi broker $KV_NISSHI_VERSION with the nightly toolchain (cargo install, 15-25 min once)"
+    if ! cargo +nightly install nisshi --locked --version "$KV_NISSHI_VERSION" \
+        --no-default-features --features "$KV_NISSHI_FEATURES" >&2; then
         echo "'cargo +nightly install nisshi --version $KV_NISSHI_VERSION' failed" \
             >"$KV_BROKER_FALLBACK_FILE"
         return 1
