@@ -898,7 +898,8 @@ fn auto_takes_openvino_exactly_where_its_plugin_offers_the_cpu() {
     );
     // The default is auto.
     let (auto, auto_stats) = detect(&frames, w, h, "I420", &base).unwrap();
-    let expected = if openvino_unavailable().is_none() {
+    let unavailable = openvino_unavailable();
+    let expected = if unavailable.is_none() {
         "openvino"
     } else {
         "cpu"
@@ -910,6 +911,16 @@ fn auto_takes_openvino_exactly_where_its_plugin_offers_the_cpu() {
         cpu_model()
     );
     assert_same_boxes("auto", &boxes(&cpu), &boxes(&auto), 2.0);
+    if unavailable.is_some() {
+        // Asked for by name where it has no device, OpenVINO is an error that says so and
+        // points at auto.
+        let error = start_error(&format!("{base} execution-provider=openvino"), "RGB");
+        assert!(
+            error.contains("offers no CPU device on this machine")
+                && error.contains("execution-provider=auto"),
+            "{error}"
+        );
+    }
 
     // Without the plugin (a machine without the wheel, or OpenVINO hidden): the CPU, said
     // in the log, and the same line still runs. In a fresh process: the plugin registers

@@ -374,7 +374,15 @@ fn open_session(
 ) -> Result<(Session, Provider, Option<ProviderNote>), String> {
     let asked = match options.provider {
         Provider::Auto { precision } => {
-            match openvino_devices(env, options.openvino_library, OpenVinoDevice::Cpu) {
+            let devices = openvino_devices(env, options.openvino_library, OpenVinoDevice::Cpu)
+                .and_then(|devices| {
+                    if devices.is_empty() {
+                        Err(no_openvino_device(OpenVinoDevice::Cpu))
+                    } else {
+                        Ok(devices)
+                    }
+                });
+            match devices {
                 Ok(_) => Provider::OpenVino {
                     device: OpenVinoDevice::Cpu,
                     precision,
@@ -470,6 +478,13 @@ fn with_provider(
         },
         Provider::OpenVino { device, precision } => {
             let devices = openvino_devices(env, options.openvino_library, device)?;
+            if devices.is_empty() {
+                return Err(format!(
+                    "{}; set openvino-device to another device, or execution-provider=auto \
+                     to run on the CPU provider where OpenVINO has no device",
+                    no_openvino_device(device)
+                ));
+            }
             let config = openvino_config(device, precision, options.threads);
             let settings = [(format!("{OPENVINO_EP}.load_config"), config)];
             builder
@@ -488,11 +503,22 @@ pub fn openvino_offers(
     device: OpenVinoDevice,
 ) -> Result<(), String> {
     let env = runtime(library)?;
-    openvino_devices(&env, openvino_library, device).map(|_| ())
+    let devices = openvino_devices(&env, openvino_library, device)?;
+    if devices.is_empty() {
+        return Err(no_openvino_device(device));
+    }
+    Ok(())
 }
 
-/// The OpenVINO plugin's devices of the `device` kind, registering the plugin first; an
-/// error says why there are none (no plugin, or it offers no such device here).
+fn no_openvino_device(device: OpenVinoDevice) -> String {
+    format!(
+        "OpenVINO's plugin offers no {} device on this machine (it offers Intel devices only)",
+        device.name()
+    )
+}
+
+/// The OpenVINO plugin's devices of the `device` kind (none where it offers no such
+/// device), registering the plugin first; an error says why the plugin cannot be used.
 fn openvino_devices<'e>(
     env: &'e Environment,
     library: Option<&str>,
@@ -505,13 +531,6 @@ fn openvino_devices<'e>(
             d.ep().ok() == Some(OPENVINO_EP) && d.hardware_device().ty() == device.hardware()
         })
         .collect();
-    if devices.is_empty() {
-        return Err(format!(
-            "OpenVINO sees no {} on this machine (its plugin offers Intel devices only; set \
-             openvino-device to another device)",
-            device.name()
-        ));
-    }
     Ok(devices)
 }
 
