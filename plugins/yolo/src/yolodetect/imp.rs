@@ -59,8 +59,9 @@ const DEFAULT_DRAW: bool = false;
 const DEFAULT_POST_MESSAGES: bool = false;
 const DEFAULT_THREADS: u32 = 0;
 const DEFAULT_SPINNING: bool = false;
-// auto: OpenVINO where its plugin offers the CPU (2.5-2.7x the CPU provider's speed on
-// Intel), else the CPU provider; one pipeline line runs well on every machine.
+// auto: OpenVINO where its plugin offers the CPU (1.2-2.7x the CPU provider's speed on
+// the Intel Xeons measured), else the CPU provider at its own speed (AMD): one pipeline
+// line runs at its best on every machine.
 const DEFAULT_PROVIDER: ExecutionProvider = ExecutionProvider::Auto;
 
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]

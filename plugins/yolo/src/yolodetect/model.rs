@@ -374,15 +374,7 @@ fn open_session(
 ) -> Result<(Session, Provider, Option<ProviderNote>), String> {
     let asked = match options.provider {
         Provider::Auto { precision } => {
-            let devices = openvino_devices(env, options.openvino_library, OpenVinoDevice::Cpu)
-                .and_then(|devices| {
-                    if devices.is_empty() {
-                        Err(no_openvino_device(OpenVinoDevice::Cpu))
-                    } else {
-                        Ok(devices)
-                    }
-                });
-            match devices {
+            match offered_openvino_devices(env, options.openvino_library, OpenVinoDevice::Cpu) {
                 Ok(_) => Provider::OpenVino {
                     device: OpenVinoDevice::Cpu,
                     precision,
@@ -503,11 +495,20 @@ pub fn openvino_offers(
     device: OpenVinoDevice,
 ) -> Result<(), String> {
     let env = runtime(library)?;
-    let devices = openvino_devices(&env, openvino_library, device)?;
+    offered_openvino_devices(&env, openvino_library, device).map(drop)
+}
+
+/// [`openvino_devices`], where none is an error saying so.
+fn offered_openvino_devices<'e>(
+    env: &'e Environment,
+    library: Option<&str>,
+    device: OpenVinoDevice,
+) -> Result<Vec<ort::device::Device<'e>>, String> {
+    let devices = openvino_devices(env, library, device)?;
     if devices.is_empty() {
         return Err(no_openvino_device(device));
     }
-    Ok(())
+    Ok(devices)
 }
 
 fn no_openvino_device(device: OpenVinoDevice) -> String {
