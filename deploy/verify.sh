@@ -97,6 +97,7 @@ for env_file in "$deploy_dir"/*.env.example; do
         [[ "$line" =~ ^[[:space:]]*([A-Za-z_][A-Za-z0-9_]*)= ]] && defined["${BASH_REMATCH[1]}"]=1
     done <"$env_file"
 done
+# shellcheck disable=SC2016 # tr's '${' are the characters to strip, not an expansion
 for src in "${sources[@]}"; do
     while IFS= read -r var; do
         if [[ -z "${defined[$var]:-}" ]]; then

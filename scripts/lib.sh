@@ -53,6 +53,8 @@ KV_DEBS=(
     # The TLS tests make their certificates with openssl; tests stop what they started in
     # network namespaces with kill, and the demo test checks with pkill.
     openssl procps
+    # CI's gate (scripts/lint) checks the shell scripts.
+    shellcheck
 )
 # Every program a test starts is listed, with what installs it, in testkit's PROGRAMS
 # (tests/kit/src/programs.rs); tests/setup_guard.rs checks that list against this one.
@@ -184,9 +186,9 @@ kv_python() { echo "$KV_VENV/bin/python"; }
 
 # The libonnxruntime.so that the onnxruntime wheel in the venv ships (for yolodetect).
 kv_ort_library() {
-    local lib
-    lib="$(ls "$KV_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -n 1)"
-    [[ -n "$lib" ]] || kv_die "no libonnxruntime.so in $KV_VENV; run scripts/setup venv"
+    local libs=("$KV_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so*)
+    local lib="${libs[0]}"
+    [[ -e "$lib" ]] || kv_die "no libonnxruntime.so in $KV_VENV; run scripts/setup venv"
     echo "$lib"
 }
 

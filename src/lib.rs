@@ -3,6 +3,7 @@
 //!
 //! - [`envelope`]: how a GStreamer buffer travels as one Kafka record (value = the bytes,
 //!   headers = caps, timestamps, flags, sequence number).
+//! - [`clock`]: Unix time as records carry it; random suffixes for names.
 //! - [`client_config`]: the `config` property's `key=value,...` list for librdkafka, and
 //!   how it is shown without secrets.
 //! - [`detections`]: one frame's detections as versioned JSON, and (feature `gst`) as
@@ -13,6 +14,7 @@
 //!   buffer's record came from, and the Kafka headers that ride with it.
 
 pub mod client_config;
+pub mod clock;
 pub mod detections;
 pub mod envelope;
 pub mod events;

@@ -74,7 +74,7 @@ impl Rec {
 }
 
 fn write_records(topic: &str, records: &[Rec]) {
-    let borrowed: Vec<(Vec<u8>, Vec<(&str, &[u8])>)> = records
+    let borrowed: Vec<ProducedRecord> = records
         .iter()
         .map(|r| {
             (

@@ -1047,7 +1047,8 @@ fn health_turns_bad_while_the_broker_is_down_and_good_when_it_is_back() {
     };
     let monitor = Monitor::new(&consumer.pipeline, limits);
     consumer.play();
-    let wait_until = |what: &str, done: &dyn Fn(&Result<(), Vec<String>>) -> bool| {
+    type Health = Result<(), Vec<String>>;
+    let wait_until = |what: &str, done: &dyn Fn(&Health) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let health = monitor.health();

@@ -19,7 +19,7 @@ fn restart_broker() {
     let script = std::env::var("KV_BROKER_SCRIPT")
         .expect("KV_BROKER_SCRIPT is not set: run the tests through scripts/test");
     let dir = std::env::var("KV_BROKER_DIR").expect("KV_BROKER_DIR is not set");
-    let status = testkit::command(script)
+    let status = command(script)
         .arg("restart")
         .env("BROKER_DIR", dir)
         .status()

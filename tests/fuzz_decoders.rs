@@ -713,7 +713,7 @@ fn kafkasrc_skips_fuzzed_records_and_delivers_every_valid_one() {
     }
     let eos = Envelope::end_of_stream("valid", VALID);
     records.push((Vec::new(), to_owned_headers(&eos)));
-    let borrowed: Vec<(Vec<u8>, Vec<(&str, &[u8])>)> = records
+    let borrowed: Vec<testkit::ProducedRecord> = records
         .iter()
         .map(|(value, headers)| {
             let headers = headers

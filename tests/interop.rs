@@ -22,7 +22,7 @@ fn clients_script() -> PathBuf {
 }
 
 fn run_client(args: &[&str]) -> String {
-    let output = testkit::command("python")
+    let output = command("python")
         .arg(clients_script())
         .args(args)
         .output()

@@ -95,12 +95,7 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), S
     Ok(())
 }
 
-pub fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
+pub use kafkavision::clock::unix_time_ns as unix_ns;
 
 /// A topic or group name no earlier run used, e.g. `scaling-in-18a3...`.
 pub fn unique_name(what: &str) -> String {

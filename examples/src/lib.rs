@@ -37,7 +37,7 @@ pub fn serve_metrics(
     args: &Args,
     pipeline: &gst::Pipeline,
     limits: kafkavision::monitor::HealthLimits,
-) -> Result<std::sync::Arc<kafkavision::monitor::Monitor>, String> {
+) -> Result<Arc<kafkavision::monitor::Monitor>, String> {
     serve_monitor(args, kafkavision::monitor::Monitor::new(pipeline, limits))
 }
 
@@ -45,8 +45,8 @@ pub fn serve_metrics(
 /// `Monitor::add_stats`); nothing without the option.
 pub fn serve_monitor(
     args: &Args,
-    monitor: std::sync::Arc<kafkavision::monitor::Monitor>,
-) -> Result<std::sync::Arc<kafkavision::monitor::Monitor>, String> {
+    monitor: Arc<kafkavision::monitor::Monitor>,
+) -> Result<Arc<kafkavision::monitor::Monitor>, String> {
     let address = args.get("metrics", "");
     if !address.is_empty() {
         let address: std::net::SocketAddr = address.parse().map_err(|_| {

@@ -234,13 +234,6 @@ struct Failover {
     frames: usize,
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// Two workers share a live camera's 4 partitions; one is killed with SIGKILL 5 s in, a
 /// replacement joins once the survivor has taken over. Checks that every frame was
 /// detected, and measures the recovery and the duplicates.
@@ -255,7 +248,7 @@ fn kill_one_of_two_workers(topics: &Topics) -> Failover {
     let camera = camera(topics, FRAMES, 10);
     std::thread::sleep(Duration::from_secs(5));
     first.kill();
-    let killed_ms = unix_ms();
+    let killed_ms = kafkavision::clock::unix_time_ms();
     let killed_at = started.elapsed();
     // The group notices the missing heartbeats and the survivor takes over.
     wait_until_group_is_stable(&mut [&mut second], topics.partitions);

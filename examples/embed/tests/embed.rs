@@ -15,7 +15,7 @@ const FRAMES: usize = 8;
 /// A topic holding `FRAMES` JPEG frames of a moving ball (which the blob model finds) and
 /// the stream's end-of-stream record.
 fn topic_with_ball_frames(name: &str) -> String {
-    testkit::init(&[gstkafka::plugin_register_static]);
+    init(&[gstkafka::plugin_register_static]);
     let topic = new_topic(name, 1);
     run_to_eos(
         &format!(

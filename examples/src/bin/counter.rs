@@ -32,7 +32,7 @@ use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gst_kafka_vision_examples::Args;
 use kafkavision::detections::{self, FrameDetections};
@@ -121,13 +121,6 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// What one record holds.
 enum Record {
     /// The end-of-stream record of a stream.
@@ -135,7 +128,7 @@ enum Record {
     /// A frame's detections, with the envelope's stream id when there is an envelope.
     Frame(Option<String>, Box<FrameDetections>),
     /// An event, with the envelope's stream id.
-    Event(Option<String>, Event),
+    Event(Option<String>, Box<Event>),
 }
 
 /// The consumer's context: librdkafka's statistics feed the broker and lag figures.
@@ -270,7 +263,7 @@ fn read_record(message: &BorrowedMessage<'_>) -> Result<Record, String> {
             == Some(events::CAPS)
         {
             return Event::from_json(message.payload().unwrap_or_default())
-                .map(|e| Record::Event(Some(env.stream_id.clone()), e));
+                .map(|e| Record::Event(Some(env.stream_id.clone()), Box::new(e)));
         }
         let is_detections = env
             .caps
@@ -555,9 +548,10 @@ fn run(args: &Args) -> Result<(), String> {
                     })
                     .unwrap_or_else(|| frame.stream.clone());
                 let (count, per_label) = count_frame(&frame, &options);
-                let lag_ms = frame
-                    .capture_time_ns
-                    .map(|t| (now_ns() as i128 - t as i128).div_euclid(1_000_000) as i64);
+                let lag_ms = frame.capture_time_ns.map(|t| {
+                    (kafkavision::clock::unix_time_ns() as i128 - t as i128).div_euclid(1_000_000)
+                        as i64
+                });
                 let cam = cameras.entry(camera.clone()).or_insert_with(|| Camera {
                     frames: 0,
                     last: 0,

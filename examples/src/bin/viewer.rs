@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst_kafka_vision_examples::{Args, KafkaClient, init};
@@ -177,10 +177,7 @@ impl Shared {
         let offset = record.as_ref().map_or(-1, |r| r.offset);
         let seq = record.as_ref().map(|r| r.seq);
 
-        let now_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
+        let now_ns = kafkavision::clock::unix_time_ns() as i128;
         let lag_ms =
             kafkavision::meta::capture_time(buffer).map(|t| (now_ns - t as i128) as f64 / 1e6);
 

@@ -445,14 +445,6 @@ fn is_security_failure(reason: &str) -> bool {
     .any(|sign| reason.contains(sign))
 }
 
-/// Unix time now, in ns.
-pub fn unix_time_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -477,7 +477,14 @@ fn a_relay_keeps_each_records_key_and_extra_headers() {
             continue;
         }
         let n: u64 = String::from_utf8_lossy(&r.value)[6..].parse().unwrap();
-        assert_eq!(key, if n % 2 == 0 { "cam-a" } else { "cam-b" });
+        assert_eq!(
+            key,
+            if n.is_multiple_of(2) {
+                "cam-a"
+            } else {
+                "cam-b"
+            }
+        );
         let trace = r.headers.iter().find(|(k, _)| k == "trace-id");
         match key.as_str() {
             "cam-a" => assert_eq!(

@@ -347,7 +347,10 @@ fn a_restarted_group_member_resumes_from_the_committed_offset() {
     assert_eq!(second, (10..20).collect::<Vec<_>>());
 }
 
-fn envelope_headers(envelope: &Envelope) -> Vec<(&'static str, String)> {
+/// Envelope headers as (name, value) pairs, values as text.
+type Headers = Vec<(&'static str, String)>;
+
+fn envelope_headers(envelope: &Envelope) -> Headers {
     envelope.to_headers()
 }
 
@@ -382,7 +385,7 @@ fn write_good_and_bad_records(topic: &str) {
         headers.push((header, value.to_string()));
         headers
     };
-    let records: Vec<(Vec<u8>, Vec<(&'static str, String)>)> = vec![
+    let records: Vec<(Vec<u8>, Headers)> = vec![
         (jpeg.clone(), envelope_headers(&good(0))),
         (
             jpeg.clone(),
@@ -431,7 +434,7 @@ fn write_good_and_bad_records(topic: &str) {
             envelope_headers(&Envelope::end_of_stream("good", 2)),
         ),
     ];
-    let borrowed: Vec<(Vec<u8>, Vec<(&str, &[u8])>)> = records
+    let borrowed: Vec<ProducedRecord> = records
         .iter()
         .map(|(v, h)| {
             (

@@ -238,7 +238,8 @@ fn boxes_match_the_python_reference_for_every_layout_shape_and_format() {
                     "model-location={} execution-provider=cpu",
                     model(name).display()
                 );
-                let (frames, _) = detect(&[rgb.clone()], width, height, format, &props).unwrap();
+                let (frames, _) =
+                    detect(std::slice::from_ref(&rgb), width, height, format, &props).unwrap();
                 let found = sorted_by_position(frames[0].clone());
                 assert_eq!(
                     found.len(),
@@ -280,7 +281,7 @@ fn labels_come_from_metadata_or_coco() {
         ("blob-yolo26", "sports ball"),
     ] {
         let props = format!("model-location={}", model(name).display());
-        let (frames, _) = detect(&[rgb.clone()], 640, 480, "RGB", &props).unwrap();
+        let (frames, _) = detect(std::slice::from_ref(&rgb), 640, 480, "RGB", &props).unwrap();
         assert!(!frames[0].is_empty(), "{name}");
         assert!(
             frames[0].iter().all(|f| f.label == label),
@@ -662,8 +663,11 @@ fn motion_gating_skips_still_frames_and_infers_every_moving_one() {
     }
 }
 
-/// The boxes of each frame, sorted, as (class, x, y, w, h).
-fn boxes(frames: &[Vec<Found>]) -> Vec<Vec<(u32, f64, f64, f64, f64)>> {
+/// One box as (class, x, y, w, h).
+type BoxRow = (u32, f64, f64, f64, f64);
+
+/// The boxes of each frame, sorted.
+fn boxes(frames: &[Vec<Found>]) -> Vec<Vec<BoxRow>> {
     frames
         .iter()
         .map(|frame| {
@@ -676,12 +680,7 @@ fn boxes(frames: &[Vec<Found>]) -> Vec<Vec<(u32, f64, f64, f64, f64)>> {
 }
 
 /// Same classes, same number of boxes, every edge within `px`.
-fn assert_same_boxes(
-    what: &str,
-    expected: &[Vec<(u32, f64, f64, f64, f64)>],
-    got: &[Vec<(u32, f64, f64, f64, f64)>],
-    px: f64,
-) {
+fn assert_same_boxes(what: &str, expected: &[Vec<BoxRow>], got: &[Vec<BoxRow>], px: f64) {
     assert_eq!(expected.len(), got.len(), "{what}: frames");
     for (i, (e, g)) in expected.iter().zip(got).enumerate() {
         assert_eq!(e.len(), g.len(), "{what}, frame {i}: {e:?} vs {g:?}");

@@ -20,10 +20,7 @@ pub fn brokers() -> String {
 /// A name no other test (or earlier run against the same broker) uses.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = kafkavision::clock::unix_time_ns() % 1_000_000_000;
     format!(
         "{prefix}-{}-{}-{nanos:x}",
         std::process::id(),

@@ -158,7 +158,9 @@ impl Running {
 
     /// SIGTERM: the program stops cleanly (flushes, commits).
     pub fn terminate(&mut self) {
-        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        // The child may have exited already; then there is nothing to stop.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     }
 
     /// SIGKILL: no clean-up, no final commit, as in a crash or an OOM kill.
@@ -195,9 +197,4 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, signal: i32) -> i32;
 }

@@ -203,8 +203,14 @@ impl RawRecord {
     }
 }
 
-/// Writes records with a bare producer; `headers` as (name, value) pairs.
-pub fn produce_raw(topic: &str, partition: Option<i32>, records: &[(Vec<u8>, Vec<(&str, &[u8])>)]) {
+/// One record for [`produce_raw`]: its value and its headers as (name, value) pairs.
+pub type ProducedRecord<'a> = (Vec<u8>, Vec<(&'a str, &'a [u8])>);
+
+/// A keyed record for [`produce_keyed`]: (key, value, headers).
+pub type KeyedRecord<'a> = (&'a str, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// Writes records with a bare producer.
+pub fn produce_raw(topic: &str, partition: Option<i32>, records: &[ProducedRecord]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("message.max.bytes", "10000000")
@@ -230,7 +236,7 @@ pub fn produce_raw(topic: &str, partition: Option<i32>, records: &[(Vec<u8>, Vec
 }
 
 /// Writes keyed records with a bare producer: (key, value, headers).
-pub fn produce_keyed(topic: &str, records: &[(&str, Vec<u8>, Vec<(String, Vec<u8>)>)]) {
+pub fn produce_keyed(topic: &str, records: &[KeyedRecord]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()

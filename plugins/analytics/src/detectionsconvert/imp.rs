@@ -253,7 +253,7 @@ impl DetectionsConvert {
             });
         let seq = stream.next_seq;
         stream.next_seq += 1;
-        let capture_time_ns = capture_time(buffer).or_else(unix_time_ns);
+        let capture_time_ns = capture_time(buffer).unwrap_or_else(kafkavision::clock::unix_time_ns);
         let frame = detections_meta::frame_detections(
             buffer,
             &FrameOrigin {
@@ -262,7 +262,7 @@ impl DetectionsConvert {
                 seq,
                 width: state.width,
                 height: state.height,
-                capture_time_ns,
+                capture_time_ns: Some(capture_time_ns),
             },
         );
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
@@ -332,20 +332,6 @@ impl DetectionsConvert {
     }
 }
 
-fn unix_time_ns() -> Option<u64> {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_nanos() as u64)
-}
-
-fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(unix_time_ns().unwrap_or(0));
-    format!("{:08x}", hasher.finish() as u32)
-}
-
 impl BaseTransformImpl for DetectionsConvert {
     const MODE: gst_base::subclass::BaseTransformMode =
         gst_base::subclass::BaseTransformMode::NeverInPlace;
@@ -354,7 +340,7 @@ impl BaseTransformImpl for DetectionsConvert {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = State {
-            suffix: random_suffix(),
+            suffix: kafkavision::clock::random_suffix(),
             ..State::default()
         };
         Ok(())

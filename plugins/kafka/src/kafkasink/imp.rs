@@ -548,7 +548,7 @@ impl KafkaSink {
             QueueFullPolicy::Drop => QueueFullPolicy::Block,
             other => other,
         };
-        let sink_time = client::unix_time_ns();
+        let sink_time = kafkavision::clock::unix_time_ns();
         let no_headers = KafkaHeaders::default();
         for (key, stream) in started.streams.iter_mut() {
             let mut envelope = Envelope::end_of_stream(stream.id.as_str(), stream.next_seq);
@@ -579,13 +579,6 @@ impl KafkaSink {
         }
         Ok(())
     }
-}
-
-fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(client::unix_time_ns());
-    format!("{:08x}", hasher.finish() as u32)
 }
 
 impl BaseSinkImpl for KafkaSink {
@@ -658,7 +651,7 @@ impl BaseSinkImpl for KafkaSink {
             .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES);
         let stream_base = match settings.stream_id.clone() {
             Some(id) => StreamBase::Fixed(id),
-            None => StreamBase::Suffix(random_suffix()),
+            None => StreamBase::Suffix(kafkavision::clock::random_suffix()),
         };
         gst::info!(
             CAT,
@@ -747,7 +740,7 @@ impl BaseSinkImpl for KafkaSink {
             &stream_id,
             seq,
             caps.as_deref(),
-            client::unix_time_ns(),
+            kafkavision::clock::unix_time_ns(),
         );
         let extra = KafkaHeaders::of(buffer);
         let headers = record::record_headers(&envelope, &extra);

@@ -164,7 +164,11 @@ pub fn decode(
         Layout::EndToEnd => {
             for row in output.chunks_exact(6).take(a) {
                 let (score, class) = (row[4], row[5]);
-                if !(score > filter.conf_threshold) || !class.is_finite() || class < 0.0 {
+                // NaN scores fail the comparison and are dropped with the low ones.
+                if score.partial_cmp(&filter.conf_threshold) != Some(std::cmp::Ordering::Greater)
+                    || !class.is_finite()
+                    || class < 0.0
+                {
                     continue;
                 }
                 let class_id = class.round() as usize;
