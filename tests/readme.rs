@@ -1,27 +1,19 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Runs the README's gst-launch examples as written, with the broker address and topic
-//! names swapped for the test's own, in README order.
+//! Runs the gst-launch examples of the README and of each plugin's README as written, with
+//! the broker address and topic names swapped for the test's own, in the order of
+//! `docs::READMES`.
+
+mod docs;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use testkit::*;
 
-fn init() {
-    testkit::init(&[
-        gstkafka::plugin_register_static,
-        gstyolo::plugin_register_static,
-        gstgkvanalytics::plugin_register_static,
-    ]);
-}
-
 const README_BROKER: &str = "127.0.0.1:9092";
 
-/// The gst-launch command lines of the README's `sh` blocks, continuation lines joined.
-fn readme_pipelines() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+/// The gst-launch command lines of a README's `sh` blocks, continuation lines joined.
+fn readme_pipelines(readme: &str) -> Vec<String> {
     let mut pipelines = Vec::new();
     let mut in_sh = false;
     let mut current: Option<String> = None;
@@ -55,8 +47,14 @@ fn readme_pipelines() -> Vec<String> {
 
 #[test]
 fn readme_examples_run_as_written() {
-    init();
-    let pipelines = readme_pipelines();
+    docs::init();
+    let mut pipelines = Vec::new();
+    for path in docs::READMES {
+        let found = readme_pipelines(&docs::read(path));
+        // Every element's docs carry a gst-launch example.
+        assert!(!found.is_empty(), "{path} has no gst-launch example");
+        pipelines.extend(found);
+    }
     assert!(pipelines.len() >= 5, "found {pipelines:?}");
     let dir = std::env::temp_dir().join(unique_name("readme"));
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! What the benches share: the machine line each prints first, client configuration,
-//! topics with unique names, and the resident memory of a process.
+//! What the benches share: the machine line each prints first, rdkafka client settings,
+//! topics and group names no earlier run used, the resident memory of a process, and
+//! pipelines (and gst-launch arguments) that take command-line values only as typed
+//! properties or checked tokens.
 
 // Each bench uses only part of it.
 #![allow(dead_code)]

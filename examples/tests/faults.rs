@@ -356,7 +356,7 @@ fn a_killed_worker_loses_no_frame_on_the_shipped_broker() {
     if std::env::var("KV_BROKER_NAME").as_deref() == Ok("tansu") {
         not_run(
             "the test broker is the fallback tansu 0.6.0, which does not reliably expire a \
-             killed group member (see the README's broker table)",
+             killed group member (see bench/README.md, \"The broker\")",
         );
         return;
     }

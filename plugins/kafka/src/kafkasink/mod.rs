@@ -15,6 +15,11 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // Documented with the element (gst-inspect, the plugin docs) as part of its API.
+    Compression::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    KeyFrom::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    Partitioner::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    QueueFullPolicy::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "kafkasink",

@@ -23,6 +23,10 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // Documented with the element (gst-inspect, the plugin docs) as part of its API.
+    ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    OpenVinoDevice::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    OpenVinoPrecision::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "yolodetect",
