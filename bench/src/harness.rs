@@ -1,17 +1,10 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! What the benches share: the machine line each prints first, rdkafka client settings,
-//! topics and group names no earlier run used, the resident memory of a process, and
-//! pipelines (and gst-launch arguments) that take command-line values only as typed
-//! properties or checked tokens.
+//! What the benches share beyond the test kit (which gives them topics, unique names,
+//! client configurations and programs): the machine line each prints first, the clients'
+//! settings, pipelines with typed properties, and the resident memory of a process.
 
 // Each bench uses only part of it.
 #![allow(dead_code)]
-
-use std::time::Duration;
-
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
 /// Instruction sets that decide speeds here, as /proc/cpuinfo flags and as people name them.
 const INSTRUCTION_SETS: [(&str, &str); 9] = [
@@ -69,40 +62,6 @@ pub const PRODUCER_CONFIG: &str =
 /// even when nothing is committed).
 pub const READER_CONFIG: &str =
     "fetch.wait.max.ms=20,group.id=bench-reader,enable.auto.commit=false";
-
-/// `entries` is `key=value,key=value`.
-pub fn rdkafka_config(brokers: &str, entries: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
-    for entry in entries.split(',') {
-        let (key, value) = entry.split_once('=').expect("key=value");
-        config.set(key, value);
-    }
-    config
-}
-
-/// tansu creates no topics on demand.
-pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| e.to_string())?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = futures_executor::block_on(admin.create_topics([&new_topic], &options))
-        .map_err(|e| format!("creating {topic}: {e}"))?;
-    for result in results {
-        result.map_err(|(name, code)| format!("creating {name}: {code}"))?;
-    }
-    Ok(())
-}
-
-pub use kafkavision::clock::unix_time_ns as unix_ns;
-
-/// A topic or group name no earlier run used, e.g. `scaling-in-18a3...`.
-pub fn unique_name(what: &str) -> String {
-    format!("{what}-{:x}", unix_ns())
-}
 
 /// VmRSS of a process in kB, from /proc; None once it has exited.
 pub fn rss_kb(pid: u32) -> Option<u64> {

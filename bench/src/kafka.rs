@@ -12,7 +12,8 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use harness::{PRODUCER_CONFIG, rdkafka_config, unique_name, unix_ns};
+use harness::PRODUCER_CONFIG;
+use kafkavision::clock::unix_time_ns as unix_ns;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -21,6 +22,7 @@ use rdkafka::producer::{
 };
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use testkit::{client_config, try_create_topic, unique_name};
 
 /// kafkasrc's defaults without a group (librdkafka needs a group id for assign()).
 const BARE_CONSUMER_CONFIG: &str =
@@ -97,7 +99,7 @@ fn payload(description: &'static str) -> Result<(gst::Caps, gst::Buffer), String
 /// kafkasink uses inside), until all are acknowledged.
 fn bare_produce(brokers: &str, topic: &str, bytes: &[u8], frames: usize) -> Result<f64, String> {
     let producer: ThreadedProducer<DefaultProducerContext> =
-        rdkafka_config(brokers, PRODUCER_CONFIG)
+        client_config(brokers, PRODUCER_CONFIG)?
             .create()
             .map_err(|e| e.to_string())?;
     producer
@@ -184,7 +186,7 @@ fn wait_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
 
 /// Seconds between the first and the last of `frames` records, bare BaseConsumer.
 fn bare_consume(brokers: &str, topic: &str, frames: usize) -> Result<f64, String> {
-    let consumer: BaseConsumer = rdkafka_config(brokers, BARE_CONSUMER_CONFIG)
+    let consumer: BaseConsumer = client_config(brokers, BARE_CONSUMER_CONFIG)?
         .create()
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
@@ -273,8 +275,8 @@ fn throughput(
         eprintln!("{name}: round {}/{}", round + 1, options.rounds);
         let ours = unique_name("bench-ours");
         let bare = unique_name("bench-bare");
-        harness::create_topic(&options.brokers, &ours, 1)?;
-        harness::create_topic(&options.brokers, &bare, 1)?;
+        try_create_topic(&options.brokers, "", &ours, 1)?;
+        try_create_topic(&options.brokers, "", &bare, 1)?;
         // Alternate who goes first, so neither always gets the warmer broker.
         if round % 2 == 0 {
             sink_s.push(sink_produce(&options.brokers, &ours, caps, buffer, n)?);
@@ -318,7 +320,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Milliseconds from `kafkasink` receiving a frame to `kafkasrc` pushing it, at 30 frames/s.
 fn element_latency(options: &Options) -> Result<Vec<f64>, String> {
     let topic = unique_name("bench-latency");
-    harness::create_topic(&options.brokers, &topic, 1)?;
+    try_create_topic(&options.brokers, "", &topic, 1)?;
     let frames = options.latency_seconds * 30;
     let reader = harness::pipeline(
         "kafkasrc name=src stop-on-eos=true ! appsink name=out sync=false",
@@ -392,9 +394,9 @@ fn element_latency(options: &Options) -> Result<Vec<f64>, String> {
 /// header, a consumer measuring on arrival.
 fn bare_latency(options: &Options, bytes: &[u8]) -> Result<Vec<f64>, String> {
     let topic = unique_name("bench-latency-bare");
-    harness::create_topic(&options.brokers, &topic, 1)?;
+    try_create_topic(&options.brokers, "", &topic, 1)?;
     let frames = options.latency_seconds * 30;
-    let consumer: BaseConsumer = rdkafka_config(&options.brokers, BARE_CONSUMER_CONFIG)
+    let consumer: BaseConsumer = client_config(&options.brokers, BARE_CONSUMER_CONFIG)?
         .create()
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
@@ -405,7 +407,7 @@ fn bare_latency(options: &Options, bytes: &[u8]) -> Result<Vec<f64>, String> {
     let payload = bytes.to_vec();
     let topic_for_producer = topic.clone();
     let producer_thread = std::thread::spawn(move || -> Result<(), String> {
-        let producer: BaseProducer = rdkafka_config(&brokers, PRODUCER_CONFIG)
+        let producer: BaseProducer = client_config(&brokers, PRODUCER_CONFIG)?
             .create()
             .map_err(|e| e.to_string())?;
         // Like kafkasink, which gets frames as soon as it has started.

@@ -44,7 +44,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use harness::{PRODUCER_CONFIG, READER_CONFIG, create_topic, rdkafka_config, unique_name};
+use harness::{PRODUCER_CONFIG, READER_CONFIG};
+use testkit::{client_config, try_create_topic, unique_name};
 
 /// Caps of the input records, which carry no envelope (the bench writes them with rdkafka).
 const FRAME_CAPS: &str = "application/x-scaling-frame";
@@ -347,19 +348,19 @@ fn run_row(options: &Options, workers: usize, frames: usize) -> Result<Row, Stri
     let input = unique_name("scaling-in");
     let output = unique_name("scaling-out");
     let group = unique_name("scaling-group");
-    create_topic(brokers, &input, options.partitions as i32)?;
-    create_topic(brokers, &output, 1)?;
+    try_create_topic(brokers, "", &input, options.partitions as i32)?;
+    try_create_topic(brokers, "", &output, 1)?;
 
     // Both clients connect before the clock starts.
     let producer: ThreadedProducer<DefaultProducerContext> =
-        rdkafka_config(brokers, PRODUCER_CONFIG)
+        client_config(brokers, PRODUCER_CONFIG)?
             .create()
             .map_err(|e| e.to_string())?;
     producer
         .client()
         .fetch_metadata(Some(&input), Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
-    let reader: BaseConsumer = rdkafka_config(brokers, READER_CONFIG)
+    let reader: BaseConsumer = client_config(brokers, READER_CONFIG)?
         .create()
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();

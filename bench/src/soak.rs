@@ -33,9 +33,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use harness::{READER_CONFIG, create_topic, rdkafka_config, rss_kb, unique_name, unix_ns};
+use harness::{READER_CONFIG, rss_kb};
+use kafkavision::clock::unix_time_ns as unix_ns;
 use kafkavision::detections::FrameDetections;
 use kafkavision::envelope::{Envelope, RecordKind};
+use testkit::{client_config, try_create_topic, unique_name};
 
 const USAGE: &str = "usage: soak-bench --brokers HOST:PORT [--minutes 10] [--fps 30] \
                      [--width 640] [--height 360] [--model PATH] [--broker-pid PID] \
@@ -119,7 +121,9 @@ struct Watched {
 /// A gst-launch-1.0 process; its messages go to `log`.
 fn launch(pipeline: &str, log: &Path) -> Result<Child, String> {
     let log_file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut command = Command::new("gst-launch-1.0");
+    let gst_launch = testkit::find_program("gst-launch-1.0")
+        .ok_or("gst-launch-1.0 is not installed (Debian package gstreamer1.0-tools)")?;
+    let mut command = Command::new(gst_launch);
     // -e: SIGINT becomes an end-of-stream, so kafkasink flushes before the process exits.
     command.arg("-e").arg("-q");
     // Warnings, plus what the Kafka elements saw (rebalances, delivery trouble).
@@ -140,12 +144,6 @@ fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(10)..].join("\n")
-}
-
-fn interrupt(child: &Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
 }
 
 /// Waits up to `limit` for the process to exit; kills it after that.
@@ -299,8 +297,8 @@ fn run() -> Result<(), String> {
     let frames_topic = unique_name("soak-frames");
     let detections_topic = unique_name("soak-detections");
     let group = unique_name("soak-detectors");
-    create_topic(brokers, &frames_topic, 1)?;
-    create_topic(brokers, &detections_topic, 1)?;
+    try_create_topic(brokers, "", &frames_topic, 1)?;
+    try_create_topic(brokers, "", &detections_topic, 1)?;
 
     if let Some(dir) = options.csv.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -311,7 +309,7 @@ fn run() -> Result<(), String> {
     let publisher_log = options.csv.with_extension("publisher.log");
     let worker_log = options.csv.with_extension("worker.log");
 
-    let reader: BaseConsumer = rdkafka_config(brokers, READER_CONFIG)
+    let reader: BaseConsumer = client_config(brokers, READER_CONFIG)?
         .create()
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
@@ -344,7 +342,7 @@ fn run() -> Result<(), String> {
     ) {
         Ok(child) => child,
         Err(err) => {
-            interrupt(&worker);
+            testkit::interrupt(worker.id());
             wait_exit(&mut worker, "worker", Duration::from_secs(20));
             return Err(err);
         }
@@ -416,7 +414,7 @@ fn run() -> Result<(), String> {
             next_sample += options.sample_every;
             if now - started >= options.duration {
                 // The last sample is taken while everything still runs; then stop the input.
-                interrupt(&publisher);
+                testkit::interrupt(publisher.id());
                 publisher_stopped = Some(now);
                 eprintln!("soak: stopping the publisher; waiting for the worker to catch up");
             }
@@ -453,7 +451,7 @@ fn run() -> Result<(), String> {
         }
     }
     wait_exit(&mut publisher, "publisher", Duration::from_secs(20));
-    interrupt(&worker);
+    testkit::interrupt(worker.id());
     // Late duplicates would arrive while the worker stops.
     let stopping = Instant::now();
     while stopping.elapsed() < Duration::from_secs(3) {

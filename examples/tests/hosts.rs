@@ -299,7 +299,7 @@ fn frames_flow_across_hosts_and_survive_a_worker_link_outage() {
     );
     // Created from the camera host (the test itself, in the root namespace, cannot reach
     // the broker): the first also waits for the broker to answer.
-    let clients = repo().join("tests/interop/kafka_clients.py");
+    let clients = repo().join("plugins/kafka/tests/interop/kafka_clients.py");
     let clients = clients.to_string_lossy();
     for (topic, partitions) in [(&frames, "2"), (&annotated, "2"), (&detections, "2")] {
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -3,7 +3,7 @@
 //! none on first use).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -34,17 +34,54 @@ pub fn create_topic(topic: &str, partitions: i32) {
 
 /// Creates `topic` on the given brokers (e.g. a test's private broker).
 pub fn create_topic_on(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    try_create_topic(brokers, "", topic, partitions).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Creates `topic` on a broker just started, whose first requests may come before its
+/// storage is ready: retried for 30 s. `settings` as in [`client_config`] (TLS, logins).
+pub fn create_topic_once_ready(brokers: &str, settings: &str, topic: &str, partitions: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_create_topic(brokers, settings, topic, partitions) {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// Creates `topic` through an admin client with `settings` (see [`client_config`]); the
+/// error names the topic and what the broker answered.
+pub fn try_create_topic(
+    brokers: &str,
+    settings: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, settings)?
         .create()
-        .unwrap();
+        .map_err(|e| format!("an admin client for {brokers}: {e}"))?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = futures_executor::block_on(admin.create_topics([&new_topic], &options))
-        .expect("create_topics request");
+        .map_err(|e| format!("creating topic {topic}: {e}"))?;
     for result in results {
-        result.unwrap_or_else(|(name, code)| panic!("creating topic {name}: {code}"));
+        result.map_err(|(name, code)| format!("creating topic {name}: {code}"))?;
     }
+    Ok(())
+}
+
+/// A client configuration for `brokers` with `settings` written as the elements' `config`
+/// property reads them (`linger.ms=5,acks=all`), so one string can configure both.
+pub fn client_config(brokers: &str, settings: &str) -> Result<ClientConfig, String> {
+    let settings =
+        kafkavision::client_config::ClientConfig::parse(settings).map_err(|e| e.to_string())?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in settings.entries() {
+        config.set(key, value);
+    }
+    Ok(config)
 }
 
 /// A fresh topic with `partitions` partitions.

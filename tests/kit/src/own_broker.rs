@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! For tests that start a broker of their own (TLS, logins, other hosts): the nisshi
-//! binary, nisshi started with or without TLS and logins, its admin commands, throwaway
-//! TLS certificates, and a scratch folder for all of it.
+//! For tests that start a broker of their own (TLS, logins, other hosts, faults): the
+//! nisshi binary, nisshi started with or without TLS and logins, its admin commands,
+//! throwaway TLS certificates, a scratch folder for all of it; a broker of the kind the
+//! scripts install that a test may kill and start again; and a restart of the shared
+//! test broker.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::Running;
+use crate::{Running, create_topic_on, unique_name};
 
 /// The nisshi binary for a test that starts nisshi itself, or why the test cannot run:
 /// the suite runs on the fallback broker (no nisshi here), or nisshi is not installed.
@@ -28,7 +31,7 @@ pub struct Scratch(PathBuf);
 
 impl Scratch {
     pub fn new(prefix: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(crate::unique_name(prefix));
+        let dir = std::env::temp_dir().join(unique_name(prefix));
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
@@ -171,4 +174,109 @@ pub fn make_certificates(dir: &Path) {
             "server.pem",
         ],
     );
+}
+
+/// scripts/broker, or the script `scripts/test` names (KV_BROKER_SCRIPT).
+fn broker_script() -> String {
+    std::env::var("KV_BROKER_SCRIPT")
+        .unwrap_or_else(|_| crate::repo().join("scripts/broker").display().to_string())
+}
+
+/// Restarts the broker `scripts/test` started, on the same port and with its data.
+pub fn restart_test_broker() {
+    let dir = std::env::var("KV_BROKER_DIR")
+        .expect("KV_BROKER_DIR is not set: run the tests through scripts/test");
+    let status = crate::command(broker_script())
+        .arg("restart")
+        .env("BROKER_DIR", dir)
+        .status()
+        .expect("running scripts/broker restart");
+    assert!(status.success(), "scripts/broker restart failed");
+}
+
+/// A broker of the test's own, of the kind the scripts install (nisshi, or the tansu
+/// fallback), in a temporary folder, that the test may kill and start again; stopped and
+/// removed on drop, with the tail of its log printed when the test failed.
+pub struct PrivateBroker {
+    dir: PathBuf,
+    /// HOST:PORT for its clients.
+    pub address: String,
+}
+
+impl PrivateBroker {
+    /// Starts it with sqlite storage (records and committed offsets survive its restarts),
+    /// or `KV_FAULTS_BROKER_STORAGE` (e.g. `postgres`); `advertise` is the address clients
+    /// are told to use (a proxy in front of it).
+    pub fn start(advertise: Option<&str>) -> PrivateBroker {
+        let dir = std::env::temp_dir().join(unique_name("kv-private-broker"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Built before starting, so that Drop cleans up whatever happens next.
+        let mut broker = PrivateBroker {
+            dir,
+            address: String::new(),
+        };
+        let storage = std::env::var("KV_FAULTS_BROKER_STORAGE").unwrap_or_else(|_| "sqlite".into());
+        let mut args = vec!["start".to_string(), format!("--storage={storage}")];
+        if let Some(address) = advertise {
+            args.push(format!("--advertise={address}"));
+        }
+        broker.address = broker.script(&args);
+        broker
+    }
+
+    /// Runs scripts/broker on this broker's folder; returns its standard output.
+    fn script(&self, args: &[String]) -> String {
+        let script = broker_script();
+        let output = crate::command(&script)
+            .args(args)
+            .env("BROKER_DIR", &self.dir)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("running {script}: {e}"));
+        assert!(
+            output.status.success(),
+            "scripts/broker {args:?} failed ({})",
+            output.status
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    /// Kills it (SIGKILL): a crash or a power cut, the broker gone at once. (tansu 0.6.0
+    /// stopped with SIGTERM keeps answering for seconds, failing every Produce with
+    /// UNKNOWN_SERVER_ERROR, which no client retries.)
+    pub fn kill(&self) {
+        self.script(&["stop".into(), "--kill".into()]);
+    }
+
+    /// Starts it again after `kill`, on the same port and with the same data.
+    pub fn start_again(&self) {
+        let address = self.script(&["start".into()]);
+        assert_eq!(
+            address, self.address,
+            "the broker came back on another port (its old one was taken)"
+        );
+    }
+
+    /// A fresh topic on this broker.
+    pub fn create_topic(&self, prefix: &str, partitions: i32) -> String {
+        let topic = unique_name(prefix);
+        create_topic_on(&self.address, &topic, partitions);
+        topic
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("--- last lines of the private broker's log (newest first):");
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+        let _ = std::panic::catch_unwind(|| self.kill());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

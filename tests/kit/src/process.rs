@@ -158,9 +158,7 @@ impl Running {
 
     /// SIGTERM: the program stops cleanly (flushes, commits).
     pub fn terminate(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        // The child may have exited already; then there is nothing to stop.
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
     }
 
     /// SIGKILL: no clean-up, no final commit, as in a crash or an OOM kill.
@@ -188,6 +186,17 @@ impl Running {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// SIGINT to process `pid`, as Ctrl-C would send (`gst-launch-1.0 -e` then ends its
+/// pipeline with an end-of-stream).
+pub fn interrupt(pid: u32) {
+    signal(pid, nix::sys::signal::Signal::SIGINT);
+}
+
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    // The process may have exited already; then there is nothing to stop.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
 }
 
 impl Drop for Running {

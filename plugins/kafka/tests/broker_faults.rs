@@ -12,12 +12,7 @@
 //! (records and committed offsets survive its restarts), or `KV_FAULTS_BROKER_STORAGE`
 //! (`postgres` measures the restart on nisshi's PostgreSQL engine).
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,92 +22,8 @@ use testkit::*;
 fn init() {
     testkit::init(&[
         gstkafka::plugin_register_static,
-        gstyolo::plugin_register_static,
         gstgkvanalytics::plugin_register_static,
     ]);
-}
-
-/// A broker of the test's own, in a temporary folder; stopped and removed on drop.
-struct PrivateBroker {
-    dir: PathBuf,
-    address: String,
-}
-
-impl PrivateBroker {
-    /// Starts it with sqlite storage (or `KV_FAULTS_BROKER_STORAGE`); `advertise` is the
-    /// address clients are told to use.
-    fn start(advertise: Option<&str>) -> PrivateBroker {
-        let dir = std::env::temp_dir().join(unique_name("kv-broker-faults"));
-        std::fs::create_dir_all(&dir).unwrap();
-        // Built before starting, so that Drop cleans up whatever happens next.
-        let mut broker = PrivateBroker {
-            dir,
-            address: String::new(),
-        };
-        let storage = std::env::var("KV_FAULTS_BROKER_STORAGE").unwrap_or_else(|_| "sqlite".into());
-        let mut args = vec!["start".to_string(), format!("--storage={storage}")];
-        if let Some(address) = advertise {
-            args.push(format!("--advertise={address}"));
-        }
-        broker.address = broker.script(&args);
-        broker
-    }
-
-    /// Runs scripts/broker on this broker's folder; returns its standard output.
-    fn script(&self, args: &[String]) -> String {
-        let script = std::env::var("KV_BROKER_SCRIPT")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker").into());
-        let output = command(&script)
-            .args(args)
-            .env("BROKER_DIR", &self.dir)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("running {script}: {e}"));
-        assert!(
-            output.status.success(),
-            "scripts/broker {args:?} failed ({})",
-            output.status
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_string()
-    }
-
-    /// Kills it (SIGKILL): a crash or a power cut, the broker gone at once. (tansu 0.6.0
-    /// stopped with SIGTERM keeps answering for seconds, failing every Produce with
-    /// UNKNOWN_SERVER_ERROR, which no client retries.)
-    fn kill(&self) {
-        self.script(&["stop".into(), "--kill".into()]);
-    }
-
-    /// Starts it again after `kill`, on the same port and with the same data.
-    fn start_again(&self) {
-        let address = self.script(&["start".into()]);
-        assert_eq!(
-            address, self.address,
-            "the broker came back on another port (its old one was taken)"
-        );
-    }
-
-    fn create_topic(&self, prefix: &str, partitions: i32) -> String {
-        let topic = unique_name(prefix);
-        create_topic_on(&self.address, &topic, partitions);
-        topic
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!("--- last lines of the private broker's log (newest first):");
-            for line in tail {
-                eprintln!("{line}");
-            }
-        }
-        let _ = std::panic::catch_unwind(|| self.kill());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A playing pipeline; set to NULL when dropped, also when a test fails.
@@ -622,227 +533,6 @@ fn a_full_queue_blocks_the_live_camera_until_the_broker_is_back() {
     assert_eq!(on_topic.duplicates, 0, "{on_topic:?}");
 }
 
-/// A TCP proxy in front of a broker that advertises the proxy's address, so that every
-/// client connection goes through it. It can cut off the clients whose Kafka client.id
-/// starts with a prefix (the worker), as a network failure between them and the broker
-/// would, while the other clients (the camera, the test's own readers) pass.
-struct Proxy {
-    address: SocketAddr,
-    shared: Arc<ProxyShared>,
-    accept: Option<std::thread::JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct ProxyShared {
-    prefix: String,
-    upstream: Mutex<Option<SocketAddr>>,
-    /// Cut: affected connections are closed, and new ones closed at once.
-    cut: AtomicBool,
-    /// Blackhole: affected connections stall for good, new ones too (until restored).
-    blackhole: AtomicBool,
-    stopping: AtomicBool,
-    next_id: AtomicU64,
-    live: Mutex<HashMap<u64, Connection>>,
-    closed_by_cut: AtomicU64,
-    refused: AtomicU64,
-    frozen: AtomicU64,
-}
-
-struct Connection {
-    affected: bool,
-    client: TcpStream,
-    broker: TcpStream,
-    frozen: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    fn start(prefix: &str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let address = listener.local_addr().unwrap();
-        let shared = Arc::new(ProxyShared {
-            prefix: prefix.to_string(),
-            ..Default::default()
-        });
-        let accept = {
-            let shared = shared.clone();
-            std::thread::spawn(move || {
-                while !shared.stopping.load(Ordering::SeqCst) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let shared = shared.clone();
-                            std::thread::spawn(move || serve(shared, stream));
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                        Err(e) => panic!("proxy accept: {e}"),
-                    }
-                }
-            })
-        };
-        Proxy {
-            address,
-            shared,
-            accept: Some(accept),
-        }
-    }
-
-    fn set_upstream(&self, broker: &str) {
-        *self.shared.upstream.lock().unwrap() = Some(broker.parse().unwrap());
-    }
-
-    /// Closes the affected connections; new ones are closed at once until `restore`.
-    fn cut(&self) {
-        self.shared.cut.store(true, Ordering::SeqCst);
-        for c in self.shared.live.lock().unwrap().values() {
-            if c.affected {
-                let _ = c.client.shutdown(Shutdown::Both);
-                let _ = c.broker.shutdown(Shutdown::Both);
-                self.shared.closed_by_cut.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// The affected connections stop carrying bytes, without being closed, for good;
-    /// new ones stall too until `restore`.
-    fn blackhole(&self) {
-        self.shared.blackhole.store(true, Ordering::SeqCst);
-        for c in self.shared.live.lock().unwrap().values() {
-            if c.affected && !c.frozen.swap(true, Ordering::SeqCst) {
-                self.shared.frozen.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-
-    fn restore(&self) {
-        self.shared.cut.store(false, Ordering::SeqCst);
-        self.shared.blackhole.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        for c in self.shared.live.lock().unwrap().values() {
-            let _ = c.client.shutdown(Shutdown::Both);
-            let _ = c.broker.shutdown(Shutdown::Both);
-        }
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
-/// Reads a connection's first Kafka request: size (int32), api key (int16), api version
-/// (int16), correlation id (int32), client id (int16 length + bytes). Returns its bytes
-/// and the client id.
-fn first_request(stream: &mut TcpStream) -> Option<(Vec<u8>, String)> {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).ok()?;
-    let len = i32::from_be_bytes(size);
-    if !(10..=1 << 20).contains(&len) {
-        return None;
-    }
-    let mut body = vec![0u8; len as usize];
-    stream.read_exact(&mut body).ok()?;
-    let id_len = i16::from_be_bytes([body[8], body[9]]);
-    let id = if id_len > 0 {
-        let end = (10 + id_len as usize).min(body.len());
-        String::from_utf8_lossy(&body[10..end]).into_owned()
-    } else {
-        String::new()
-    };
-    let mut request = size.to_vec();
-    request.extend_from_slice(&body);
-    Some((request, id))
-}
-
-fn serve(shared: Arc<ProxyShared>, mut client: TcpStream) {
-    client.set_nonblocking(false).unwrap();
-    client.set_nodelay(true).ok();
-    client.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let Some((request, client_id)) = first_request(&mut client) else {
-        return;
-    };
-    let affected = client_id.starts_with(&shared.prefix);
-    let frozen = Arc::new(AtomicBool::new(false));
-    if affected && shared.cut.load(Ordering::SeqCst) {
-        shared.refused.fetch_add(1, Ordering::SeqCst);
-        let _ = client.shutdown(Shutdown::Both);
-        return;
-    }
-    if affected && shared.blackhole.load(Ordering::SeqCst) {
-        frozen.store(true, Ordering::SeqCst);
-        shared.frozen.fetch_add(1, Ordering::SeqCst);
-    }
-    let Some(upstream) = *shared.upstream.lock().unwrap() else {
-        return;
-    };
-    let Ok(mut broker) = TcpStream::connect(upstream) else {
-        return;
-    };
-    broker.set_nodelay(true).ok();
-    hold_while_frozen(&shared, &frozen);
-    if broker.write_all(&request).is_err() {
-        return;
-    }
-    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
-    let (Ok(client2), Ok(broker2)) = (client.try_clone(), broker.try_clone()) else {
-        return;
-    };
-    shared.live.lock().unwrap().insert(
-        id,
-        Connection {
-            affected,
-            client: client2,
-            broker: broker2,
-            frozen: frozen.clone(),
-        },
-    );
-    let upward = {
-        let (shared, frozen) = (shared.clone(), frozen.clone());
-        let (from, to) = (client.try_clone().unwrap(), broker.try_clone().unwrap());
-        std::thread::spawn(move || pump(&shared, &frozen, from, to))
-    };
-    pump(&shared, &frozen, broker, client);
-    let _ = upward.join();
-    shared.live.lock().unwrap().remove(&id);
-}
-
-fn hold_while_frozen(shared: &ProxyShared, frozen: &AtomicBool) {
-    while frozen.load(Ordering::SeqCst) && !shared.stopping.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn pump(shared: &ProxyShared, frozen: &AtomicBool, mut from: TcpStream, mut to: TcpStream) {
-    from.set_read_timeout(Some(Duration::from_millis(100))).ok();
-    let mut buf = vec![0u8; 64 * 1024];
-    while !shared.stopping.load(Ordering::SeqCst) {
-        match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hold_while_frozen(shared, frozen);
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                hold_while_frozen(shared, frozen)
-            }
-            Err(_) => break,
-        }
-    }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
-}
-
 /// What a worker run through the proxy measured.
 struct WorkerRun {
     frames: u64,
@@ -861,7 +551,7 @@ fn worker_through_fault(
     name: &str,
     worker_config: &str,
     fault: impl FnOnce(&Proxy),
-) -> (WorkerRun, Arc<ProxyShared>) {
+) -> (WorkerRun, ProxyCounts) {
     init();
     let proxy = Proxy::start("worker");
     let broker = PrivateBroker::start(Some(&proxy.address.to_string()));
@@ -952,8 +642,7 @@ fn worker_through_fault(
         recovery: received.first_after(restored).map(|t| t - restored),
         received_during_fault,
     };
-    let shared = proxy.shared.clone();
-    (run, shared)
+    (run, proxy.counts())
 }
 
 fn assert_all_frames(run: &WorkerRun) {
@@ -966,8 +655,7 @@ fn assert_all_frames(run: &WorkerRun) {
 #[test]
 fn a_worker_cut_off_from_the_broker_recovers_without_losing_frames() {
     let (run, proxy) = worker_through_fault("cut", "", Proxy::cut);
-    let closed = proxy.closed_by_cut.load(Ordering::SeqCst);
-    let refused = proxy.refused.load(Ordering::SeqCst);
+    let (closed, refused) = (proxy.closed_by_cut, proxy.refused);
     println!(
         "network cut of {:.0} s between the worker and the broker ({closed} connections \
          closed, {refused} reconnects refused): {} frames; worker received {} ({} \
@@ -999,7 +687,7 @@ fn a_worker_behind_a_network_blackhole_recovers_within_socket_timeout() {
     // librdkafka must give up on them by itself, after socket.timeout.ms.
     let (run, proxy) =
         worker_through_fault("blackhole", ",socket.timeout.ms=10000", Proxy::blackhole);
-    let frozen = proxy.frozen.load(Ordering::SeqCst);
+    let frozen = proxy.frozen;
     println!(
         "network blackhole of {:.0} s (worker socket.timeout.ms=10000, {frozen} connections \
          stalled for good): {} frames; worker received {} ({} duplicates, {} missing, {} \
@@ -1029,7 +717,6 @@ fn a_worker_behind_a_network_blackhole_recovers_within_socket_timeout() {
 
 /// `kafkavision::monitor` turns unhealthy when no broker has been reachable for longer than
 /// its bound (from the elements' `broker-down-ms`), and healthy again once it is back.
-#[cfg(feature = "monitor")]
 #[test]
 fn health_turns_bad_while_the_broker_is_down_and_good_when_it_is_back() {
     use kafkavision::monitor::{HealthLimits, Monitor};

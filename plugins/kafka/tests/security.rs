@@ -12,16 +12,10 @@
 use std::time::Duration;
 
 use gst::prelude::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use testkit::{Ended, Scratch, Security, start_nisshi};
 
 fn init() {
-    testkit::init(&[
-        gstkafka::plugin_register_static,
-        gstyolo::plugin_register_static,
-        gstgkvanalytics::plugin_register_static,
-    ]);
+    testkit::init(&[gstkafka::plugin_register_static]);
 }
 
 const PASSWORD: &str = "PwSecret-7f3a91";
@@ -293,27 +287,6 @@ fn own_nisshi() -> Option<std::path::PathBuf> {
     }
 }
 
-fn create_topic_with(brokers: &str, config: &[(&str, &str)], topic: &str) {
-    let mut client_config = rdkafka::ClientConfig::new();
-    client_config.set("bootstrap.servers", brokers);
-    for (key, value) in config {
-        client_config.set(*key, *value);
-    }
-    let admin: AdminClient<DefaultClientContext> = client_config.create().unwrap();
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    // The first request can come before the broker's storage is ready.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let result = futures_executor::block_on(admin.create_topics([&new_topic], &options));
-        match result.map(|r| r.into_iter().next().unwrap()) {
-            Ok(Ok(_)) => return,
-            other if std::time::Instant::now() > deadline => panic!("creating {topic}: {other:?}"),
-            _ => std::thread::sleep(Duration::from_millis(300)),
-        }
-    }
-}
-
 #[test]
 fn tls_round_trip_works_and_a_wrong_ca_fails_clearly() {
     let Some(nisshi) = own_nisshi() else { return };
@@ -328,12 +301,8 @@ fn tls_round_trip_works_and_a_wrong_ca_fails_clearly() {
 
     let brokers = format!("127.0.0.1:{port}");
     let ca = dir.join("ca.pem").to_string_lossy().into_owned();
-    create_topic_with(
-        &brokers,
-        &[("security.protocol", "SSL"), ("ssl.ca.location", &ca)],
-        "frames",
-    );
     let config = format!("security.protocol=SSL,ssl.ca.location={ca}");
+    testkit::create_topic_once_ready(&brokers, &config, "frames", 1);
     let (read, sink_stats, _) = round_trip(&brokers, "frames", &config, 5);
     assert_eq!(read, 5);
     assert_eq!(sink_stats.get::<u64>("records-sent").unwrap(), 6);

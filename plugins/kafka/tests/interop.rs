@@ -8,11 +8,7 @@ use std::time::Duration;
 use testkit::*;
 
 fn init() {
-    testkit::init(&[
-        gstkafka::plugin_register_static,
-        gstyolo::plugin_register_static,
-        gstgkvanalytics::plugin_register_static,
-    ]);
+    testkit::init(&[gstkafka::plugin_register_static]);
 }
 
 const CLIENTS: [&str; 2] = ["kafka-python", "confluent"];
@@ -50,16 +46,10 @@ fn jpeg_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     (path, bytes)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique_name(name));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn kafkasrc_reads_records_written_by_python_clients_with_the_caps_property() {
     for client in CLIENTS {
-        let dir = temp_dir("interop-in");
+        let dir = Scratch::new("interop-in");
         let (path, bytes) = jpeg_file(&dir);
         let topic = new_topic(&format!("from-{client}"), 1);
         let out = run_client(&[
@@ -107,13 +97,12 @@ fn kafkasrc_reads_records_written_by_python_clients_with_the_caps_property() {
             3,
             "{client}: every frame decodes"
         );
-        std::fs::remove_dir_all(dir).ok();
     }
 }
 
 #[test]
 fn python_clients_read_what_kafkasink_writes() {
-    let dir = temp_dir("interop-out");
+    let dir = Scratch::new("interop-out");
     let (path, bytes) = jpeg_file(&dir);
     let topic = new_topic("to-python", 1);
     run_to_eos(
@@ -165,5 +154,4 @@ fn python_clients_read_what_kafkasink_writes() {
             }
         }
     }
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -24,12 +24,11 @@ fn init() {
     testkit::init(&[
         gstkafka::plugin_register_static,
         gstyolo::plugin_register_static,
-        gstgkvanalytics::plugin_register_static,
     ]);
 }
 
 fn blob_model() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/blob-yolov8.onnx")
+    repo().join("models/blob-yolov8.onnx")
 }
 
 /// One record to write: value and headers as owned bytes.

@@ -8,23 +8,7 @@ use std::time::Duration;
 use testkit::*;
 
 fn init() {
-    testkit::init(&[
-        gstkafka::plugin_register_static,
-        gstyolo::plugin_register_static,
-        gstgkvanalytics::plugin_register_static,
-    ]);
-}
-
-fn restart_broker() {
-    let script = std::env::var("KV_BROKER_SCRIPT")
-        .expect("KV_BROKER_SCRIPT is not set: run the tests through scripts/test");
-    let dir = std::env::var("KV_BROKER_DIR").expect("KV_BROKER_DIR is not set");
-    let status = command(script)
-        .arg("restart")
-        .env("BROKER_DIR", dir)
-        .status()
-        .expect("running scripts/broker restart");
-    assert!(status.success(), "scripts/broker restart failed");
+    testkit::init(&[gstkafka::plugin_register_static]);
 }
 
 fn offsets(samples: &[gst::Sample]) -> Vec<u64> {
@@ -67,7 +51,7 @@ fn records_and_committed_offsets_survive_a_broker_restart() {
     ));
     assert_eq!(offsets(&first), vec![0, 1, 2, 3]);
 
-    restart_broker();
+    restart_test_broker();
 
     let rest = read(&format!(
         "{source} stop-on-eos=true ! appsink name=out sync=false"
