@@ -15,6 +15,8 @@
 use gst::glib;
 use gst::prelude::*;
 
+use crate::detections::SourceRecord;
+
 /// Caps of the reference timestamp that holds a frame's capture time: the Unix time in ns
 /// it entered the system (its first `kafkasink`).
 pub const UNIX_TIME_CAPS: &str = "timestamp/x-unix";
@@ -110,6 +112,19 @@ impl RecordMeta {
         s.set("stream", self.stream.as_str());
         s.set("seq", self.seq);
         Some(meta)
+    }
+}
+
+/// Where a frame came from, as the detections and events records name it.
+impl From<RecordMeta> for SourceRecord {
+    fn from(record: RecordMeta) -> SourceRecord {
+        SourceRecord {
+            topic: record.topic,
+            partition: record.partition,
+            offset: record.offset,
+            stream: record.stream,
+            seq: record.seq,
+        }
     }
 }
 
@@ -253,6 +268,28 @@ mod tests {
         assert_eq!(RecordMeta::of(&buffer), Some(keyless.clone()));
         assert_eq!(keyless.camera(), "cam1-00ff");
         assert_eq!(RecordMeta::of(&gst::Buffer::new()), None);
+    }
+
+    #[test]
+    fn a_record_meta_names_its_source_record_without_the_key() {
+        let record = RecordMeta {
+            topic: "frames".into(),
+            partition: 3,
+            offset: 1187,
+            key: Some("cam1".into()),
+            stream: "cam1-00ff".into(),
+            seq: 42,
+        };
+        assert_eq!(
+            SourceRecord::from(record),
+            SourceRecord {
+                topic: "frames".into(),
+                partition: 3,
+                offset: 1187,
+                stream: "cam1-00ff".into(),
+                seq: 42,
+            }
+        );
     }
 
     #[test]

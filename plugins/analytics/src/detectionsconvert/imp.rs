@@ -39,7 +39,9 @@ use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 use kafkavision::detections::meta::{self as detections_meta, FrameOrigin};
 use kafkavision::detections::{self, FrameDetections};
-use kafkavision::meta::{RecordMeta, capture_time, copy_record_meta};
+use kafkavision::meta::{RecordMeta, capture_time};
+
+use crate::output::buffer_for_frame;
 
 const DEFAULT_OUTPUT: Output = Output::Json;
 
@@ -272,26 +274,13 @@ impl DetectionsConvert {
         frame
     }
 
-    /// A buffer holding `frame` as JSON, with the timestamps, capture time and record meta
-    /// of the frame it describes (not its flags: every record stands alone).
+    /// A buffer holding `frame` as JSON, standing for the frame it describes, with its
+    /// duration and offset too: one record per frame.
     fn json_buffer(&self, input: &gst::BufferRef, frame: &FrameDetections) -> gst::Buffer {
-        let mut output = gst::Buffer::from_mut_slice(frame.to_json());
-        {
-            let output = output.get_mut().unwrap();
-            output.set_pts(input.pts());
-            output.set_dts(input.dts());
-            output.set_duration(input.duration());
-            output.set_offset(input.offset());
-            copy_record_meta(input, output);
-            for meta in input.iter_meta::<gst::ReferenceTimestampMeta>() {
-                gst::ReferenceTimestampMeta::add(
-                    output,
-                    &meta.reference().to_owned(),
-                    meta.timestamp(),
-                    meta.duration(),
-                );
-            }
-        }
+        let mut output = buffer_for_frame(input, frame.to_json());
+        let writable = output.get_mut().expect("a new buffer is writable");
+        writable.set_duration(input.duration());
+        writable.set_offset(input.offset());
         output
     }
 

@@ -28,7 +28,8 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 use kafkavision::events::{self, Event};
-use kafkavision::meta::copy_record_meta;
+
+use crate::output::buffer_for_frame;
 
 /// The events of the frame being converted, and the frame for their timestamps and metas.
 #[derive(Default)]
@@ -178,21 +179,7 @@ impl BaseTransformImpl for EventsConvert {
         }
         let event = pending.events.pop_front().unwrap();
         let frame = pending.frame.as_ref().unwrap();
-        let mut output = gst::Buffer::from_mut_slice(event.to_json());
-        {
-            let output = output.get_mut().unwrap();
-            output.set_pts(frame.pts());
-            output.set_dts(frame.dts());
-            copy_record_meta(frame, output);
-            for meta in frame.iter_meta::<gst::ReferenceTimestampMeta>() {
-                gst::ReferenceTimestampMeta::add(
-                    output,
-                    &meta.reference().to_owned(),
-                    meta.timestamp(),
-                    meta.duration(),
-                );
-            }
-        }
+        let output = buffer_for_frame(frame, event.to_json());
         self.events.fetch_add(1, Ordering::Relaxed);
         Ok(GenerateOutputSuccess::Buffer(output))
     }

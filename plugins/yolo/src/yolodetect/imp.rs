@@ -588,10 +588,10 @@ impl YoloDetect {
         let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
             return Ok(None);
         };
-        let count = match model.layout {
-            postprocess::Layout::V5 { classes } | postprocess::Layout::V8 { classes } => classes,
-            postprocess::Layout::EndToEnd => model.labels.len().max(1),
-        };
+        let count = model
+            .layout
+            .classes()
+            .unwrap_or_else(|| model.labels.len().max(1));
         let mut allowed = vec![false; count.max(model.labels.len())];
         for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             let index = item
