@@ -40,6 +40,7 @@ use kafkavision::detections::SourceRecord;
 use kafkavision::detections::meta as detections_meta;
 use kafkavision::events::{self, Event, EventKind};
 use kafkavision::meta::{RecordMeta, capture_time};
+use kafkavision::per_run::PerRun;
 
 use super::counting::{Counter, Sighting};
 use super::geometry::{self, Layouts, Point};
@@ -97,11 +98,16 @@ struct State {
 }
 
 #[derive(Default)]
+struct Stats {
+    frames: AtomicU64,
+    events: AtomicU64,
+}
+
+#[derive(Default)]
 pub struct CrossingCount {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    frames: AtomicU64,
-    events: AtomicU64,
+    stats: PerRun<Stats>,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -308,9 +314,10 @@ impl CrossingCount {
                 }
             }
         }
+        let stats = self.stats.current();
         gst::Structure::builder("crossingcount-stats")
-            .field("frames", self.frames.load(Ordering::Relaxed))
-            .field("events", self.events.load(Ordering::Relaxed))
+            .field("frames", stats.frames.load(Ordering::Relaxed))
+            .field("events", stats.events.load(Ordering::Relaxed))
             .field("lines", gst::Array::new(lines))
             .field("zones", gst::Array::new(zones))
             .build()
@@ -371,6 +378,7 @@ impl BaseTransformImpl for CrossingCount {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.stats.restart();
         let settings = self.settings.lock().unwrap().clone();
         let layouts = Self::layouts(&settings)
             .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
@@ -410,7 +418,8 @@ impl BaseTransformImpl for CrossingCount {
         &self,
         buffer: &mut gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.frames.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.current();
+        stats.frames.fetch_add(1, Ordering::Relaxed);
         let record = RecordMeta::of(buffer);
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
@@ -479,7 +488,8 @@ impl BaseTransformImpl for CrossingCount {
                 event
             })
             .collect();
-        self.events
+        stats
+            .events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         let post_messages = self.settings.lock().unwrap().post_messages;
         for event in &events {
