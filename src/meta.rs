@@ -260,28 +260,9 @@ mod tests {
         let mut buffer = gst::Buffer::new();
         record.attach(buffer.get_mut().unwrap());
         assert_eq!(RecordMeta::of(&buffer), Some(record.clone()));
-        let keyless = RecordMeta {
-            key: None,
-            ..record
-        };
-        keyless.attach(buffer.get_mut().unwrap());
-        assert_eq!(RecordMeta::of(&buffer), Some(keyless.clone()));
-        assert_eq!(keyless.camera(), "cam1-00ff");
-        assert_eq!(RecordMeta::of(&gst::Buffer::new()), None);
-    }
-
-    #[test]
-    fn a_record_meta_names_its_source_record_without_the_key() {
-        let record = RecordMeta {
-            topic: "frames".into(),
-            partition: 3,
-            offset: 1187,
-            key: Some("cam1".into()),
-            stream: "cam1-00ff".into(),
-            seq: 42,
-        };
+        // As the detections and events records name it: without the key.
         assert_eq!(
-            SourceRecord::from(record),
+            SourceRecord::from(record.clone()),
             SourceRecord {
                 topic: "frames".into(),
                 partition: 3,
@@ -290,6 +271,14 @@ mod tests {
                 seq: 42,
             }
         );
+        let keyless = RecordMeta {
+            key: None,
+            ..record
+        };
+        keyless.attach(buffer.get_mut().unwrap());
+        assert_eq!(RecordMeta::of(&buffer), Some(keyless.clone()));
+        assert_eq!(keyless.camera(), "cam1-00ff");
+        assert_eq!(RecordMeta::of(&gst::Buffer::new()), None);
     }
 
     #[test]
