@@ -10,6 +10,7 @@
 //!   region-of-interest metas on buffers.
 //! - [`events`]: what happened in a camera's view (line crossings, zone entries and
 //!   exits) as versioned JSON, one record per event.
+//! - [`per_run`]: the counters behind an element's `stats`, fresh at each start.
 //! - [`meta`] (feature `gst`): typed accessors of the metas the elements share: where a
 //!   buffer's record came from, and the Kafka headers that ride with it.
 
@@ -20,7 +21,6 @@ pub mod envelope;
 pub mod events;
 #[cfg(feature = "gst")]
 pub mod meta;
-#[cfg(feature = "monitor")]
-pub mod monitor;
+pub mod per_run;
 
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, Flags, RecordKind};

@@ -15,6 +15,8 @@
 use gst::glib;
 use gst::prelude::*;
 
+use crate::detections::SourceRecord;
+
 /// Caps of the reference timestamp that holds a frame's capture time: the Unix time in ns
 /// it entered the system (its first `kafkasink`).
 pub const UNIX_TIME_CAPS: &str = "timestamp/x-unix";
@@ -110,6 +112,19 @@ impl RecordMeta {
         s.set("stream", self.stream.as_str());
         s.set("seq", self.seq);
         Some(meta)
+    }
+}
+
+/// Where a frame came from, as the detections and events records name it.
+impl From<RecordMeta> for SourceRecord {
+    fn from(record: RecordMeta) -> SourceRecord {
+        SourceRecord {
+            topic: record.topic,
+            partition: record.partition,
+            offset: record.offset,
+            stream: record.stream,
+            seq: record.seq,
+        }
     }
 }
 
@@ -245,6 +260,17 @@ mod tests {
         let mut buffer = gst::Buffer::new();
         record.attach(buffer.get_mut().unwrap());
         assert_eq!(RecordMeta::of(&buffer), Some(record.clone()));
+        // As the detections and events records name it: without the key.
+        assert_eq!(
+            SourceRecord::from(record.clone()),
+            SourceRecord {
+                topic: "frames".into(),
+                partition: 3,
+                offset: 1187,
+                stream: "cam1-00ff".into(),
+                seq: 42,
+            }
+        );
         let keyless = RecordMeta {
             key: None,
             ..record

@@ -36,17 +36,17 @@ pub fn stop_on_signal() -> Result<Arc<AtomicBool>, String> {
 pub fn serve_metrics(
     args: &Args,
     pipeline: &gst::Pipeline,
-    limits: kafkavision::monitor::HealthLimits,
-) -> Result<Arc<kafkavision::monitor::Monitor>, String> {
-    serve_monitor(args, kafkavision::monitor::Monitor::new(pipeline, limits))
+    limits: kafkamonitor::HealthLimits,
+) -> Result<Arc<kafkamonitor::Monitor>, String> {
+    serve_monitor(args, kafkamonitor::Monitor::new(pipeline, limits))
 }
 
 /// `--metrics HOST:PORT` for any monitor (e.g. one without a pipeline, fed by
 /// `Monitor::add_stats`); nothing without the option.
 pub fn serve_monitor(
     args: &Args,
-    monitor: Arc<kafkavision::monitor::Monitor>,
-) -> Result<Arc<kafkavision::monitor::Monitor>, String> {
+    monitor: Arc<kafkamonitor::Monitor>,
+) -> Result<Arc<kafkamonitor::Monitor>, String> {
     let address = args.get("metrics", "");
     if !address.is_empty() {
         let address: std::net::SocketAddr = address.parse().map_err(|_| {

@@ -115,13 +115,7 @@ pub fn frame_detections(buffer: &gst::BufferRef, origin: &FrameOrigin<'_>) -> Fr
         capture_time_ns: origin.capture_time_ns,
         width: origin.width,
         height: origin.height,
-        source: RecordMeta::of(buffer).map(|r| SourceRecord {
-            topic: r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            stream: r.stream,
-            seq: r.seq,
-        }),
+        source: RecordMeta::of(buffer).map(SourceRecord::from),
         detections: of_buffer(buffer, origin.width, origin.height),
     }
 }

@@ -313,7 +313,7 @@ fn run(args: &Args) -> Result<(), String> {
     let monitor = gst_kafka_vision_examples::serve_metrics(
         args,
         &pipeline,
-        kafkavision::monitor::HealthLimits::default(),
+        kafkamonitor::HealthLimits::default(),
     )?;
     let figures = shared.clone();
     monitor.add_stats("archive", move || {

@@ -383,12 +383,11 @@ fn run(args: &Args) -> Result<(), String> {
     if !args.get("metrics", "").is_empty() {
         gst::init().map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(args.number("health-timeout", 30));
-        let monitor =
-            kafkavision::monitor::Monitor::without_pipeline(kafkavision::monitor::HealthLimits {
-                broker_down: timeout,
-                stalled: timeout,
-                live_input: false,
-            });
+        let monitor = kafkamonitor::Monitor::without_pipeline(kafkamonitor::HealthLimits {
+            broker_down: timeout,
+            stalled: timeout,
+            live_input: false,
+        });
         let (health, figures) = (health.clone(), figures.clone());
         monitor.add_stats("counter", move || figures.stats(&health, crossings_mode));
         _monitor = Some(gst_kafka_vision_examples::serve_monitor(args, monitor)?);

@@ -35,7 +35,7 @@
 //! in for a heavier model when testing overload and scale-out.
 //!
 //! `--metrics HOST:PORT` serves the pipeline's element stats as Prometheus text at
-//! `/metrics` and its health at `/healthz` (`kafkavision::monitor`): unhealthy after
+//! `/metrics` and its health at `/healthz` (`kafkamonitor`): unhealthy after
 //! `--health-timeout` seconds (30) without a reachable broker, or with records waiting and
 //! no frame moving.
 //!
@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gst_kafka_vision_examples::{Args, KafkaClient, init, serve_metrics, stop_on_signal};
 use gstkafka::RecordMeta;
-use kafkavision::monitor::HealthLimits;
+use kafkamonitor::HealthLimits;
 
 const USAGE: &str = concat!(
     "usage: detector-worker [--topic frames] [--group detectors]

@@ -521,7 +521,7 @@ fn main() {
 
     let counters = Arc::new(Counters::default());
     // Serves /metrics for whichever session's pipeline runs; a camera is a live input.
-    let mut monitor: Option<Arc<kafkavision::monitor::Monitor>> = None;
+    let mut monitor: Option<Arc<kafkamonitor::Monitor>> = None;
     // Consecutive reconnection attempts since frames last flowed.
     let mut attempt: i64 = 0;
     let code = loop {
@@ -530,7 +530,7 @@ fn main() {
                 match &monitor {
                     Some(monitor) => monitor.watch(&session.pipeline),
                     None => {
-                        let limits = kafkavision::monitor::HealthLimits {
+                        let limits = kafkamonitor::HealthLimits {
                             live_input: true,
                             ..Default::default()
                         };

@@ -18,7 +18,7 @@
 //! - `/frame.jpg?camera=cam1`: the latest frame;
 //! - `/stats`: JSON of every camera: frames seen, frames/s, lag, the latest detections.
 //! - `/metrics` and `/healthz`: the pipeline's element stats as Prometheus text, and its
-//!   health (`kafkavision::monitor`).
+//!   health (`kafkamonitor`).
 //!
 //! Every HTTP request gets a thread of its own. The viewer keeps consuming whether or not
 //! a page is open; it commits its consumer group's offsets, so a restarted viewer resumes
@@ -120,7 +120,7 @@ struct Shared {
     source: gst::Element,
     lines: Vec<gstgkvanalytics::crossingcount::geometry::Line>,
     /// `/metrics` and `/healthz` of the viewer's pipeline.
-    monitor: Arc<kafkavision::monitor::Monitor>,
+    monitor: Arc<kafkamonitor::Monitor>,
 }
 
 impl Shared {
@@ -888,7 +888,7 @@ fn main() {
         started: Instant::now(),
         source: source.clone(),
         lines,
-        monitor: kafkavision::monitor::Monitor::new(&pipeline, Default::default()),
+        monitor: kafkamonitor::Monitor::new(&pipeline, Default::default()),
     });
     if !events_topic.is_empty() {
         let shared = shared.clone();

@@ -17,6 +17,7 @@ pub mod crossingcount;
 pub mod detectionsconvert;
 pub mod eventsconvert;
 pub mod objecttrack;
+mod output;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     kafkavision::meta::register();

@@ -12,6 +12,8 @@
 //! riding with it with [`KafkaHeaders`]. A program with a Kafka client of its own reads the
 //! same broker and lag figures the elements' `stats` show with [`ClientHealth`], and checks
 //! its brokers and topic at start as the elements do with [`check_topic`].
+//! The `stats` fields programs act on (broker reachability, progress, lag) are named in
+//! [`stats`].
 
 use gst::glib;
 
@@ -21,6 +23,7 @@ pub mod kafkasink;
 pub mod kafkasrc;
 mod record;
 mod release;
+pub mod stats;
 
 pub use client::{ClientHealth, SettingNames, check_topic};
 pub use kafkavision::meta::{HEADERS_META, KafkaHeaders, RECORD_META, RecordMeta};

@@ -236,6 +236,12 @@ struct TokenState {
     failed: AtomicBool,
 }
 
+/// Runs on whichever thread drops the last clone: a streaming thread (`kafkasrc`'s own
+/// when nothing queues between it and the sink, else the one after a queue), the producer
+/// polling thread of a `kafkasink` (once the broker acknowledged the record), or the
+/// application's thread that takes the pipeline to READY or NULL (queues free what they
+/// held). Hence it takes only the tracker's own short lock and reads the pipeline's state:
+/// nothing that `kafkasrc`'s `create` may hold while it waits.
 impl Drop for TokenState {
     fn drop(&mut self) {
         if let Some(tracker) = self.tracker.upgrade() {

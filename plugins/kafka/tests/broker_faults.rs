@@ -715,11 +715,11 @@ fn a_worker_behind_a_network_blackhole_recovers_within_socket_timeout() {
     assert_all_frames(&run);
 }
 
-/// `kafkavision::monitor` turns unhealthy when no broker has been reachable for longer than
-/// its bound (from the elements' `broker-down-ms`), and healthy again once it is back.
+/// `kafkamonitor` turns unhealthy when no broker has been reachable for longer than its
+/// bound (from the elements' `broker-down-ms`), and healthy again once it is back.
 #[test]
 fn health_turns_bad_while_the_broker_is_down_and_good_when_it_is_back() {
-    use kafkavision::monitor::{HealthLimits, Monitor};
+    use kafkamonitor::{HealthLimits, Monitor};
     init();
     let broker = PrivateBroker::start(None);
     let topic = broker.create_topic("faults-health", 1);

@@ -121,3 +121,24 @@ fn three_interleaved_h264_cameras_decode_every_frame_without_crossing_streams() 
         );
     }
 }
+
+/// Its `stats` count from its last start, as every element's do.
+#[test]
+fn stats_count_from_the_last_start() {
+    init();
+    let pipeline = launch(
+        "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48 ! jpegenc ! \
+         kafkadecodebin name=decode ! fakesink",
+    );
+    for run in 1..=2 {
+        let ended = run_until_end(&pipeline, Duration::from_secs(30));
+        assert!(matches!(ended, Ended::Eos), "run {run}: {ended:?}");
+        let decode = pipeline.by_name("decode").unwrap();
+        assert_eq!(
+            stat_u64(&decode, "streams-started"),
+            1,
+            "run {run}: {}",
+            stats(&decode)
+        );
+    }
+}

@@ -513,6 +513,31 @@ fn a_missing_runtime_fails_in_start_with_install_instructions() {
     assert!(inspect.status.success());
 }
 
+/// Its `stats` count from its last start, as every element's do, and name the provider
+/// again.
+#[test]
+fn stats_count_from_the_last_start() {
+    init();
+    let pipeline = launch(&format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48 ! \
+         yolodetect name=detect model-location={} execution-provider=cpu ! fakesink",
+        model("blob-yolov8").display()
+    ));
+    let detect = pipeline.by_name("detect").unwrap();
+    for run in 1..=2 {
+        let ended = run_until_end(&pipeline, Duration::from_secs(60));
+        assert!(matches!(ended, Ended::Eos), "run {run}: {ended:?}");
+        let stats = stats(&detect);
+        assert_eq!(stats.get::<u64>("frames-in"), Ok(3), "run {run}: {stats}");
+        assert_eq!(stats.get::<u64>("inferred"), Ok(3), "run {run}: {stats}");
+        assert_eq!(
+            stats.get::<&str>("execution-provider"),
+            Ok("cpu"),
+            "run {run}: {stats}"
+        );
+    }
+}
+
 #[test]
 fn late_frames_are_dropped_under_qos_instead_of_inferred() {
     init();

@@ -40,6 +40,7 @@ use kafkavision::detections::SourceRecord;
 use kafkavision::detections::meta as detections_meta;
 use kafkavision::events::{self, Event, EventKind};
 use kafkavision::meta::{RecordMeta, capture_time};
+use kafkavision::per_run::PerRun;
 
 use super::counting::{Counter, Sighting};
 use super::geometry::{self, Layouts, Point};
@@ -86,18 +87,27 @@ impl Default for Settings {
     }
 }
 
+/// One run, from start to stop; the settings that apply to it are fixed at start.
 struct State {
     layouts: Layouts,
+    camera: Option<String>,
+    anchor: Anchor,
+    track_timeout_ns: u64,
     counters: HashMap<String, Counter>,
     frame_size: (f64, f64),
+}
+
+#[derive(Default)]
+struct Stats {
+    frames: AtomicU64,
+    events: AtomicU64,
 }
 
 #[derive(Default)]
 pub struct CrossingCount {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    frames: AtomicU64,
-    events: AtomicU64,
+    stats: PerRun<Stats>,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -304,9 +314,10 @@ impl CrossingCount {
                 }
             }
         }
+        let stats = self.stats.current();
         gst::Structure::builder("crossingcount-stats")
-            .field("frames", self.frames.load(Ordering::Relaxed))
-            .field("events", self.events.load(Ordering::Relaxed))
+            .field("frames", stats.frames.load(Ordering::Relaxed))
+            .field("events", stats.events.load(Ordering::Relaxed))
             .field("lines", gst::Array::new(lines))
             .field("zones", gst::Array::new(zones))
             .build()
@@ -367,6 +378,7 @@ impl BaseTransformImpl for CrossingCount {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.stats.restart();
         let settings = self.settings.lock().unwrap().clone();
         let layouts = Self::layouts(&settings)
             .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
@@ -378,6 +390,9 @@ impl BaseTransformImpl for CrossingCount {
         }
         *self.state.lock().unwrap() = Some(State {
             layouts,
+            camera: settings.camera,
+            anchor: settings.anchor,
+            track_timeout_ns: settings.track_timeout_ms as u64 * 1_000_000,
             counters: HashMap::new(),
             frame_size: (0.0, 0.0),
         });
@@ -403,16 +418,16 @@ impl BaseTransformImpl for CrossingCount {
         &self,
         buffer: &mut gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().clone();
-        self.frames.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.current();
+        stats.frames.fetch_add(1, Ordering::Relaxed);
         let record = RecordMeta::of(buffer);
-        let camera = settings
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
+        let camera = state
             .camera
             .clone()
             .or_else(|| record.as_ref().map(|r| r.camera().to_string()))
             .unwrap_or_default();
-        let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
         let (width, height) = state.frame_size;
         if width <= 0.0 || height <= 0.0 {
             gst::element_imp_error!(
@@ -427,7 +442,7 @@ impl BaseTransformImpl for CrossingCount {
             .filter_map(|d| {
                 let track_id = d.track_id?;
                 let b = d.bbox;
-                let y = match settings.anchor {
+                let y = match state.anchor {
                     Anchor::Bottom => b.y + b.height,
                     Anchor::Center => b.y + b.height / 2.0,
                 };
@@ -442,7 +457,7 @@ impl BaseTransformImpl for CrossingCount {
             })
             .collect();
         let layouts = &state.layouts;
-        let timeout_ns = settings.track_timeout_ms as u64 * 1_000_000;
+        let timeout_ns = state.track_timeout_ns;
         let counter = state
             .counters
             .entry(camera.clone())
@@ -455,13 +470,7 @@ impl BaseTransformImpl for CrossingCount {
         }
 
         let capture = capture_time(buffer);
-        let source = record.map(|r| SourceRecord {
-            topic: r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            stream: r.stream,
-            seq: r.seq,
-        });
+        let source = record.map(SourceRecord::from);
         let events: Vec<Event> = happened
             .into_iter()
             .map(|h| {
@@ -479,8 +488,10 @@ impl BaseTransformImpl for CrossingCount {
                 event
             })
             .collect();
-        self.events
+        stats
+            .events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let post_messages = self.settings.lock().unwrap().post_messages;
         for event in &events {
             gst::debug!(
                 CAT,
@@ -490,7 +501,7 @@ impl BaseTransformImpl for CrossingCount {
                 event.place(),
                 event.track_id
             );
-            if settings.post_messages {
+            if post_messages {
                 self.message(event);
             }
         }

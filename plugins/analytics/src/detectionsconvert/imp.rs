@@ -39,7 +39,10 @@ use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 use kafkavision::detections::meta::{self as detections_meta, FrameOrigin};
 use kafkavision::detections::{self, FrameDetections};
-use kafkavision::meta::{RecordMeta, capture_time, copy_record_meta};
+use kafkavision::meta::{RecordMeta, capture_time};
+use kafkavision::per_run::PerRun;
+
+use crate::output::buffer_for_frame;
 
 const DEFAULT_OUTPUT: Output = Output::Json;
 
@@ -107,7 +110,7 @@ struct Stats {
 pub struct DetectionsConvert {
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    stats: Stats,
+    stats: PerRun<Stats>,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -174,11 +177,12 @@ impl ObjectImpl for DetectionsConvert {
             "output" => settings.output.to_value(),
             "camera" => settings.camera.to_value(),
             "stats" => {
+                let stats = self.stats.current();
                 let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 gst::Structure::builder("detectionsconvert-stats")
-                    .field("frames", load(&self.stats.frames))
-                    .field("detections", load(&self.stats.detections))
-                    .field("bad-detections", load(&self.stats.bad_detections))
+                    .field("frames", load(&stats.frames))
+                    .field("detections", load(&stats.detections))
+                    .field("bad-detections", load(&stats.bad_detections))
                     .build()
                     .to_value()
             }
@@ -265,33 +269,21 @@ impl DetectionsConvert {
                 capture_time_ns: Some(capture_time_ns),
             },
         );
-        self.stats.frames.fetch_add(1, Ordering::Relaxed);
-        self.stats
+        let stats = self.stats.current();
+        stats.frames.fetch_add(1, Ordering::Relaxed);
+        stats
             .detections
             .fetch_add(frame.detections.len() as u64, Ordering::Relaxed);
         frame
     }
 
-    /// A buffer holding `frame` as JSON, with the timestamps, capture time and record meta
-    /// of the frame it describes (not its flags: every record stands alone).
+    /// A buffer holding `frame` as JSON, standing for the frame it describes, with its
+    /// duration and offset too: one record per frame.
     fn json_buffer(&self, input: &gst::BufferRef, frame: &FrameDetections) -> gst::Buffer {
-        let mut output = gst::Buffer::from_mut_slice(frame.to_json());
-        {
-            let output = output.get_mut().unwrap();
-            output.set_pts(input.pts());
-            output.set_dts(input.dts());
-            output.set_duration(input.duration());
-            output.set_offset(input.offset());
-            copy_record_meta(input, output);
-            for meta in input.iter_meta::<gst::ReferenceTimestampMeta>() {
-                gst::ReferenceTimestampMeta::add(
-                    output,
-                    &meta.reference().to_owned(),
-                    meta.timestamp(),
-                    meta.duration(),
-                );
-            }
-        }
+        let mut output = buffer_for_frame(input, frame.to_json());
+        let writable = output.get_mut().expect("a new buffer is writable");
+        writable.set_duration(input.duration());
+        writable.set_offset(input.offset());
         output
     }
 
@@ -308,16 +300,17 @@ impl DetectionsConvert {
             ),
             None => None,
         };
-        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.current();
+        stats.frames.fetch_add(1, Ordering::Relaxed);
         match parsed {
             Some(Ok(frame)) => {
-                self.stats
+                stats
                     .detections
                     .fetch_add(frame.detections.len() as u64, Ordering::Relaxed);
                 detections_meta::attach_frame(buffer, &frame);
             }
             Some(Err(why)) => {
-                let bad = self.stats.bad_detections.fetch_add(1, Ordering::Relaxed) + 1;
+                let bad = stats.bad_detections.fetch_add(1, Ordering::Relaxed) + 1;
                 let at = RecordMeta::of(buffer)
                     .map(|r| format!(" (partition {} offset {})", r.partition, r.offset))
                     .unwrap_or_default();
@@ -339,6 +332,7 @@ impl BaseTransformImpl for DetectionsConvert {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.stats.restart();
         *self.state.lock().unwrap() = State {
             suffix: kafkavision::clock::random_suffix(),
             ..State::default()

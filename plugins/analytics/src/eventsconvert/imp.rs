@@ -28,7 +28,9 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 use kafkavision::events::{self, Event};
-use kafkavision::meta::copy_record_meta;
+use kafkavision::per_run::PerRun;
+
+use crate::output::buffer_for_frame;
 
 /// The events of the frame being converted, and the frame for their timestamps and metas.
 #[derive(Default)]
@@ -38,10 +40,15 @@ struct Pending {
 }
 
 #[derive(Default)]
-pub struct EventsConvert {
-    pending: Mutex<Pending>,
+struct Stats {
     frames: AtomicU64,
     events: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct EventsConvert {
+    pending: Mutex<Pending>,
+    stats: PerRun<Stats>,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -75,11 +82,14 @@ impl ObjectImpl for EventsConvert {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "stats" => gst::Structure::builder("eventsconvert-stats")
-                .field("frames", self.frames.load(Ordering::Relaxed))
-                .field("events", self.events.load(Ordering::Relaxed))
-                .build()
-                .to_value(),
+            "stats" => {
+                let stats = self.stats.current();
+                gst::Structure::builder("eventsconvert-stats")
+                    .field("frames", stats.frames.load(Ordering::Relaxed))
+                    .field("events", stats.events.load(Ordering::Relaxed))
+                    .build()
+                    .to_value()
+            }
             _ => unreachable!(),
         }
     }
@@ -130,6 +140,11 @@ impl BaseTransformImpl for EventsConvert {
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.stats.restart();
+        Ok(())
+    }
+
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.pending.lock().unwrap() = Pending::default();
         Ok(())
@@ -159,7 +174,7 @@ impl BaseTransformImpl for EventsConvert {
             let Some(frame) = self.take_queued_buffer() else {
                 return Ok(GenerateOutputSuccess::NoOutput);
             };
-            self.frames.fetch_add(1, Ordering::Relaxed);
+            self.stats.current().frames.fetch_add(1, Ordering::Relaxed);
             pending.events = events::meta::of_buffer(&frame).into();
             if pending.events.is_empty() {
                 // Nothing happened: nothing to write, and the frame's record is done. A gap
@@ -178,22 +193,8 @@ impl BaseTransformImpl for EventsConvert {
         }
         let event = pending.events.pop_front().unwrap();
         let frame = pending.frame.as_ref().unwrap();
-        let mut output = gst::Buffer::from_mut_slice(event.to_json());
-        {
-            let output = output.get_mut().unwrap();
-            output.set_pts(frame.pts());
-            output.set_dts(frame.dts());
-            copy_record_meta(frame, output);
-            for meta in frame.iter_meta::<gst::ReferenceTimestampMeta>() {
-                gst::ReferenceTimestampMeta::add(
-                    output,
-                    &meta.reference().to_owned(),
-                    meta.timestamp(),
-                    meta.duration(),
-                );
-            }
-        }
-        self.events.fetch_add(1, Ordering::Relaxed);
+        let output = buffer_for_frame(frame, event.to_json());
+        self.stats.current().events.fetch_add(1, Ordering::Relaxed);
         Ok(GenerateOutputSuccess::Buffer(output))
     }
 }

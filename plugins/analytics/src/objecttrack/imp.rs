@@ -34,6 +34,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use kafkavision::detections::meta as detections_meta;
 use kafkavision::meta::RecordMeta;
+use kafkavision::per_run::PerRun;
 
 use super::sort::{BoxPx, Observation, Tracker, TrackerConfig};
 
@@ -68,7 +69,7 @@ struct Stats {
 pub struct ObjectTrack {
     config: Mutex<TrackerConfig>,
     state: Mutex<State>,
-    stats: Stats,
+    stats: PerRun<Stats>,
 }
 
 impl Default for ObjectTrack {
@@ -80,7 +81,7 @@ impl Default for ObjectTrack {
                 iou_threshold: DEFAULT_IOU_THRESHOLD,
             }),
             state: Mutex::new(State::default()),
-            stats: Stats::default(),
+            stats: PerRun::default(),
         }
     }
 }
@@ -165,10 +166,11 @@ impl ObjectImpl for ObjectTrack {
             "iou-threshold" => self.config.lock().unwrap().iou_threshold.to_value(),
             "stats" => {
                 let state = self.state.lock().unwrap();
+                let stats = self.stats.current();
                 let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 gst::Structure::builder("objecttrack-stats")
-                    .field("frames", load(&self.stats.frames))
-                    .field("tracked-detections", load(&self.stats.tracked))
+                    .field("frames", load(&stats.frames))
+                    .field("tracked-detections", load(&stats.tracked))
                     .field("track-ids", state.next_id)
                     .field(
                         "tracks-alive",
@@ -179,7 +181,7 @@ impl ObjectImpl for ObjectTrack {
                             .sum::<u64>(),
                     )
                     .field("cameras", state.cameras.len() as u32)
-                    .field("sequence-gaps", load(&self.stats.sequence_gaps))
+                    .field("sequence-gaps", load(&stats.sequence_gaps))
                     .build()
                     .to_value()
             }
@@ -240,7 +242,10 @@ impl ObjectTrack {
             && seq != last.wrapping_add(1)
         {
             entry.gaps += 1;
-            self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .current()
+                .sequence_gaps
+                .fetch_add(1, Ordering::Relaxed);
         }
         entry.last_seq = seq.or(entry.last_seq);
         if !state.warned_order && entry.frames >= ORDER_SAMPLE && entry.gaps * 4 >= entry.frames {
@@ -265,6 +270,7 @@ impl BaseTransformImpl for ObjectTrack {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.stats.restart();
         *self.state.lock().unwrap() = State::default();
         Ok(())
     }
@@ -320,13 +326,14 @@ impl BaseTransformImpl for ObjectTrack {
                 });
         drop(guard);
 
-        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.current();
+        stats.frames.fetch_add(1, Ordering::Relaxed);
         let mut tracked = 0;
         for (detection, id) in detections.iter_mut().zip(ids) {
             detection.track_id = id;
             tracked += u64::from(id.is_some());
         }
-        self.stats.tracked.fetch_add(tracked, Ordering::Relaxed);
+        stats.tracked.fetch_add(tracked, Ordering::Relaxed);
         gst::trace!(
             CAT,
             imp = self,

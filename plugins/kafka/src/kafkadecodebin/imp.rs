@@ -126,7 +126,7 @@ impl ObjectImpl for KafkaDecodeBin {
         match pspec.name() {
             "idle-timeout" => self.idle_timeout_ms.lock().unwrap().to_value(),
             "stats" => {
-                let counters = &self.inner().router.imp().counters;
+                let counters = self.inner().router.imp().counters.current();
                 gst::Structure::builder("kafkadecodebin-stats")
                     .field(
                         "streams-active",

@@ -13,6 +13,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use kafkavision::meta::RecordMeta;
+use kafkavision::per_run::PerRun;
 
 use super::imp::CAT;
 
@@ -53,7 +54,8 @@ pub struct Counters {
 pub struct StreamRouter {
     sinkpad: gst::Pad,
     state: Mutex<RouterState>,
-    pub counters: Counters,
+    /// Since the bin's last start.
+    pub counters: PerRun<Counters>,
 }
 
 #[glib::object_subclass]
@@ -82,7 +84,7 @@ impl ObjectSubclass for StreamRouter {
         StreamRouter {
             sinkpad,
             state: Mutex::new(RouterState::default()),
-            counters: Counters::default(),
+            counters: PerRun::default(),
         }
     }
 }
@@ -136,6 +138,9 @@ impl ElementImpl for StreamRouter {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            self.counters.restart();
+        }
         let result = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToReady {
             self.retire_all();
@@ -234,13 +239,17 @@ impl StreamRouter {
                         last_seen: now,
                     },
                 );
-                self.counters.started.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .current()
+                    .started
+                    .fetch_add(1, Ordering::Relaxed);
             }
             let branch = state.branches.get_mut(&stream).unwrap();
             branch.last_seen = now;
             if !branch.synced {
                 if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                     self.counters
+                        .current()
                         .delta_units_skipped
                         .fetch_add(1, Ordering::Relaxed);
                     return Ok(gst::FlowSuccess::Ok);
@@ -296,7 +305,10 @@ impl StreamRouter {
             let _ = branch.pad.set_active(false);
             let _ = self.obj().remove_pad(&branch.pad);
         }
-        self.counters.retired.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .current()
+            .retired
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn retire_all(&self) {

@@ -48,6 +48,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use kafkavision::Envelope;
 use kafkavision::meta::{KafkaHeaders, RecordMeta};
+use kafkavision::per_run::PerRun;
 
 use super::producer::{
     Deliveries, OutRecord, QueueFullPolicy, SendError, Sent, SinkContext, SinkProducer,
@@ -55,6 +56,7 @@ use super::producer::{
 use crate::client::{self, ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
 use crate::record;
 use crate::release::ReleaseToken;
+use crate::stats::kafkasink as fields;
 
 const DEFAULT_KEY: Option<&str> = None;
 const DEFAULT_KEY_FROM: KeyFrom = KeyFrom::Property;
@@ -231,7 +233,7 @@ impl Started {
 pub struct KafkaSink {
     settings: Mutex<Settings>,
     state: Mutex<Option<Started>>,
-    deliveries: Mutex<Arc<Deliveries>>,
+    deliveries: PerRun<Deliveries>,
     /// The running producer, for `stats` to read the queue depth without waiting for
     /// `render` (which may be blocked on a full queue while holding `state`).
     producer: Mutex<Option<Arc<SinkProducer>>>,
@@ -255,7 +257,7 @@ impl Default for KafkaSink {
         KafkaSink {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
-            deliveries: Mutex::new(Arc::new(Deliveries::default())),
+            deliveries: PerRun::default(),
             producer: Mutex::new(None),
             output_streams: AtomicU32::new(0),
             health: Arc::default(),
@@ -465,7 +467,7 @@ impl ElementImpl for KafkaSink {
 
 impl KafkaSink {
     fn stats(&self) -> gst::Structure {
-        let deliveries = self.deliveries.lock().unwrap().clone();
+        let deliveries = self.deliveries.current();
         let queued = self
             .producer
             .lock()
@@ -474,14 +476,14 @@ impl KafkaSink {
             .map_or(0, |p| p.queue_depth());
         let streams = self.output_streams.load(Ordering::Relaxed);
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        gst::Structure::builder("kafkasink-stats")
-            .field("records-sent", load(&deliveries.records))
+        gst::Structure::builder(fields::NAME)
+            .field(fields::RECORDS_SENT, load(&deliveries.records))
             .field("bytes-sent", load(&deliveries.bytes))
             .field("delivery-failures", load(&deliveries.failures))
             .field("records-dropped", load(&deliveries.dropped))
             .field("queue-depth", queued)
             .field("streams", streams)
-            .field("broker-down-ms", self.health.broker_down_ms())
+            .field(fields::BROKER_DOWN_MS, self.health.broker_down_ms())
             .build()
     }
 
@@ -608,8 +610,7 @@ impl BaseSinkImpl for KafkaSink {
             start.user.redacted()
         );
 
-        let deliveries = Arc::new(Deliveries::default());
-        *self.deliveries.lock().unwrap() = deliveries.clone();
+        let deliveries = self.deliveries.restart();
         let context = SinkContext {
             log: ClientLog::new(*CAT, self.obj().upcast_ref(), {
                 self.health.clear();

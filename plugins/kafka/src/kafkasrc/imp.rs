@@ -63,6 +63,7 @@ use super::payload::check_payload;
 use crate::client::{ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
 use crate::record::{self, Retime};
 use crate::release::OffsetTracker;
+use crate::stats::kafkasrc as fields;
 
 const DEFAULT_START_FROM: &str = "committed";
 const DEFAULT_STOP_ON_EOS: bool = false;
@@ -440,23 +441,23 @@ impl KafkaSrc {
             .as_ref()
             .map_or((0, 0), |t| t.open_records());
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        gst::Structure::builder("kafkasrc-stats")
+        gst::Structure::builder(fields::NAME)
             .field("records-received", load(&stats.records))
             .field("bytes-received", load(&stats.bytes))
-            .field("buffers-pushed", load(&stats.buffers_pushed))
+            .field(fields::BUFFERS_PUSHED, load(&stats.buffers_pushed))
             .field("delta-units-skipped", load(&stats.delta_units_skipped))
             .field("bad-records", load(&stats.bad_records))
             .field("eos-records", load(&stats.eos_records))
             .field("sequence-gaps", load(&stats.sequence_gaps))
             .field("rebalances", load(&stats.rebalances))
-            .field("records-in-flight", in_flight)
+            .field(fields::RECORDS_IN_FLIGHT, in_flight)
             .field("records-failed-downstream", failed_downstream)
             .field(
                 "partitions-assigned",
                 stats.partitions_assigned.load(Ordering::Relaxed),
             )
-            .field("broker-down-ms", self.health.broker_down_ms())
-            .field("consumer-lag", self.health.consumer_lag())
+            .field(fields::BROKER_DOWN_MS, self.health.broker_down_ms())
+            .field(fields::CONSUMER_LAG, self.health.consumer_lag())
             .build()
     }
 

@@ -31,7 +31,7 @@
  */
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
 use gst::glib;
@@ -48,6 +48,7 @@ use super::motion::MotionGate;
 use super::postprocess::{self, Detection, Filter};
 use kafkavision::detections::Rect;
 use kafkavision::detections::meta as detections_meta;
+use kafkavision::per_run::PerRun;
 
 const DEFAULT_CONF_THRESHOLD: f64 = 0.25;
 const DEFAULT_IOU_THRESHOLD: f64 = 0.45;
@@ -235,7 +236,7 @@ struct State {
 pub struct YoloDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    stats: Arc<Stats>,
+    stats: PerRun<Stats>,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -251,7 +252,7 @@ impl Default for YoloDetect {
         YoloDetect {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
-            stats: Arc::new(Stats::default()),
+            stats: PerRun::default(),
         }
     }
 }
@@ -558,7 +559,7 @@ impl ElementImpl for YoloDetect {
 
 impl YoloDetect {
     fn stats(&self) -> gst::Structure {
-        let s = &self.stats;
+        let s = self.stats.current();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let inferred = load(&s.inferred);
         let still = load(&s.still);
@@ -588,10 +589,10 @@ impl YoloDetect {
         let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
             return Ok(None);
         };
-        let count = match model.layout {
-            postprocess::Layout::V5 { classes } | postprocess::Layout::V8 { classes } => classes,
-            postprocess::Layout::EndToEnd => model.labels.len().max(1),
-        };
+        let count = model
+            .layout
+            .classes()
+            .unwrap_or_else(|| model.labels.len().max(1));
         let mut allowed = vec![false; count.max(model.labels.len())];
         for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             let index = item
@@ -673,6 +674,7 @@ impl BaseTransformImpl for YoloDetect {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let stats = self.stats.restart();
         let settings = self.settings.lock().unwrap().clone();
         let Some(location) = settings.model_location.clone().filter(|l| !l.is_empty()) else {
             return Err(gst::error_msg!(
@@ -731,7 +733,7 @@ impl BaseTransformImpl for YoloDetect {
             }
             None => {}
         }
-        *self.stats.provider.lock().unwrap() = model.provider.nick();
+        *stats.provider.lock().unwrap() = model.provider.nick();
         let allowed = Self::allowed_classes(settings.classes.as_deref(), &model)
             .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
         gst::info!(
@@ -798,7 +800,10 @@ impl BaseTransformImpl for YoloDetect {
         is_discont: bool,
         inbuf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .current()
+            .frames_in
+            .fetch_add(1, Ordering::Relaxed);
         self.parent_submit_input_buffer(is_discont, inbuf)
     }
 
@@ -807,6 +812,7 @@ impl BaseTransformImpl for YoloDetect {
         buffer: &mut gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings.lock().unwrap().per_frame();
+        let stats = self.stats.current();
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
         let (Some(pre), Some(info)) = (state.preprocessor.as_ref(), state.info.as_ref()) else {
@@ -834,7 +840,7 @@ impl BaseTransformImpl for YoloDetect {
                 pre.fill_picture(&planes, &mut state.input);
             }
             let pre_done = Instant::now();
-            self.stats
+            stats
                 .pre_us
                 .fetch_add(us(started, pre_done), Ordering::Relaxed);
             inferred = settings.motion_threshold <= 0.0
@@ -874,17 +880,17 @@ impl BaseTransformImpl for YoloDetect {
                 state.motion.accept();
             }
             let done = Instant::now();
-            self.stats.inferred.fetch_add(1, Ordering::Relaxed);
-            self.stats
+            stats.inferred.fetch_add(1, Ordering::Relaxed);
+            stats
                 .infer_us
                 .fetch_add(us(pre_done, infer_done), Ordering::Relaxed);
-            self.stats
+            stats
                 .post_us
                 .fetch_add(us(infer_done, done), Ordering::Relaxed);
         } else if due {
-            self.stats.still.fetch_add(1, Ordering::Relaxed);
+            stats.still.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            stats.skipped.fetch_add(1, Ordering::Relaxed);
         }
 
         let frame_size = (info.width(), info.height());

@@ -312,11 +312,7 @@ impl Model {
         let shape = model.run(&blank, |shape, _| shape.to_vec())?;
         model.layout = Layout::detect(&shape, names.as_ref().map(Vec::len), end2end)?;
         model.output_shape = shape;
-        let classes = match model.layout {
-            Layout::V5 { classes } | Layout::V8 { classes } => Some(classes),
-            Layout::EndToEnd => None,
-        };
-        model.labels = choose_labels(names, labels_file, classes)?;
+        model.labels = choose_labels(names, labels_file, model.layout.classes())?;
         Ok(model)
     }
 

@@ -25,6 +25,15 @@ impl fmt::Display for Layout {
 }
 
 impl Layout {
+    /// The number of classes the output scores, when the layout says (end-to-end rows
+    /// carry a class id, not a score per class).
+    pub fn classes(self) -> Option<usize> {
+        match self {
+            Layout::V5 { classes } | Layout::V8 { classes } => Some(classes),
+            Layout::EndToEnd => None,
+        }
+    }
+
     /// Detects the layout from the output shape. `class_count` is the number of names in
     /// the model's metadata, when it has them; `end2end` its `end2end` flag.
     ///
@@ -273,6 +282,13 @@ mod tests {
             let err = Layout::detect(bad, None, false).unwrap_err();
             assert!(err.contains("not a known YOLO layout"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_layout_says_how_many_classes_it_scores() {
+        assert_eq!(Layout::V8 { classes: 80 }.classes(), Some(80));
+        assert_eq!(Layout::V5 { classes: 1 }.classes(), Some(1));
+        assert_eq!(Layout::EndToEnd.classes(), None);
     }
 
     fn d(x1: f32, y1: f32, x2: f32, y2: f32, score: f32, class_id: usize) -> Detection {

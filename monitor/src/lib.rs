@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # fn f(pipeline: &gst::Pipeline) -> std::io::Result<()> {
-//! use kafkavision::monitor::{HealthLimits, Monitor};
+//! use kafkamonitor::{HealthLimits, Monitor};
 //! let monitor = Monitor::new(pipeline, HealthLimits::default());
 //! let address = monitor.serve("127.0.0.1:9464".parse().unwrap())?;
 //! // ... and on an error message from the bus: monitor.failed("decoder: not negotiated");
@@ -19,6 +19,10 @@
 //! A program whose figures are not in a pipeline (e.g. a bare Kafka consumer) adds them
 //! as a `stats` structure of its own with [`Monitor::add_stats`], on a monitor made by
 //! [`Monitor::without_pipeline`]; the same names and health rules apply.
+//!
+//! The health rules read fields named in `gstkafka::stats` (the Kafka elements build their
+//! `stats` with the same constants), so a renamed field breaks this crate's build instead
+//! of silently disabling a check.
 //!
 //! Metric names are `gkv_<stats structure name without -stats>_<field>`, with `-` as `_`,
 //! labelled with the element's name: `gkv_kafkasrc_buffers_pushed{element="src"} 42`.
@@ -34,6 +38,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use gstkafka::stats::{BROKER_DOWN_MS, kafkasink, kafkasrc};
+
+/// A program's own `stats` with this counter and a [`kafkasrc::CONSUMER_LAG`] structure
+/// stall like a `kafkasrc` (see [`Monitor::add_stats`]).
+pub const RECORDS_CONSUMED: &str = "records-consumed";
 
 /// When the pipeline counts as unhealthy.
 #[derive(Clone, Copy, Debug)]
@@ -210,7 +219,7 @@ impl Monitor {
         let now = Instant::now();
         let mut progress = self.progress.lock().unwrap();
         for (element, stats) in self.stats() {
-            let down = stats.get::<u64>("broker-down-ms").unwrap_or(0);
+            let down = stats.get::<u64>(BROKER_DOWN_MS).unwrap_or(0);
             if Duration::from_millis(down) > self.limits.broker_down {
                 reasons.push(format!(
                     "{element}: no Kafka broker reachable for {} s",
@@ -218,10 +227,12 @@ impl Monitor {
                 ));
             }
             let counter = match stats.name().as_str() {
-                "kafkasrc-stats" => "buffers-pushed",
-                "kafkasink-stats" => "records-sent",
-                _ if stats.has_field("records-consumed") && stats.has_field("consumer-lag") => {
-                    "records-consumed"
+                kafkasrc::NAME => kafkasrc::BUFFERS_PUSHED,
+                kafkasink::NAME => kafkasink::RECORDS_SENT,
+                _ if stats.has_field(RECORDS_CONSUMED)
+                    && stats.has_field(kafkasrc::CONSUMER_LAG) =>
+                {
+                    RECORDS_CONSUMED
                 }
                 _ => continue,
             };
@@ -242,12 +253,12 @@ impl Monitor {
             // Input exists: records the group has not committed, or frames handed downstream
             // and never finished (the lag is stale while the source is blocked pushing).
             let lag: i64 = stats
-                .get::<gst::Structure>("consumer-lag")
+                .get::<gst::Structure>(kafkasrc::CONSUMER_LAG)
                 .map(|lag| lag.iter().filter_map(|(_, v)| v.get::<i64>().ok()).sum())
                 .unwrap_or(0);
-            let in_flight = stats.get::<u64>("records-in-flight").unwrap_or(0);
+            let in_flight = stats.get::<u64>(kafkasrc::RECORDS_IN_FLIGHT).unwrap_or(0);
             if lag > 0 || in_flight > 0 {
-                let progress = if counter == "records-consumed" {
+                let progress = if counter == RECORDS_CONSUMED {
                     "record consumed"
                 } else {
                     "frame pushed"
@@ -257,7 +268,7 @@ impl Monitor {
                      {progress} for {} s",
                     still.as_secs()
                 ));
-            } else if self.limits.live_input && counter == "records-sent" {
+            } else if self.limits.live_input && counter == kafkasink::RECORDS_SENT {
                 reasons.push(format!(
                     "{element}: nothing written for {} s from a live input",
                     still.as_secs()
@@ -420,6 +431,37 @@ mod tests {
                     .to_string()
             ])
         );
+    }
+
+    /// The fields the health rules read, in the structures the elements really post.
+    #[test]
+    fn the_kafka_elements_stats_have_the_fields_the_health_rules_read() {
+        gst::init().unwrap();
+        gstkafka::plugin_register_static().unwrap();
+        let stats_of = |factory: &str| {
+            gst::ElementFactory::make(factory)
+                .build()
+                .unwrap()
+                .property::<gst::Structure>("stats")
+        };
+        let source = stats_of("kafkasrc");
+        assert_eq!(source.name(), kafkasrc::NAME);
+        for field in [
+            kafkasrc::BUFFERS_PUSHED,
+            kafkasrc::RECORDS_IN_FLIGHT,
+            BROKER_DOWN_MS,
+        ] {
+            assert!(source.get::<u64>(field).is_ok(), "{field} in {source}");
+        }
+        assert!(
+            source.get::<gst::Structure>(kafkasrc::CONSUMER_LAG).is_ok(),
+            "{source}"
+        );
+        let sink = stats_of("kafkasink");
+        assert_eq!(sink.name(), kafkasink::NAME);
+        for field in [kafkasink::RECORDS_SENT, BROKER_DOWN_MS] {
+            assert!(sink.get::<u64>(field).is_ok(), "{field} in {sink}");
+        }
     }
 
     #[test]
