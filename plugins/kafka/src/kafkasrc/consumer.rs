@@ -13,9 +13,11 @@ use gst::glib;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
+use super::streams::Record;
 use crate::client::ClientLog;
 use crate::release::OffsetTracker;
 
@@ -52,6 +54,23 @@ impl FromStr for StartFrom {
                         )
                     })
             }
+        }
+    }
+}
+
+/// The `start-from` property as set, and where it says to start: parsed once, when set,
+/// so a bad value is logged at once and fails `start`.
+#[derive(Debug, Clone)]
+pub struct StartFromSetting {
+    pub text: String,
+    pub parsed: Result<StartFrom, String>,
+}
+
+impl StartFromSetting {
+    pub fn new(text: &str) -> StartFromSetting {
+        StartFromSetting {
+            text: text.to_string(),
+            parsed: text.parse(),
         }
     }
 }
@@ -236,6 +255,21 @@ pub fn start_offsets(
                 .collect()
         }
     })
+}
+
+/// The record a consumed message holds, for [`super::streams::Streams::read`].
+pub fn record_of<'a>(message: &'a BorrowedMessage<'_>) -> Record<'a> {
+    Record {
+        key: message.key(),
+        value: message.payload().unwrap_or_default(),
+        headers: message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+            .unwrap_or_default(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+    }
 }
 
 pub fn store_offset<C: ConsumerContext>(

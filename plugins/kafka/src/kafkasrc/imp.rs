@@ -39,7 +39,7 @@
  *     jpegdec ! videoconvert ! autovideosink
  * ```
  */
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -50,18 +50,15 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use kafkavision::meta::RecordMeta;
-use kafkavision::{Flags, RecordKind};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::consumer::{self, FetchLimits, SrcContext, StartFrom, Stats};
-use super::payload::check_payload;
+use super::consumer::{self, FetchLimits, SrcContext, StartFrom, StartFromSetting, Stats};
+use super::streams::{Outcome, Streams};
 use crate::client::{ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
-use crate::record::{self, Retime};
 use crate::release::OffsetTracker;
 
 const DEFAULT_START_FROM: &str = "committed";
@@ -108,7 +105,7 @@ pub enum CommitAfter {
 struct Settings {
     client: ClientSettings,
     group_id: Option<String>,
-    start_from: String,
+    start_from: StartFromSetting,
     caps: Option<gst::Caps>,
     stop_on_eos: bool,
     on_bad_record: BadRecordPolicy,
@@ -121,7 +118,7 @@ impl Default for Settings {
         Settings {
             client: ClientSettings::default(),
             group_id: None,
-            start_from: DEFAULT_START_FROM.to_string(),
+            start_from: StartFromSetting::new(DEFAULT_START_FROM),
             caps: None,
             stop_on_eos: DEFAULT_STOP_ON_EOS,
             on_bad_record: DEFAULT_ON_BAD_RECORD,
@@ -129,17 +126,6 @@ impl Default for Settings {
             latency_ms: DEFAULT_LATENCY_MS,
         }
     }
-}
-
-/// What the source knows about one stream (one `kafkasink` run) it reads.
-struct StreamState {
-    partition: i32,
-    next_seq: u64,
-    /// False until the first keyframe after joining.
-    synced: bool,
-    /// Running time minus original time, fixed at the first pushed buffer.
-    ts_offset: Option<i128>,
-    ended: bool,
 }
 
 struct Started {
@@ -154,15 +140,6 @@ struct Started {
     streams: Streams,
     /// Set when `config` lowers the fetch limits.
     fetch_limits: Option<FetchLimits>,
-}
-
-/// What turning records into buffers needs to remember.
-struct Streams {
-    by_id: HashMap<String, StreamState>,
-    /// Caps pushed downstream last, and the header text they were parsed from.
-    current_caps: Option<(String, gst::Caps)>,
-    fallback_caps: Option<gst::Caps>,
-    stop_on_eos: bool,
 }
 
 pub struct KafkaSrc {
@@ -316,11 +293,9 @@ impl ObjectImpl for KafkaSrc {
                     .filter(|g| !g.is_empty())
             }
             "start-from" => {
-                settings.start_from = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .unwrap_or_else(|| DEFAULT_START_FROM.to_string());
-                if let Err(err) = settings.start_from.parse::<StartFrom>() {
+                let text = value.get::<Option<&str>>().unwrap();
+                settings.start_from = StartFromSetting::new(text.unwrap_or(DEFAULT_START_FROM));
+                if let Err(err) = &settings.start_from.parsed {
                     gst::error!(CAT, imp = self, "{err}");
                 }
             }
@@ -340,7 +315,7 @@ impl ObjectImpl for KafkaSrc {
         }
         match pspec.name() {
             "group-id" => settings.group_id.to_value(),
-            "start-from" => settings.start_from.to_value(),
+            "start-from" => settings.start_from.text.to_value(),
             "caps" => settings.caps.to_value(),
             "stop-on-eos" => settings.stop_on_eos.to_value(),
             "on-bad-record" => settings.on_bad_record.to_value(),
@@ -408,18 +383,6 @@ impl ElementImpl for KafkaSrc {
         });
         PAD_TEMPLATES.as_ref()
     }
-}
-
-/// What became of one record.
-enum Outcome {
-    Push {
-        buffer: gst::Buffer,
-        caps: Option<(String, gst::Caps)>,
-    },
-    /// Nothing to push (a delta unit before the first keyframe, an end-of-stream record).
-    Consumed,
-    /// The last open stream ended and `stop-on-eos` is on.
-    EndOfStream,
 }
 
 impl KafkaSrc {
@@ -499,183 +462,6 @@ impl KafkaSrc {
             }
         }
     }
-
-    /// Turns one record into an outcome; `Err(text)` for a bad record.
-    fn read_record(
-        &self,
-        state: &mut Streams,
-        message: &BorrowedMessage<'_>,
-    ) -> Result<Outcome, String> {
-        let payload = message.payload().unwrap_or_default();
-        let partition = message.partition();
-        let headers: Vec<(&str, Option<&[u8]>)> = message
-            .headers()
-            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-            .unwrap_or_default();
-        let (envelope, extra) =
-            record::split_headers(headers.iter().copied()).map_err(|e| e.to_string())?;
-        let key = message
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
-
-        let Some(envelope) = envelope else {
-            // Without envelope, a partition is one stream and the offset its sequence.
-            let Some(caps) = state.fallback_caps.clone() else {
-                return Err(
-                    "record carries no gkv envelope; set the caps property (e.g. \
-                     caps=image/jpeg) to read records written by other clients"
-                        .into(),
-                );
-            };
-            check_payload(&caps, payload)?;
-            let origin = RecordMeta {
-                topic: message.topic().to_string(),
-                partition,
-                offset: message.offset(),
-                key,
-                stream: format!("partition-{partition}"),
-                seq: message.offset() as u64,
-            };
-            let buffer = record::plain_buffer_of(
-                payload,
-                self.obj().current_running_time(),
-                message.timestamp().to_millis(),
-                &origin,
-                &extra,
-            );
-            return Ok(Outcome::Push {
-                buffer,
-                caps: Some((caps.to_string(), caps)),
-            });
-        };
-
-        // A bad record must not register its stream: validate before any bookkeeping.
-        let caps = if envelope.kind == RecordKind::Buffer {
-            let caps = match (&envelope.caps, &state.current_caps) {
-                (Some(text), Some((current, caps))) if text == current => {
-                    (text.clone(), caps.clone())
-                }
-                (Some(text), _) => {
-                    let caps = text
-                        .parse::<gst::Caps>()
-                        .map_err(|_| format!("header gkv-caps '{text}' is not valid caps"))?;
-                    if !caps.is_fixed() {
-                        return Err(format!("header gkv-caps '{text}' is not fixed caps"));
-                    }
-                    (text.clone(), caps)
-                }
-                (None, _) => match &state.fallback_caps {
-                    Some(caps) => (caps.to_string(), caps.clone()),
-                    None => {
-                        return Err(
-                            "record has an envelope but no gkv-caps header; set the caps property"
-                                .into(),
-                        );
-                    }
-                },
-            };
-            check_payload(&caps.1, payload)?;
-            Some(caps)
-        } else {
-            None
-        };
-
-        let stream = state
-            .by_id
-            .entry(envelope.stream_id.clone())
-            .or_insert_with(|| StreamState {
-                partition,
-                next_seq: envelope.seq,
-                synced: false,
-                ts_offset: None,
-                ended: false,
-            });
-        let mut discont = false;
-        if envelope.seq != stream.next_seq {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "Stream {}: seq {} where {} was expected",
-                envelope.stream_id,
-                envelope.seq,
-                stream.next_seq
-            );
-            self.stats
-                .lock()
-                .unwrap()
-                .sequence_gaps
-                .fetch_add(1, Ordering::Relaxed);
-            discont = true;
-        }
-        stream.next_seq = envelope.seq.wrapping_add(1);
-        stream.partition = partition;
-
-        let Some(caps) = caps else {
-            self.stats
-                .lock()
-                .unwrap()
-                .eos_records
-                .fetch_add(1, Ordering::Relaxed);
-            stream.ended = true;
-            gst::info!(CAT, imp = self, "Stream {} ended", envelope.stream_id);
-            let all_ended = state.by_id.values().all(|s| s.ended);
-            return Ok(if state.stop_on_eos && all_ended {
-                Outcome::EndOfStream
-            } else {
-                Outcome::Consumed
-            });
-        };
-        stream.ended = false;
-
-        if !stream.synced {
-            if envelope.flags.contains(Flags::DELTA_UNIT) {
-                self.stats
-                    .lock()
-                    .unwrap()
-                    .delta_units_skipped
-                    .fetch_add(1, Ordering::Relaxed);
-                gst::trace!(
-                    CAT,
-                    imp = self,
-                    "Stream {}: skipping delta unit {} before the first keyframe",
-                    envelope.stream_id,
-                    envelope.seq
-                );
-                return Ok(Outcome::Consumed);
-            }
-            stream.synced = true;
-            discont = true;
-        }
-
-        let now = self
-            .obj()
-            .current_running_time()
-            .map_or(0, |t| t.nseconds());
-        let reference = envelope.dts.or(envelope.pts);
-        let offset = *stream
-            .ts_offset
-            .get_or_insert_with(|| now as i128 - reference.map_or(now as i128, |r| r as i128));
-        let origin = RecordMeta {
-            topic: message.topic().to_string(),
-            partition,
-            offset: message.offset(),
-            key,
-            stream: envelope.stream_id.clone(),
-            seq: envelope.seq,
-        };
-        let buffer = record::buffer_of(
-            payload,
-            &envelope,
-            Retime { offset, now },
-            discont,
-            &origin,
-            &extra,
-        );
-        Ok(Outcome::Push {
-            buffer,
-            caps: Some(caps),
-        })
-    }
 }
 
 impl BaseSrcImpl for KafkaSrc {
@@ -683,10 +469,11 @@ impl BaseSrcImpl for KafkaSrc {
         let settings = self.settings.lock().unwrap().clone();
         let start = settings.client.for_start()?;
         let topic = start.topic.clone();
-        let start_from: StartFrom = settings
+        let start_from = settings
             .start_from
-            .parse()
-            .map_err(|err: String| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
+            .parsed
+            .clone()
+            .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
 
         let reset = if start_from == StartFrom::Latest {
             "latest"
@@ -741,7 +528,7 @@ impl BaseSrcImpl for KafkaSrc {
                 self.health.clear();
                 self.health.clone()
             }),
-            stats,
+            stats: stats.clone(),
             first_offsets: Mutex::new(None),
             seen_partitions: Mutex::new(HashSet::new()),
             gained: Mutex::new(Vec::new()),
@@ -811,6 +598,13 @@ impl BaseSrcImpl for KafkaSrc {
             "Started: topic '{topic}' has {partitions} partition(s)"
         );
 
+        let streams = Streams::new(
+            &topic,
+            settings.caps,
+            settings.stop_on_eos,
+            stats,
+            self.obj().name(),
+        );
         *self.pushed_caps.lock().unwrap() = None;
         *self.state.lock().unwrap() = Some(Started {
             consumer,
@@ -828,12 +622,7 @@ impl BaseSrcImpl for KafkaSrc {
                     after: timeout,
                     last_record: std::time::Instant::now(),
                 }),
-            streams: Streams {
-                by_id: HashMap::new(),
-                current_caps: None,
-                fallback_caps: settings.caps,
-                stop_on_eos: settings.stop_on_eos,
-            },
+            streams,
         });
         Ok(())
     }
@@ -915,6 +704,8 @@ impl BaseSrcImpl for KafkaSrc {
 }
 
 impl PushSrcImpl for KafkaSrc {
+    /// Polls the next record, turns it into a buffer (or skips it, or reports it as
+    /// bad) and hands the buffer out, with new caps set first.
     fn create(
         &self,
         _buffer: Option<&mut gst::BufferRef>,
@@ -924,132 +715,143 @@ impl PushSrcImpl for KafkaSrc {
             gst::element_imp_error!(self, gst::CoreError::Failed, ("Not started"));
             return Err(gst::FlowError::Error);
         };
-        let stats = self.stats.lock().unwrap().clone();
-
         // We are called again, so the previous buffer's push has returned.
-        state.pending_pushed(&stats);
+        state.pending_pushed(&self.stats.lock().unwrap());
 
         loop {
-            if state.grouped {
-                state.store_commit_points();
-            }
-            if self.flushing.load(Ordering::SeqCst) {
-                gst::debug!(CAT, imp = self, "Flushing");
-                return Err(gst::FlowError::Flushing);
-            }
-
-            // A partition gained in a rebalance may carry streams joined mid-way: forget
-            // them, so they wait for a keyframe and are re-timed.
-            let gained = std::mem::take(&mut *state.consumer.context().gained.lock().unwrap());
-            if !gained.is_empty() {
-                state
-                    .streams
-                    .by_id
-                    .retain(|_, s| !gained.contains(&s.partition));
-            }
-
-            let (partition, offset, result) = {
-                let message = match state.consumer.poll(POLL_SLICE) {
-                    None => {
-                        let why = state.fetch_limits.as_mut().and_then(|limits| {
-                            limits.undelivered(&state.consumer, &state.topic, &self.flushing)
-                        });
-                        if let Some(why) = why {
-                            gst::element_imp_error!(self, gst::ResourceError::Read, ("{why}"));
-                            return Err(gst::FlowError::Error);
-                        }
-                        continue;
-                    }
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) => {
-                        if let KafkaError::MessageConsumption(
-                            code @ (RDKafkaErrorCode::TopicAuthorizationFailed
-                            | RDKafkaErrorCode::UnknownTopicOrPartition),
-                        ) = err
-                        {
-                            gst::element_imp_error!(
-                                self,
-                                gst::ResourceError::Read,
-                                ("Cannot read topic '{}': {code}", state.topic)
-                            );
-                            return Err(gst::FlowError::Error);
-                        }
-                        gst::warning!(CAT, imp = self, "Consumer error: {err}");
-                        continue;
-                    }
+            self.before_poll(state)?;
+            let (partition, offset, outcome) = {
+                let Some(message) =
+                    self.poll(&state.consumer, &state.topic, &mut state.fetch_limits)?
+                else {
+                    continue;
                 };
-                if let Some(limits) = &mut state.fetch_limits {
-                    limits.last_record = std::time::Instant::now();
-                }
-                stats.records.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .bytes
-                    .fetch_add(message.payload_len() as u64, Ordering::Relaxed);
-                let result = self.read_record(&mut state.streams, &message);
-                (message.partition(), message.offset(), result)
+                let record = consumer::record_of(&message);
+                let now = self.obj().current_running_time();
+                let outcome = state.streams.read(&record, now, |caps| {
+                    let pad = self.obj().static_pad("src").unwrap();
+                    pad.peer_query_accept_caps(caps)
+                });
+                (record.partition, record.offset, outcome)
             };
-
-            match result {
-                Err(why) => {
+            match outcome {
+                Outcome::Push {
+                    mut buffer,
+                    new_caps,
+                } => {
+                    state.hand_out(partition, offset, buffer.make_mut());
+                    if let Some(caps) = new_caps {
+                        drop(guard);
+                        self.set_new_caps(&caps)?;
+                    }
+                    return Ok(CreateSuccess::NewBuffer(buffer));
+                }
+                Outcome::Skip => state.tracker().handled(partition, offset),
+                Outcome::Bad(why) => {
                     self.bad_record(state.on_bad_record, partition, offset, &why)?;
                     state.tracker().handled(partition, offset);
                 }
-                Ok(Outcome::Consumed) => state.tracker().handled(partition, offset),
-                Ok(Outcome::EndOfStream) => {
+                Outcome::End => {
                     state.tracker().handled(partition, offset);
                     state.store_commit_points();
                     gst::info!(CAT, imp = self, "Every stream has ended: EOS");
                     return Err(gst::FlowError::Eos);
-                }
-                Ok(Outcome::Push { mut buffer, caps }) => {
-                    let caps = caps.filter(|(text, _)| {
-                        state
-                            .streams
-                            .current_caps
-                            .as_ref()
-                            .is_none_or(|(current, _)| current != text)
-                    });
-                    // Caps nothing downstream takes would stop the pipeline, and a group
-                    // would read the record again after every restart: one bad record.
-                    if let Some((_, caps)) = &caps
-                        && !self
-                            .obj()
-                            .static_pad("src")
-                            .unwrap()
-                            .peer_query_accept_caps(caps)
-                    {
-                        let why = format!("downstream does not accept caps {caps}");
-                        self.bad_record(state.on_bad_record, partition, offset, &why)?;
-                        state.tracker().handled(partition, offset);
-                        continue;
-                    }
-                    state.pending_push = Some((partition, offset));
-                    if state.grouped && state.commit_after == CommitAfter::Release {
-                        let token = state.tracker().hand_out(partition, offset);
-                        token.attach(buffer.make_mut());
-                    }
-                    if let Some((text, caps)) = caps {
-                        gst::debug!(CAT, imp = self, "New caps {caps}");
-                        state.streams.current_caps = Some((text, caps.clone()));
-                        *self.pushed_caps.lock().unwrap() = Some(caps.clone());
-                        drop(guard);
-                        self.obj().set_caps(&caps).map_err(|_| {
-                            gst::element_imp_error!(
-                                self,
-                                gst::CoreError::Negotiation,
-                                ("Downstream does not accept caps {caps}")
-                            );
-                            gst::FlowError::NotNegotiated
-                        })?;
-                    }
-                    return Ok(CreateSuccess::NewBuffer(buffer));
                 }
             }
         }
     }
 }
 
+impl KafkaSrc {
+    /// Between records: hands on the commit points, notices flushing, and forgets the
+    /// streams of partitions gained in a rebalance (they may be joined mid-way, so they
+    /// wait for a keyframe and are re-timed).
+    fn before_poll(&self, state: &mut Started) -> Result<(), gst::FlowError> {
+        if state.grouped {
+            state.store_commit_points();
+        }
+        if self.flushing.load(Ordering::SeqCst) {
+            gst::debug!(CAT, imp = self, "Flushing");
+            return Err(gst::FlowError::Flushing);
+        }
+        let gained = std::mem::take(&mut *state.consumer.context().gained.lock().unwrap());
+        if !gained.is_empty() {
+            state.streams.forget_partitions(&gained);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `POLL_SLICE` for a record. `Err` for an error the pipeline cannot go
+    /// on from (the topic cannot be read, records the fetch limits keep back).
+    fn poll<'c>(
+        &self,
+        consumer: &'c BaseConsumer<SrcContext>,
+        topic: &str,
+        fetch_limits: &mut Option<FetchLimits>,
+    ) -> Result<Option<BorrowedMessage<'c>>, gst::FlowError> {
+        match consumer.poll(POLL_SLICE) {
+            None => {
+                let why = fetch_limits
+                    .as_mut()
+                    .and_then(|limits| limits.undelivered(consumer, topic, &self.flushing));
+                if let Some(why) = why {
+                    gst::element_imp_error!(self, gst::ResourceError::Read, ("{why}"));
+                    return Err(gst::FlowError::Error);
+                }
+                Ok(None)
+            }
+            Some(Ok(message)) => {
+                if let Some(limits) = fetch_limits {
+                    limits.last_record = std::time::Instant::now();
+                }
+                Ok(Some(message))
+            }
+            Some(Err(KafkaError::MessageConsumption(
+                code @ (RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::UnknownTopicOrPartition),
+            ))) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ("Cannot read topic '{topic}': {code}")
+                );
+                Err(gst::FlowError::Error)
+            }
+            Some(Err(err)) => {
+                gst::warning!(CAT, imp = self, "Consumer error: {err}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sets caps the streams' reader found changed (downstream accepted them); they also
+    /// answer caps queries from now on.
+    fn set_new_caps(&self, caps: &gst::Caps) -> Result<(), gst::FlowError> {
+        gst::debug!(CAT, imp = self, "New caps {caps}");
+        *self.pushed_caps.lock().unwrap() = Some(caps.clone());
+        self.obj().set_caps(caps).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Downstream does not accept caps {caps}")
+            );
+            gst::FlowError::NotNegotiated
+        })
+    }
+}
+
 impl Started {
+    /// The record's buffer is handed to the base class: its push has returned when
+    /// `create` is called again; with `commit-after=release` the buffer carries the token
+    /// that marks the record handled once downstream released it.
+    fn hand_out(&mut self, partition: i32, offset: i64, buffer: &mut gst::BufferRef) {
+        self.pending_push = Some((partition, offset));
+        if self.grouped && self.commit_after == CommitAfter::Release {
+            let token = self.tracker().hand_out(partition, offset);
+            token.attach(buffer);
+        }
+    }
+
     /// The buffer handed out last has been pushed downstream: count it, and with
     /// `commit-after=push` its record is handled.
     fn pending_pushed(&mut self, stats: &Stats) {
