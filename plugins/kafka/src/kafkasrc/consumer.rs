@@ -339,3 +339,34 @@ impl FetchLimits {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_from_is_parsed_once_when_set() {
+        for (text, expected) in [
+            ("committed", StartFrom::Committed),
+            ("earliest", StartFrom::Earliest),
+            (" latest ", StartFrom::Latest),
+            ("1763700000000", StartFrom::Time(1_763_700_000_000)),
+            ("2026-11-21T10:00:00Z", StartFrom::Time(1_795_255_200_000)),
+            (
+                "2026-11-21T10:00:00.250+01:00",
+                StartFrom::Time(1_795_251_600_250),
+            ),
+        ] {
+            let setting = StartFromSetting::new(text);
+            assert_eq!(setting.parsed, Ok(expected), "{text}");
+            assert_eq!(setting.text, text);
+        }
+        let bad = StartFromSetting::new("yesterday");
+        let why = bad.parsed.unwrap_err();
+        assert!(
+            why.starts_with("start-from='yesterday' is not committed"),
+            "{why}"
+        );
+        assert_eq!(bad.text, "yesterday");
+    }
+}

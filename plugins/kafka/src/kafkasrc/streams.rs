@@ -338,3 +338,341 @@ impl Streams {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use kafkavision::envelope::header;
+
+    use super::*;
+
+    const H264: &str = "video/x-h264, stream-format=(string)byte-stream, alignment=(string)au";
+    const H264_HD: &str = "video/x-h264, stream-format=(string)byte-stream, alignment=(string)au, \
+                           width=(int)1280, height=(int)720";
+    const JPEG_BYTES: [u8; 8] = [0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 0xFF, 0xD9];
+
+    /// A record as a writer left it.
+    struct Written {
+        key: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        value: Vec<u8>,
+        partition: i32,
+        offset: i64,
+    }
+
+    impl Written {
+        /// The record `kafkasink` writes for `envelope` into partition 0, at the offset
+        /// of its sequence number.
+        fn of(envelope: &Envelope) -> Written {
+            Written {
+                key: None,
+                headers: envelope
+                    .to_headers()
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), value.into_bytes()))
+                    .collect(),
+                value: b"access unit".to_vec(),
+                partition: 0,
+                offset: envelope.seq as i64,
+            }
+        }
+
+        /// A record of another client: no headers at all.
+        fn plain(value: &[u8], offset: i64) -> Written {
+            Written {
+                key: Some(b"cam7".to_vec()),
+                headers: Vec::new(),
+                value: value.to_vec(),
+                partition: 3,
+                offset,
+            }
+        }
+
+        fn with_header(mut self, name: &str, value: &str) -> Written {
+            self.headers.retain(|(n, _)| n != name);
+            self.headers
+                .push((name.to_string(), value.as_bytes().to_vec()));
+            self
+        }
+
+        fn record(&self) -> Record<'_> {
+            Record {
+                key: self.key.as_deref(),
+                value: &self.value,
+                headers: self
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), Some(v.as_slice())))
+                    .collect(),
+                partition: self.partition,
+                offset: self.offset,
+                timestamp_ms: Some(1_763_700_000_000),
+            }
+        }
+    }
+
+    /// Frame `seq` of `stream`, 40 ms apart, a keyframe unless `delta`.
+    fn frame(stream: &str, seq: u64, delta: bool) -> Envelope {
+        let mut envelope = Envelope::buffer(stream, seq, Some(H264.to_string()));
+        envelope.pts = Some(seq * 40_000_000);
+        if delta {
+            envelope.flags = Flags::DELTA_UNIT;
+        }
+        envelope
+    }
+
+    fn new_streams(fallback_caps: Option<&str>, stop_on_eos: bool) -> (Streams, Arc<Stats>) {
+        gst::init().unwrap();
+        let stats = Arc::new(Stats::default());
+        let fallback_caps = fallback_caps.map(|caps| caps.parse().unwrap());
+        let streams = Streams::new(
+            "frames",
+            fallback_caps,
+            stop_on_eos,
+            stats.clone(),
+            "kafkasrc-test".into(),
+        );
+        (streams, stats)
+    }
+
+    /// Reads a record at running time 10 s with a downstream that takes any caps.
+    fn read(streams: &mut Streams, written: &Written) -> Outcome {
+        let now = Some(gst::ClockTime::from_seconds(10));
+        streams.read(&written.record(), now, |_| true)
+    }
+
+    /// The buffer and new caps of a pushed record.
+    fn pushed(outcome: Outcome) -> (gst::Buffer, Option<gst::Caps>) {
+        match outcome {
+            Outcome::Push { buffer, new_caps } => (buffer, new_caps),
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+
+    fn bad(outcome: Outcome) -> String {
+        match outcome {
+            Outcome::Bad(why) => why,
+            other => panic!("expected a bad record, got {other:?}"),
+        }
+    }
+
+    fn count(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn joining_mid_stream_skips_delta_units_until_a_keyframe() {
+        let (mut streams, stats) = new_streams(None, false);
+        for seq in 5..7 {
+            let outcome = read(&mut streams, &Written::of(&frame("cam1-a", seq, true)));
+            assert!(matches!(outcome, Outcome::Skip), "{outcome:?}");
+        }
+        let (keyframe, _) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 7, false))));
+        assert!(keyframe.flags().contains(gst::BufferFlags::DISCONT));
+        assert_eq!(keyframe.offset(), 7);
+        let (delta, _) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 8, true))));
+        assert!(!delta.flags().contains(gst::BufferFlags::DISCONT));
+        assert!(delta.flags().contains(gst::BufferFlags::DELTA_UNIT));
+        assert_eq!(count(&stats.delta_units_skipped), 2);
+        assert_eq!(count(&stats.sequence_gaps), 0);
+        assert_eq!(count(&stats.records), 4);
+        assert_eq!(count(&stats.bytes), 4 * b"access unit".len() as u64);
+    }
+
+    #[test]
+    fn a_sequence_gap_is_counted_and_marks_the_next_buffer_discont() {
+        let (mut streams, stats) = new_streams(None, false);
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 1, true))));
+        let (after_gap, _) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 4, true))));
+        assert!(after_gap.flags().contains(gst::BufferFlags::DISCONT));
+        let (next, _) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 5, true))));
+        assert!(!next.flags().contains(gst::BufferFlags::DISCONT));
+        assert_eq!(count(&stats.sequence_gaps), 1);
+    }
+
+    #[test]
+    fn end_of_stream_records_end_once_every_stream_has_ended() {
+        let (mut streams, stats) = new_streams(None, true);
+        for stream in ["cam1-a", "cam2-b"] {
+            pushed(read(&mut streams, &Written::of(&frame(stream, 0, false))));
+        }
+        let eos = |stream| Written::of(&Envelope::end_of_stream(stream, 1));
+        assert!(matches!(read(&mut streams, &eos("cam1-a")), Outcome::Skip));
+        assert!(matches!(read(&mut streams, &eos("cam2-b")), Outcome::End));
+        assert_eq!(count(&stats.eos_records), 2);
+
+        // Without stop-on-eos the source waits for more.
+        let (mut streams, stats) = new_streams(None, false);
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        assert!(matches!(read(&mut streams, &eos("cam1-a")), Outcome::Skip));
+        assert_eq!(count(&stats.eos_records), 1);
+    }
+
+    #[test]
+    fn a_stream_that_goes_on_after_its_end_keeps_the_source_open() {
+        let (mut streams, _) = new_streams(None, true);
+        let eos = |stream, seq| Written::of(&Envelope::end_of_stream(stream, seq));
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        pushed(read(&mut streams, &Written::of(&frame("cam2-b", 0, false))));
+        assert!(matches!(
+            read(&mut streams, &eos("cam1-a", 1)),
+            Outcome::Skip
+        ));
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 2, true))));
+        assert!(matches!(
+            read(&mut streams, &eos("cam2-b", 1)),
+            Outcome::Skip
+        ));
+        assert!(matches!(
+            read(&mut streams, &eos("cam1-a", 3)),
+            Outcome::End
+        ));
+    }
+
+    #[test]
+    fn caps_are_pushed_once_and_again_when_they_change() {
+        let (mut streams, _) = new_streams(None, false);
+        let hd = |seq| Written::of(&frame("cam1-a", seq, true)).with_header(header::CAPS, H264_HD);
+        let (_, caps) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        assert_eq!(caps, Some(H264.parse().unwrap()));
+        let (_, caps) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 1, true))));
+        assert_eq!(caps, None);
+        let (_, caps) = pushed(read(&mut streams, &hd(2)));
+        assert_eq!(caps, Some(H264_HD.parse().unwrap()));
+        let (_, caps) = pushed(read(&mut streams, &hd(3)));
+        assert_eq!(caps, None);
+    }
+
+    #[test]
+    fn caps_downstream_refuses_make_a_bad_record_and_are_asked_again() {
+        let (mut streams, stats) = new_streams(None, false);
+        let now = Some(gst::ClockTime::from_seconds(10));
+        let first = Written::of(&frame("cam1-a", 0, false));
+        let why = bad(streams.read(&first.record(), now, |_| false));
+        assert!(
+            why.contains("downstream does not accept caps video/x-h264"),
+            "{why}"
+        );
+        let (_, caps) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 1, false))));
+        assert_eq!(caps, Some(H264.parse().unwrap()));
+        assert_eq!(count(&stats.sequence_gaps), 0);
+    }
+
+    #[test]
+    fn records_without_an_envelope_need_the_caps_property() {
+        let (mut streams, _) = new_streams(None, false);
+        let why = bad(read(&mut streams, &Written::plain(&JPEG_BYTES, 40)));
+        assert!(why.contains("set the caps property"), "{why}");
+
+        let (mut streams, _) = new_streams(Some("image/jpeg"), false);
+        let (buffer, caps) = pushed(read(&mut streams, &Written::plain(&JPEG_BYTES, 40)));
+        assert_eq!(caps, Some(gst::Caps::new_empty_simple("image/jpeg")));
+        assert_eq!(buffer.pts(), Some(gst::ClockTime::from_seconds(10)));
+        assert_eq!(buffer.offset(), 40);
+        let origin = RecordMeta::of(&buffer).unwrap();
+        assert_eq!(origin.stream, "partition-3");
+        assert_eq!(origin.seq, 40);
+        assert_eq!(origin.key.as_deref(), Some("cam7"));
+        let (_, caps) = pushed(read(&mut streams, &Written::plain(&JPEG_BYTES, 41)));
+        assert_eq!(caps, None);
+
+        let why = bad(read(&mut streams, &Written::plain(b"not a jpeg", 42)));
+        assert!(why.contains("JPEG SOI marker"), "{why}");
+    }
+
+    #[test]
+    fn an_envelope_without_caps_takes_the_caps_property() {
+        let envelope = Envelope::buffer("cam1-a", 0, None);
+        let (mut streams, _) = new_streams(None, false);
+        let why = bad(read(&mut streams, &Written::of(&envelope)));
+        assert!(
+            why.contains("no gkv-caps header; set the caps property"),
+            "{why}"
+        );
+
+        let (mut streams, _) = new_streams(Some(H264), false);
+        let (_, caps) = pushed(read(&mut streams, &Written::of(&envelope)));
+        assert_eq!(caps, Some(H264.parse().unwrap()));
+    }
+
+    #[test]
+    fn an_unknown_envelope_version_is_a_bad_record() {
+        let (mut streams, stats) = new_streams(None, false);
+        let newer = Written::of(&frame("cam1-a", 0, false)).with_header(header::VERSION, "2");
+        let why = bad(read(&mut streams, &newer));
+        assert!(
+            why.contains("envelope version '2' is not supported"),
+            "{why}"
+        );
+        assert_eq!(count(&stats.records), 1);
+    }
+
+    #[test]
+    fn a_bad_record_does_not_register_its_stream() {
+        let (mut streams, stats) = new_streams(None, false);
+        let broken = Written::of(&frame("cam1-a", 0, false)).with_header(header::CAPS, "{{");
+        let why = bad(read(&mut streams, &broken));
+        assert!(why.contains("is not valid caps"), "{why}");
+        let open = Written::of(&frame("cam1-a", 1, false))
+            .with_header(header::CAPS, "video/x-h264, width=(int)[ 1, 4096 ]");
+        let why = bad(read(&mut streams, &open));
+        assert!(why.contains("is not fixed caps"), "{why}");
+        // The stream starts at its first good record: no gap.
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 5, false))));
+        assert_eq!(count(&stats.sequence_gaps), 0);
+    }
+
+    #[test]
+    fn timestamps_keep_their_spacing_from_the_first_buffers_arrival() {
+        let (mut streams, _) = new_streams(None, false);
+        let at = |streams: &mut Streams, seq, seconds| {
+            let written = Written::of(&frame("cam1-a", seq, seq > 0));
+            let now = Some(gst::ClockTime::from_seconds(seconds));
+            pushed(streams.read(&written.record(), now, |_| true)).0
+        };
+        assert_eq!(
+            at(&mut streams, 0, 3).pts(),
+            Some(gst::ClockTime::from_seconds(3))
+        );
+        // Arriving late does not move it: 40 ms after the first.
+        assert_eq!(
+            at(&mut streams, 1, 9).pts(),
+            Some(gst::ClockTime::from_mseconds(3_040))
+        );
+    }
+
+    #[test]
+    fn a_gained_partition_waits_for_a_keyframe_again() {
+        let (mut streams, stats) = new_streams(None, false);
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        streams.forget_partitions(&[1]);
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 1, true))));
+        streams.forget_partitions(&[0]);
+        let outcome = read(&mut streams, &Written::of(&frame("cam1-a", 2, true)));
+        assert!(matches!(outcome, Outcome::Skip), "{outcome:?}");
+        assert_eq!(count(&stats.delta_units_skipped), 1);
+    }
+
+    #[test]
+    fn buffers_say_which_record_they_came_from() {
+        let (mut streams, _) = new_streams(None, false);
+        let mut written = Written::of(&frame("cam1-a", 12, false));
+        written.key = Some(b"cam1".to_vec());
+        written.partition = 2;
+        written.offset = 900;
+        let (buffer, _) = pushed(read(&mut streams, &written));
+        assert_eq!(
+            RecordMeta::of(&buffer),
+            Some(RecordMeta {
+                topic: "frames".into(),
+                partition: 2,
+                offset: 900,
+                key: Some("cam1".into()),
+                stream: "cam1-a".into(),
+                seq: 12,
+            })
+        );
+    }
+}
