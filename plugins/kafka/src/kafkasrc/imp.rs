@@ -39,7 +39,6 @@
  *     jpegdec ! videoconvert ! autovideosink
  * ```
  */
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -50,13 +49,11 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaErrorCode;
 
-use super::consumer::{self, FetchLimits, SrcContext, StartFrom, StartFromSetting, Stats};
+use super::consumer::{
+    self, NoRecord, OpenSettings, SrcContext, StartFromSetting, Stats, TopicConsumer,
+};
 use super::streams::{Outcome, Streams};
 use crate::client::{ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
 use crate::release::OffsetTracker;
@@ -129,17 +126,9 @@ impl Default for Settings {
 }
 
 struct Started {
-    consumer: BaseConsumer<SrcContext>,
-    topic: String,
-    grouped: bool,
-    /// The record whose buffer was handed to the base class last; its push has returned
-    /// when `create` is called again.
-    pending_push: Option<(i32, i64)>,
-    on_bad_record: BadRecordPolicy,
-    commit_after: CommitAfter,
+    input: TopicConsumer,
     streams: Streams,
-    /// Set when `config` lowers the fetch limits.
-    fetch_limits: Option<FetchLimits>,
+    on_bad_record: BadRecordPolicy,
 }
 
 pub struct KafkaSrc {
@@ -389,8 +378,8 @@ impl KafkaSrc {
     /// EOS goes downstream: the buffer handed out last has been pushed.
     fn end_of_stream(&self) {
         if let Some(state) = self.state.lock().unwrap().as_mut() {
-            state.pending_pushed(&self.stats.lock().unwrap());
-            state.tracker().end_of_stream();
+            state.input.pending_pushed();
+            state.input.tracker().end_of_stream();
         }
     }
 
@@ -475,42 +464,6 @@ impl BaseSrcImpl for KafkaSrc {
             .clone()
             .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
 
-        let reset = if start_from == StartFrom::Latest {
-            "latest"
-        } else {
-            "earliest"
-        };
-        let mut defaults = vec![
-            (
-                "enable.auto.commit",
-                if settings.group_id.is_some() {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
-            ("enable.auto.offset.store", "false"),
-            ("auto.commit.interval.ms", "1000"),
-            ("auto.offset.reset", reset),
-            // Low latency while idle; a busy stream is fetched without waiting anyway.
-            ("fetch.wait.max.ms", "20"),
-            // Back within a second of a broker restart, not librdkafka's 10 s backoff.
-            ("reconnect.backoff.max.ms", "1000"),
-            // Live video: a dead group member's partitions go to the others after 6 s
-            // (Kafka's smallest allowed session), not librdkafka's 45 s of frames nobody
-            // reads. Heartbeats come from librdkafka's own thread, so a slow pipeline does
-            // not count as dead.
-            ("session.timeout.ms", "6000"),
-            ("heartbeat.interval.ms", "1000"),
-        ];
-        // librdkafka's assign() needs a group id even when nothing is committed: a
-        // throw-away one, with commits off, when no group was asked for.
-        let private_group = format!("gst-kafka-vision-nogroup-{}", std::process::id());
-        match &settings.group_id {
-            Some(group) => defaults.push(("group.id", group)),
-            None => defaults.push(("group.id", &private_group)),
-        }
-        let config = settings.client.rdkafka_config(&start, &defaults);
         gst::info!(
             CAT,
             imp = self,
@@ -523,75 +476,20 @@ impl BaseSrcImpl for KafkaSrc {
 
         let stats = Arc::new(Stats::default());
         *self.stats.lock().unwrap() = stats.clone();
-        let context = SrcContext {
-            log: ClientLog::new(*CAT, self.obj().upcast_ref(), {
-                self.health.clear();
-                self.health.clone()
-            }),
-            stats: stats.clone(),
-            first_offsets: Mutex::new(None),
-            seen_partitions: Mutex::new(HashSet::new()),
-            gained: Mutex::new(Vec::new()),
-            tracker: OffsetTracker::new(),
+        self.health.clear();
+        let log = ClientLog::new(*CAT, self.obj().upcast_ref(), self.health.clone());
+        let context = SrcContext::new(log, stats.clone());
+        let open = OpenSettings {
+            client: &settings.client,
+            start: &start,
+            group_id: settings.group_id.as_deref(),
+            start_from,
+            commit_after: settings.commit_after,
         };
-        let consumer: BaseConsumer<SrcContext> =
-            config.create_with_context(context).map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::Settings,
-                    ("Invalid Kafka consumer configuration: {err}")
-                )
-            })?;
-
-        let timeout = start.connect_timeout;
-        let partitions = crate::client::check_topic(
-            consumer.client(),
-            &settings.client.brokers,
-            &topic,
-            timeout,
-            &crate::client::ELEMENT_SETTINGS,
-            || {
-                // Serves the error callbacks; nothing is assigned yet, so no record comes.
-                let _ = consumer.poll(Duration::ZERO);
-                consumer.context().log.last_error()
-            },
-        )
-        .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
-        let offsets = consumer::start_offsets(&consumer, &topic, partitions, start_from, timeout)
-            .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
-
-        let grouped = settings.group_id.is_some();
-        let tracker = consumer.context().tracker.clone();
+        let (input, partitions) = TopicConsumer::open(open, context)?;
+        let tracker = input.tracker().clone();
         tracker.watch_shutdown_of(self.obj().upcast_ref());
         *self.tracker.lock().unwrap() = Some(tracker);
-        if grouped {
-            *consumer.context().first_offsets.lock().unwrap() = Some(offsets);
-            consumer.subscribe(&[&topic]).map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ("Could not subscribe to '{topic}': {err}")
-                )
-            })?;
-        } else {
-            let mut tpl = TopicPartitionList::new();
-            for partition in 0..partitions as i32 {
-                let offset = offsets
-                    .get(&partition)
-                    .copied()
-                    .unwrap_or(Offset::Beginning);
-                tpl.add_partition_offset(&topic, partition, offset)
-                    .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
-            }
-            consumer.assign(&tpl).map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ("Could not read '{topic}': {err}")
-                )
-            })?;
-            let stats = self.stats.lock().unwrap().clone();
-            stats
-                .partitions_assigned
-                .store(partitions as u32, Ordering::Relaxed);
-        }
         gst::info!(
             CAT,
             imp = self,
@@ -607,22 +505,9 @@ impl BaseSrcImpl for KafkaSrc {
         );
         *self.pushed_caps.lock().unwrap() = None;
         *self.state.lock().unwrap() = Some(Started {
-            consumer,
-            topic,
-            grouped,
-            pending_push: None,
-            on_bad_record: settings.on_bad_record,
-            commit_after: settings.commit_after,
-            fetch_limits: ["fetch.max.bytes", "max.partition.fetch.bytes"]
-                .iter()
-                .filter_map(|key| start.client.get(key).map(|v| format!("{key}={v}")))
-                .reduce(|a, b| format!("{a}, {b}"))
-                .map(|limits| FetchLimits {
-                    limits,
-                    after: timeout,
-                    last_record: std::time::Instant::now(),
-                }),
+            input,
             streams,
+            on_bad_record: settings.on_bad_record,
         });
         Ok(())
     }
@@ -631,27 +516,7 @@ impl BaseSrcImpl for KafkaSrc {
         let Some(started) = self.state.lock().unwrap().take() else {
             return Ok(());
         };
-        // The pending record's push may not have completed: it is not stored, so it is
-        // read again after a restart (at-least-once).
-        let grouped = started.grouped;
-        if grouped {
-            started.tracker().stopping();
-            started.store_commit_points();
-        }
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        // Closing a group member commits and leaves the group; with the broker gone that
-        // can take long, so it runs aside and `stop` waits only a bounded time.
-        std::thread::spawn(move || {
-            if grouped {
-                match started.consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                    Err(err) => gst::warning!(*CAT, "Final commit failed: {err}"),
-                }
-            }
-            drop(started);
-            let _ = done_tx.send(());
-        });
-        if done_rx.recv_timeout(CLOSE_TIMEOUT).is_err() {
+        if !started.input.close(CLOSE_TIMEOUT) {
             gst::warning!(
                 CAT,
                 imp = self,
@@ -716,14 +581,12 @@ impl PushSrcImpl for KafkaSrc {
             return Err(gst::FlowError::Error);
         };
         // We are called again, so the previous buffer's push has returned.
-        state.pending_pushed(&self.stats.lock().unwrap());
+        state.input.pending_pushed();
 
         loop {
             self.before_poll(state)?;
             let (partition, offset, outcome) = {
-                let Some(message) =
-                    self.poll(&state.consumer, &state.topic, &mut state.fetch_limits)?
-                else {
+                let Some(message) = self.poll(&mut state.input)? else {
                     continue;
                 };
                 let record = consumer::record_of(&message);
@@ -739,25 +602,25 @@ impl PushSrcImpl for KafkaSrc {
                     mut buffer,
                     new_caps,
                 } => {
-                    state.hand_out(partition, offset, buffer.make_mut());
+                    state.input.hand_out(partition, offset, buffer.make_mut());
                     if let Some(caps) = new_caps {
                         drop(guard);
                         self.set_new_caps(&caps)?;
                     }
                     return Ok(CreateSuccess::NewBuffer(buffer));
                 }
-                Outcome::Skip => state.tracker().handled(partition, offset),
+                Outcome::Skip => {}
                 Outcome::Bad(why) => {
-                    self.bad_record(state.on_bad_record, partition, offset, &why)?;
-                    state.tracker().handled(partition, offset);
+                    self.bad_record(state.on_bad_record, partition, offset, &why)?
                 }
                 Outcome::End => {
-                    state.tracker().handled(partition, offset);
-                    state.store_commit_points();
+                    state.input.tracker().handled(partition, offset);
+                    state.input.store_commit_points();
                     gst::info!(CAT, imp = self, "Every stream has ended: EOS");
                     return Err(gst::FlowError::Eos);
                 }
             }
+            state.input.tracker().handled(partition, offset);
         }
     }
 }
@@ -767,59 +630,35 @@ impl KafkaSrc {
     /// streams of partitions gained in a rebalance (they may be joined mid-way, so they
     /// wait for a keyframe and are re-timed).
     fn before_poll(&self, state: &mut Started) -> Result<(), gst::FlowError> {
-        if state.grouped {
-            state.store_commit_points();
+        if state.input.grouped {
+            state.input.store_commit_points();
         }
         if self.flushing.load(Ordering::SeqCst) {
             gst::debug!(CAT, imp = self, "Flushing");
             return Err(gst::FlowError::Flushing);
         }
-        let gained = std::mem::take(&mut *state.consumer.context().gained.lock().unwrap());
+        let gained = state.input.take_gained();
         if !gained.is_empty() {
             state.streams.forget_partitions(&gained);
         }
         Ok(())
     }
 
-    /// Waits up to `POLL_SLICE` for a record. `Err` for an error the pipeline cannot go
-    /// on from (the topic cannot be read, records the fetch limits keep back).
+    /// Waits up to `POLL_SLICE` for a record; `Err` when reading cannot go on.
     fn poll<'c>(
         &self,
-        consumer: &'c BaseConsumer<SrcContext>,
-        topic: &str,
-        fetch_limits: &mut Option<FetchLimits>,
+        input: &'c mut TopicConsumer,
     ) -> Result<Option<BorrowedMessage<'c>>, gst::FlowError> {
-        match consumer.poll(POLL_SLICE) {
-            None => {
-                let why = fetch_limits
-                    .as_mut()
-                    .and_then(|limits| limits.undelivered(consumer, topic, &self.flushing));
-                if let Some(why) = why {
-                    gst::element_imp_error!(self, gst::ResourceError::Read, ("{why}"));
-                    return Err(gst::FlowError::Error);
-                }
-                Ok(None)
-            }
-            Some(Ok(message)) => {
-                if let Some(limits) = fetch_limits {
-                    limits.last_record = std::time::Instant::now();
-                }
-                Ok(Some(message))
-            }
-            Some(Err(KafkaError::MessageConsumption(
-                code @ (RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::UnknownTopicOrPartition),
-            ))) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::ResourceError::Read,
-                    ("Cannot read topic '{topic}': {code}")
-                );
-                Err(gst::FlowError::Error)
-            }
-            Some(Err(err)) => {
+        match input.poll(POLL_SLICE, &self.flushing) {
+            Ok(message) => Ok(Some(message)),
+            Err(NoRecord::Idle) => Ok(None),
+            Err(NoRecord::ClientError(err)) => {
                 gst::warning!(CAT, imp = self, "Consumer error: {err}");
                 Ok(None)
+            }
+            Err(NoRecord::Unreadable(why)) => {
+                gst::element_imp_error!(self, gst::ResourceError::Read, ("{why}"));
+                Err(gst::FlowError::Error)
             }
         }
     }
@@ -837,41 +676,5 @@ impl KafkaSrc {
             );
             gst::FlowError::NotNegotiated
         })
-    }
-}
-
-impl Started {
-    /// The record's buffer is handed to the base class: its push has returned when
-    /// `create` is called again; with `commit-after=release` the buffer carries the token
-    /// that marks the record handled once downstream released it.
-    fn hand_out(&mut self, partition: i32, offset: i64, buffer: &mut gst::BufferRef) {
-        self.pending_push = Some((partition, offset));
-        if self.grouped && self.commit_after == CommitAfter::Release {
-            let token = self.tracker().hand_out(partition, offset);
-            token.attach(buffer);
-        }
-    }
-
-    /// The buffer handed out last has been pushed downstream: count it, and with
-    /// `commit-after=push` its record is handled.
-    fn pending_pushed(&mut self, stats: &Stats) {
-        if let Some((partition, offset)) = self.pending_push.take() {
-            stats.buffers_pushed.fetch_add(1, Ordering::Relaxed);
-            if self.commit_after == CommitAfter::Push {
-                self.tracker().handled(partition, offset);
-            }
-        }
-    }
-
-    fn tracker(&self) -> &Arc<OffsetTracker> {
-        &self.consumer.context().tracker
-    }
-
-    /// Hands every partition's new commit point to the consumer's next (auto-)commit.
-    fn store_commit_points(&self) {
-        for (partition, offset) in self.tracker().take_commit_points() {
-            gst::trace!(CAT, "Partition {partition} handled up to offset {offset}");
-            consumer::store_offset(&self.consumer, &self.topic, partition, offset);
-        }
     }
 }
