@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use gst::glib;
-use kafkavision::meta::RecordMeta;
+use kafkavision::meta::{KafkaHeaders, RecordMeta};
 use kafkavision::{Envelope, Flags, RecordKind};
 
 use super::consumer::Stats;
@@ -121,13 +121,14 @@ impl Streams {
         self.stats
             .bytes
             .fetch_add(record.value.len() as u64, Ordering::Relaxed);
-        match record::split_headers(record.headers.iter().copied()) {
-            Err(err) => Outcome::Bad(err.to_string()),
+        let read = match record::split_headers(record.headers.iter().copied()) {
+            Err(err) => Err(err.to_string()),
             Ok((None, extra)) => self.read_plain(record, now, &extra, accepts),
             Ok((Some(envelope), extra)) => {
                 self.read_enveloped(record, now, envelope, &extra, accepts)
             }
-        }
+        };
+        read.unwrap_or_else(Outcome::Bad)
     }
 
     /// A record without envelope (written by another client): its partition is one
@@ -136,22 +137,18 @@ impl Streams {
         &mut self,
         record: &Record<'_>,
         now: Option<gst::ClockTime>,
-        extra: &kafkavision::meta::KafkaHeaders,
+        extra: &KafkaHeaders,
         accepts: impl FnOnce(&gst::Caps) -> bool,
-    ) -> Outcome {
+    ) -> Result<Outcome, String> {
         let Some(fallback) = &self.fallback_caps else {
-            return Outcome::Bad(
+            return Err(
                 "record carries no gkv envelope; set the caps property (e.g. caps=image/jpeg) \
                  to read records written by other clients"
                     .into(),
             );
         };
-        let caps = self.buffer_caps(fallback.to_string(), |_| Ok(fallback.clone()));
-        let caps =
-            match caps.and_then(|caps| check_payload(&caps.caps, record.value).map(|()| caps)) {
-                Ok(caps) => caps,
-                Err(why) => return Outcome::Bad(why),
-            };
+        let caps = self.buffer_caps(fallback.to_string(), |_| Ok(fallback.clone()))?;
+        check_payload(&caps.caps, record.value)?;
         let origin = self.origin(
             record,
             format!("partition-{}", record.partition),
@@ -159,7 +156,7 @@ impl Streams {
         );
         let buffer =
             record::plain_buffer_of(record.value, now, record.timestamp_ms, &origin, extra);
-        self.push(buffer, caps, accepts)
+        Ok(self.push(buffer, caps, accepts))
     }
 
     fn read_enveloped(
@@ -167,15 +164,12 @@ impl Streams {
         record: &Record<'_>,
         now: Option<gst::ClockTime>,
         envelope: Envelope,
-        extra: &kafkavision::meta::KafkaHeaders,
+        extra: &KafkaHeaders,
         accepts: impl FnOnce(&gst::Caps) -> bool,
-    ) -> Outcome {
+    ) -> Result<Outcome, String> {
         // A bad record must not register its stream: validate before any bookkeeping.
         let caps = match envelope.kind {
-            RecordKind::Buffer => match self.envelope_caps(&envelope, record.value) {
-                Ok(caps) => Some(caps),
-                Err(why) => return Outcome::Bad(why),
-            },
+            RecordKind::Buffer => Some(self.envelope_caps(&envelope, record.value)?),
             RecordKind::EndOfStream => None,
         };
 
@@ -215,11 +209,11 @@ impl Streams {
                 envelope.stream_id
             );
             let all_ended = self.by_id.values().all(|s| s.ended);
-            return if self.stop_on_eos && all_ended {
+            return Ok(if self.stop_on_eos && all_ended {
                 Outcome::End
             } else {
                 Outcome::Skip
-            };
+            });
         };
         stream.ended = false;
 
@@ -235,7 +229,7 @@ impl Streams {
                     envelope.stream_id,
                     envelope.seq
                 );
-                return Outcome::Skip;
+                return Ok(Outcome::Skip);
             }
             stream.synced = true;
             discont = true;
@@ -255,7 +249,7 @@ impl Streams {
             &origin,
             extra,
         );
-        self.push(buffer, caps, accepts)
+        Ok(self.push(buffer, caps, accepts))
     }
 
     /// The caps of an enveloped buffer (its `gkv-caps` header, else the `caps` property),
