@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! `kafkasrc`'s consumer: where partitions start, what the group's rebalance callbacks do
-//! with the offsets in flight, storing commit points, and noticing records the fetch
-//! limits keep from arriving.
+//! `kafkasrc`'s consumer: opening it (defaults, topic check, where partitions start), what
+//! the group's rebalance callbacks do with the offsets in flight, handing records out and
+//! storing commit points, closing it, and noticing records the fetch limits keep from
+//! arriving.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -10,13 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
+use kafkavision::client_config::ClientConfig;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
-use crate::client::ClientLog;
+use super::imp::{CAT, CommitAfter};
+use super::streams::Record;
+use crate::client::{ClientLog, ClientSettings, StartConfig};
 use crate::release::OffsetTracker;
 
 /// Where to start reading partitions that have no committed offset to go on from.
@@ -56,6 +61,23 @@ impl FromStr for StartFrom {
     }
 }
 
+/// The `start-from` property as set, and where it says to start: parsed once, when set,
+/// so a bad value is logged at once and fails `start`.
+#[derive(Debug, Clone)]
+pub struct StartFromSetting {
+    pub text: String,
+    pub parsed: Result<StartFrom, String>,
+}
+
+impl StartFromSetting {
+    pub fn new(text: &str) -> StartFromSetting {
+        StartFromSetting {
+            text: text.to_string(),
+            parsed: text.parse(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Stats {
     pub records: AtomicU64,
@@ -80,6 +102,20 @@ pub struct SrcContext {
     pub gained: Mutex<Vec<i32>>,
     /// Records handed downstream and not yet released.
     pub tracker: Arc<OffsetTracker>,
+}
+
+impl SrcContext {
+    /// A fresh context for one run: nothing assigned, handed out or gained yet.
+    pub fn new(log: ClientLog, stats: Arc<Stats>) -> SrcContext {
+        SrcContext {
+            log,
+            stats,
+            first_offsets: Mutex::new(None),
+            seen_partitions: Mutex::new(HashSet::new()),
+            gained: Mutex::new(Vec::new()),
+            tracker: OffsetTracker::new(),
+        }
+    }
 }
 
 impl ClientContext for SrcContext {
@@ -136,19 +172,16 @@ impl ConsumerContext for SrcContext {
                     consumer.assign(tpl)
                 };
                 if let Err(e) = assigned {
-                    gst::error!(
-                        *super::imp::CAT,
-                        "Could not take the assigned partitions: {e}"
-                    );
+                    gst::error!(CAT, "Could not take the assigned partitions: {e}");
                 }
                 self.stats
                     .partitions_assigned
                     .fetch_add(partitions.len() as u32, Ordering::Relaxed);
-                gst::info!(*super::imp::CAT, "Assigned partitions {partitions:?}");
+                gst::info!(CAT, "Assigned partitions {partitions:?}");
                 self.gained.lock().unwrap().extend(partitions);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                gst::info!(*super::imp::CAT, "Partitions {partitions:?} revoked");
+                gst::info!(CAT, "Partitions {partitions:?} revoked");
                 // With auto commit on, librdkafka commits the stored offsets here: store what
                 // was released so far; what is still in flight is read again by the next
                 // owner.
@@ -160,11 +193,7 @@ impl ConsumerContext for SrcContext {
                 self.give_up(consumer, tpl, &partitions, cooperative);
             }
             other => {
-                gst::warning!(
-                    *super::imp::CAT,
-                    "Rebalance error: {}",
-                    RDKafkaErrorCode::from(other)
-                );
+                gst::warning!(CAT, "Rebalance error: {}", RDKafkaErrorCode::from(other));
                 self.give_up(consumer, tpl, &partitions, cooperative);
             }
         }
@@ -193,15 +222,252 @@ impl SrcContext {
             consumer.unassign()
         };
         if let Err(e) = given_up {
-            gst::warning!(
-                *super::imp::CAT,
-                "Could not give up the revoked partitions: {e}"
-            );
+            gst::warning!(CAT, "Could not give up the revoked partitions: {e}");
         }
     }
 }
 
-pub fn start_offsets(
+/// A started source's consumer, subscribed to its topic (with a group) or assigned every
+/// partition (without), and the records it handed downstream.
+pub struct TopicConsumer {
+    pub consumer: BaseConsumer<SrcContext>,
+    pub topic: String,
+    /// Has a group id: offsets are committed.
+    pub grouped: bool,
+    commit_after: CommitAfter,
+    /// The record whose buffer was handed to the base class last; its push has returned
+    /// when `create` is called again.
+    pending_push: Option<(i32, i64)>,
+    /// Set when `config` lowers the fetch limits.
+    pub fetch_limits: Option<FetchLimits>,
+}
+
+/// Why a poll gave no record.
+pub enum NoRecord {
+    /// None arrived in time.
+    Idle,
+    /// An error the client recovers from (e.g. a broker connection lost).
+    ClientError(KafkaError),
+    /// The topic cannot be read, or records the fetch limits keep back: reading cannot go
+    /// on. Says what to change.
+    Unreadable(String),
+}
+
+/// What opening the consumer takes from the element's settings.
+pub struct OpenSettings<'a> {
+    pub client: &'a ClientSettings,
+    pub start: &'a StartConfig,
+    pub group_id: Option<&'a str>,
+    pub start_from: StartFrom,
+    pub commit_after: CommitAfter,
+}
+
+impl TopicConsumer {
+    /// Creates the consumer, checks its brokers and topic, and subscribes or assigns the
+    /// partitions at their start offsets. Returns it with the topic's partition count.
+    pub fn open(
+        settings: OpenSettings<'_>,
+        context: SrcContext,
+    ) -> Result<(TopicConsumer, usize), gst::ErrorMessage> {
+        let OpenSettings {
+            client,
+            start,
+            group_id,
+            start_from,
+            commit_after,
+        } = settings;
+        let topic = start.topic.clone();
+        let grouped = group_id.is_some();
+        // librdkafka's assign() needs a group id even when nothing is committed: a
+        // throw-away one, with commits off, when no group was asked for.
+        let private_group = format!("gst-kafka-vision-nogroup-{}", std::process::id());
+        let defaults = [
+            ("enable.auto.commit", if grouped { "true" } else { "false" }),
+            ("enable.auto.offset.store", "false"),
+            ("auto.commit.interval.ms", "1000"),
+            (
+                "auto.offset.reset",
+                if start_from == StartFrom::Latest {
+                    "latest"
+                } else {
+                    "earliest"
+                },
+            ),
+            // Low latency while idle; a busy stream is fetched without waiting anyway.
+            ("fetch.wait.max.ms", "20"),
+            // Back within a second of a broker restart, not librdkafka's 10 s backoff.
+            ("reconnect.backoff.max.ms", "1000"),
+            // Live video: a dead group member's partitions go to the others after 6 s
+            // (Kafka's smallest allowed session), not librdkafka's 45 s of frames nobody
+            // reads. Heartbeats come from librdkafka's own thread, so a slow pipeline does
+            // not count as dead.
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("group.id", group_id.unwrap_or(&private_group)),
+        ];
+        let consumer: BaseConsumer<SrcContext> = client
+            .rdkafka_config(start, &defaults)
+            .create_with_context(context)
+            .map_err(|err| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("Invalid Kafka consumer configuration: {err}")
+                )
+            })?;
+
+        let open_read =
+            |err: &dyn std::fmt::Display| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}"));
+        let timeout = start.connect_timeout;
+        let partitions = crate::client::check_topic(
+            consumer.client(),
+            &client.brokers,
+            &topic,
+            timeout,
+            &crate::client::ELEMENT_SETTINGS,
+            || {
+                // Serves the error callbacks; nothing is assigned yet, so no record comes.
+                let _ = consumer.poll(Duration::ZERO);
+                consumer.context().log.last_error()
+            },
+        )
+        .map_err(|err| open_read(&err))?;
+        let offsets = start_offsets(&consumer, &topic, partitions, start_from, timeout)
+            .map_err(|err| open_read(&err))?;
+
+        if grouped {
+            *consumer.context().first_offsets.lock().unwrap() = Some(offsets);
+            consumer
+                .subscribe(&[&topic])
+                .map_err(|err| open_read(&format!("Could not subscribe to '{topic}': {err}")))?;
+        } else {
+            let mut tpl = TopicPartitionList::new();
+            for partition in 0..partitions as i32 {
+                let offset = offsets
+                    .get(&partition)
+                    .copied()
+                    .unwrap_or(Offset::Beginning);
+                tpl.add_partition_offset(&topic, partition, offset)
+                    .map_err(|err| open_read(&err))?;
+            }
+            consumer
+                .assign(&tpl)
+                .map_err(|err| open_read(&format!("Could not read '{topic}': {err}")))?;
+            consumer
+                .context()
+                .stats
+                .partitions_assigned
+                .store(partitions as u32, Ordering::Relaxed);
+        }
+        let opened = TopicConsumer {
+            consumer,
+            topic,
+            grouped,
+            commit_after,
+            pending_push: None,
+            fetch_limits: FetchLimits::lowered(&start.client, timeout),
+        };
+        Ok((opened, partitions))
+    }
+
+    /// Waits up to `timeout` for the next record. While none comes, checks the lowered
+    /// fetch limits (giving up when `flushing` is set).
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        flushing: &AtomicBool,
+    ) -> Result<BorrowedMessage<'_>, NoRecord> {
+        match self.consumer.poll(timeout) {
+            Some(Ok(message)) => {
+                if let Some(limits) = &mut self.fetch_limits {
+                    limits.last_record = Instant::now();
+                }
+                Ok(message)
+            }
+            None => match self
+                .fetch_limits
+                .as_mut()
+                .and_then(|limits| limits.undelivered(&self.consumer, &self.topic, flushing))
+            {
+                Some(why) => Err(NoRecord::Unreadable(why)),
+                None => Err(NoRecord::Idle),
+            },
+            Some(Err(KafkaError::MessageConsumption(
+                code @ (RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::UnknownTopicOrPartition),
+            ))) => Err(NoRecord::Unreadable(format!(
+                "Cannot read topic '{}': {code}",
+                self.topic
+            ))),
+            Some(Err(err)) => Err(NoRecord::ClientError(err)),
+        }
+    }
+
+    /// Records handed downstream and not yet released.
+    pub fn tracker(&self) -> &Arc<OffsetTracker> {
+        &self.consumer.context().tracker
+    }
+
+    /// Partitions gained in a rebalance since the last call.
+    pub fn take_gained(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.consumer.context().gained.lock().unwrap())
+    }
+
+    /// The record's buffer goes to the base class: its push has returned when `create` is
+    /// called again; with `commit-after=release` the buffer carries the token that marks
+    /// the record handled once downstream released it.
+    pub fn hand_out(&mut self, partition: i32, offset: i64, buffer: &mut gst::BufferRef) {
+        self.pending_push = Some((partition, offset));
+        if self.grouped && self.commit_after == CommitAfter::Release {
+            let token = self.tracker().hand_out(partition, offset);
+            token.attach(buffer);
+        }
+    }
+
+    /// The buffer handed out last has been pushed downstream: count it, and with
+    /// `commit-after=push` its record is handled.
+    pub fn pending_pushed(&mut self) {
+        if let Some((partition, offset)) = self.pending_push.take() {
+            let stats = &self.consumer.context().stats;
+            stats.buffers_pushed.fetch_add(1, Ordering::Relaxed);
+            if self.commit_after == CommitAfter::Push {
+                self.tracker().handled(partition, offset);
+            }
+        }
+    }
+
+    /// Hands every partition's new commit point to the consumer's next (auto-)commit.
+    pub fn store_commit_points(&self) {
+        for (partition, offset) in self.tracker().take_commit_points() {
+            gst::trace!(CAT, "Partition {partition} handled up to offset {offset}");
+            store_offset(&self.consumer, &self.topic, partition, offset);
+        }
+    }
+
+    /// Stores what was released, then commits and leaves the group; with the broker gone
+    /// that can take long, so it runs aside. False when it did not finish in `timeout`.
+    pub fn close(self, timeout: Duration) -> bool {
+        // The pending record's push may not have completed: it is not stored, so it is
+        // read again after a restart (at-least-once).
+        if self.grouped {
+            self.tracker().stopping();
+            self.store_commit_points();
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if self.grouped {
+                match self.consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                    Err(err) => gst::warning!(CAT, "Final commit failed: {err}"),
+                }
+            }
+            drop(self);
+            let _ = done_tx.send(());
+        });
+        done_rx.recv_timeout(timeout).is_ok()
+    }
+}
+
+fn start_offsets(
     consumer: &BaseConsumer<SrcContext>,
     topic: &str,
     partitions: usize,
@@ -238,6 +504,21 @@ pub fn start_offsets(
     })
 }
 
+/// The record a consumed message holds, for [`super::streams::Streams::read`].
+pub fn record_of<'a>(message: &'a BorrowedMessage<'_>) -> Record<'a> {
+    Record {
+        key: message.key(),
+        value: message.payload().unwrap_or_default(),
+        headers: message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+            .unwrap_or_default(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+    }
+}
+
 pub fn store_offset<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
@@ -247,7 +528,7 @@ pub fn store_offset<C: ConsumerContext>(
     if let Err(err) = consumer.store_offset(topic, partition, offset) {
         // E.g. the partition was revoked meanwhile; its new owner reads it again.
         gst::debug!(
-            *super::imp::CAT,
+            CAT,
             "Could not store offset {offset} of partition {partition}: {err}"
         );
     }
@@ -260,6 +541,21 @@ pub struct FetchLimits {
     pub limits: String,
     pub after: Duration,
     pub last_record: Instant,
+}
+
+impl FetchLimits {
+    /// The fetch limits `config` lowers, if any, checked after `after` without a record.
+    pub fn lowered(config: &ClientConfig, after: Duration) -> Option<FetchLimits> {
+        ["fetch.max.bytes", "max.partition.fetch.bytes"]
+            .iter()
+            .filter_map(|key| config.get(key).map(|v| format!("{key}={v}")))
+            .reduce(|a, b| format!("{a}, {b}"))
+            .map(|limits| FetchLimits {
+                limits,
+                after,
+                last_record: Instant::now(),
+            })
+    }
 }
 
 /// How long one watermark query may take: the streaming thread checks for flushing
@@ -303,5 +599,36 @@ impl FetchLimits {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_from_is_parsed_once_when_set() {
+        for (text, expected) in [
+            ("committed", StartFrom::Committed),
+            ("earliest", StartFrom::Earliest),
+            (" latest ", StartFrom::Latest),
+            ("1763700000000", StartFrom::Time(1_763_700_000_000)),
+            ("2026-11-21T10:00:00Z", StartFrom::Time(1_795_255_200_000)),
+            (
+                "2026-11-21T10:00:00.250+01:00",
+                StartFrom::Time(1_795_251_600_250),
+            ),
+        ] {
+            let setting = StartFromSetting::new(text);
+            assert_eq!(setting.parsed, Ok(expected), "{text}");
+            assert_eq!(setting.text, text);
+        }
+        let bad = StartFromSetting::new("yesterday");
+        let why = bad.parsed.unwrap_err();
+        assert!(
+            why.starts_with("start-from='yesterday' is not committed"),
+            "{why}"
+        );
+        assert_eq!(bad.text, "yesterday");
     }
 }

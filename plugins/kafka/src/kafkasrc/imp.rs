@@ -39,7 +39,6 @@
  *     jpegdec ! videoconvert ! autovideosink
  * ```
  */
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -50,18 +49,13 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use kafkavision::meta::RecordMeta;
-use kafkavision::{Flags, RecordKind};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::message::BorrowedMessage;
 
-use super::consumer::{self, FetchLimits, SrcContext, StartFrom, Stats};
-use super::payload::check_payload;
+use super::consumer::{
+    self, NoRecord, OpenSettings, SrcContext, StartFromSetting, Stats, TopicConsumer,
+};
+use super::streams::{Outcome, Streams};
 use crate::client::{ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
-use crate::record::{self, Retime};
 use crate::release::OffsetTracker;
 use crate::stats::kafkasrc as fields;
 
@@ -109,7 +103,7 @@ pub enum CommitAfter {
 struct Settings {
     client: ClientSettings,
     group_id: Option<String>,
-    start_from: String,
+    start_from: StartFromSetting,
     caps: Option<gst::Caps>,
     stop_on_eos: bool,
     on_bad_record: BadRecordPolicy,
@@ -122,7 +116,7 @@ impl Default for Settings {
         Settings {
             client: ClientSettings::default(),
             group_id: None,
-            start_from: DEFAULT_START_FROM.to_string(),
+            start_from: StartFromSetting::new(DEFAULT_START_FROM),
             caps: None,
             stop_on_eos: DEFAULT_STOP_ON_EOS,
             on_bad_record: DEFAULT_ON_BAD_RECORD,
@@ -132,38 +126,10 @@ impl Default for Settings {
     }
 }
 
-/// What the source knows about one stream (one `kafkasink` run) it reads.
-struct StreamState {
-    partition: i32,
-    next_seq: u64,
-    /// False until the first keyframe after joining.
-    synced: bool,
-    /// Running time minus original time, fixed at the first pushed buffer.
-    ts_offset: Option<i128>,
-    ended: bool,
-}
-
 struct Started {
-    consumer: BaseConsumer<SrcContext>,
-    topic: String,
-    grouped: bool,
-    /// The record whose buffer was handed to the base class last; its push has returned
-    /// when `create` is called again.
-    pending_push: Option<(i32, i64)>,
-    on_bad_record: BadRecordPolicy,
-    commit_after: CommitAfter,
+    input: TopicConsumer,
     streams: Streams,
-    /// Set when `config` lowers the fetch limits.
-    fetch_limits: Option<FetchLimits>,
-}
-
-/// What turning records into buffers needs to remember.
-struct Streams {
-    by_id: HashMap<String, StreamState>,
-    /// Caps pushed downstream last, and the header text they were parsed from.
-    current_caps: Option<(String, gst::Caps)>,
-    fallback_caps: Option<gst::Caps>,
-    stop_on_eos: bool,
+    on_bad_record: BadRecordPolicy,
 }
 
 pub struct KafkaSrc {
@@ -317,11 +283,9 @@ impl ObjectImpl for KafkaSrc {
                     .filter(|g| !g.is_empty())
             }
             "start-from" => {
-                settings.start_from = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .unwrap_or_else(|| DEFAULT_START_FROM.to_string());
-                if let Err(err) = settings.start_from.parse::<StartFrom>() {
+                let text = value.get::<Option<&str>>().unwrap();
+                settings.start_from = StartFromSetting::new(text.unwrap_or(DEFAULT_START_FROM));
+                if let Err(err) = &settings.start_from.parsed {
                     gst::error!(CAT, imp = self, "{err}");
                 }
             }
@@ -341,7 +305,7 @@ impl ObjectImpl for KafkaSrc {
         }
         match pspec.name() {
             "group-id" => settings.group_id.to_value(),
-            "start-from" => settings.start_from.to_value(),
+            "start-from" => settings.start_from.text.to_value(),
             "caps" => settings.caps.to_value(),
             "stop-on-eos" => settings.stop_on_eos.to_value(),
             "on-bad-record" => settings.on_bad_record.to_value(),
@@ -411,24 +375,12 @@ impl ElementImpl for KafkaSrc {
     }
 }
 
-/// What became of one record.
-enum Outcome {
-    Push {
-        buffer: gst::Buffer,
-        caps: Option<(String, gst::Caps)>,
-    },
-    /// Nothing to push (a delta unit before the first keyframe, an end-of-stream record).
-    Consumed,
-    /// The last open stream ended and `stop-on-eos` is on.
-    EndOfStream,
-}
-
 impl KafkaSrc {
     /// EOS goes downstream: the buffer handed out last has been pushed.
     fn end_of_stream(&self) {
         if let Some(state) = self.state.lock().unwrap().as_mut() {
-            state.pending_pushed(&self.stats.lock().unwrap());
-            state.tracker().end_of_stream();
+            state.input.pending_pushed();
+            state.input.tracker().end_of_stream();
         }
     }
 
@@ -500,183 +452,6 @@ impl KafkaSrc {
             }
         }
     }
-
-    /// Turns one record into an outcome; `Err(text)` for a bad record.
-    fn read_record(
-        &self,
-        state: &mut Streams,
-        message: &BorrowedMessage<'_>,
-    ) -> Result<Outcome, String> {
-        let payload = message.payload().unwrap_or_default();
-        let partition = message.partition();
-        let headers: Vec<(&str, Option<&[u8]>)> = message
-            .headers()
-            .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-            .unwrap_or_default();
-        let (envelope, extra) =
-            record::split_headers(headers.iter().copied()).map_err(|e| e.to_string())?;
-        let key = message
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
-
-        let Some(envelope) = envelope else {
-            // Without envelope, a partition is one stream and the offset its sequence.
-            let Some(caps) = state.fallback_caps.clone() else {
-                return Err(
-                    "record carries no gkv envelope; set the caps property (e.g. \
-                     caps=image/jpeg) to read records written by other clients"
-                        .into(),
-                );
-            };
-            check_payload(&caps, payload)?;
-            let origin = RecordMeta {
-                topic: message.topic().to_string(),
-                partition,
-                offset: message.offset(),
-                key,
-                stream: format!("partition-{partition}"),
-                seq: message.offset() as u64,
-            };
-            let buffer = record::plain_buffer_of(
-                payload,
-                self.obj().current_running_time(),
-                message.timestamp().to_millis(),
-                &origin,
-                &extra,
-            );
-            return Ok(Outcome::Push {
-                buffer,
-                caps: Some((caps.to_string(), caps)),
-            });
-        };
-
-        // A bad record must not register its stream: validate before any bookkeeping.
-        let caps = if envelope.kind == RecordKind::Buffer {
-            let caps = match (&envelope.caps, &state.current_caps) {
-                (Some(text), Some((current, caps))) if text == current => {
-                    (text.clone(), caps.clone())
-                }
-                (Some(text), _) => {
-                    let caps = text
-                        .parse::<gst::Caps>()
-                        .map_err(|_| format!("header gkv-caps '{text}' is not valid caps"))?;
-                    if !caps.is_fixed() {
-                        return Err(format!("header gkv-caps '{text}' is not fixed caps"));
-                    }
-                    (text.clone(), caps)
-                }
-                (None, _) => match &state.fallback_caps {
-                    Some(caps) => (caps.to_string(), caps.clone()),
-                    None => {
-                        return Err(
-                            "record has an envelope but no gkv-caps header; set the caps property"
-                                .into(),
-                        );
-                    }
-                },
-            };
-            check_payload(&caps.1, payload)?;
-            Some(caps)
-        } else {
-            None
-        };
-
-        let stream = state
-            .by_id
-            .entry(envelope.stream_id.clone())
-            .or_insert_with(|| StreamState {
-                partition,
-                next_seq: envelope.seq,
-                synced: false,
-                ts_offset: None,
-                ended: false,
-            });
-        let mut discont = false;
-        if envelope.seq != stream.next_seq {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "Stream {}: seq {} where {} was expected",
-                envelope.stream_id,
-                envelope.seq,
-                stream.next_seq
-            );
-            self.stats
-                .lock()
-                .unwrap()
-                .sequence_gaps
-                .fetch_add(1, Ordering::Relaxed);
-            discont = true;
-        }
-        stream.next_seq = envelope.seq.wrapping_add(1);
-        stream.partition = partition;
-
-        let Some(caps) = caps else {
-            self.stats
-                .lock()
-                .unwrap()
-                .eos_records
-                .fetch_add(1, Ordering::Relaxed);
-            stream.ended = true;
-            gst::info!(CAT, imp = self, "Stream {} ended", envelope.stream_id);
-            let all_ended = state.by_id.values().all(|s| s.ended);
-            return Ok(if state.stop_on_eos && all_ended {
-                Outcome::EndOfStream
-            } else {
-                Outcome::Consumed
-            });
-        };
-        stream.ended = false;
-
-        if !stream.synced {
-            if envelope.flags.contains(Flags::DELTA_UNIT) {
-                self.stats
-                    .lock()
-                    .unwrap()
-                    .delta_units_skipped
-                    .fetch_add(1, Ordering::Relaxed);
-                gst::trace!(
-                    CAT,
-                    imp = self,
-                    "Stream {}: skipping delta unit {} before the first keyframe",
-                    envelope.stream_id,
-                    envelope.seq
-                );
-                return Ok(Outcome::Consumed);
-            }
-            stream.synced = true;
-            discont = true;
-        }
-
-        let now = self
-            .obj()
-            .current_running_time()
-            .map_or(0, |t| t.nseconds());
-        let reference = envelope.dts.or(envelope.pts);
-        let offset = *stream
-            .ts_offset
-            .get_or_insert_with(|| now as i128 - reference.map_or(now as i128, |r| r as i128));
-        let origin = RecordMeta {
-            topic: message.topic().to_string(),
-            partition,
-            offset: message.offset(),
-            key,
-            stream: envelope.stream_id.clone(),
-            seq: envelope.seq,
-        };
-        let buffer = record::buffer_of(
-            payload,
-            &envelope,
-            Retime { offset, now },
-            discont,
-            &origin,
-            &extra,
-        );
-        Ok(Outcome::Push {
-            buffer,
-            caps: Some(caps),
-        })
-    }
 }
 
 impl BaseSrcImpl for KafkaSrc {
@@ -684,47 +459,12 @@ impl BaseSrcImpl for KafkaSrc {
         let settings = self.settings.lock().unwrap().clone();
         let start = settings.client.for_start()?;
         let topic = start.topic.clone();
-        let start_from: StartFrom = settings
+        let start_from = settings
             .start_from
-            .parse()
-            .map_err(|err: String| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
+            .parsed
+            .clone()
+            .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
 
-        let reset = if start_from == StartFrom::Latest {
-            "latest"
-        } else {
-            "earliest"
-        };
-        let mut defaults = vec![
-            (
-                "enable.auto.commit",
-                if settings.group_id.is_some() {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
-            ("enable.auto.offset.store", "false"),
-            ("auto.commit.interval.ms", "1000"),
-            ("auto.offset.reset", reset),
-            // Low latency while idle; a busy stream is fetched without waiting anyway.
-            ("fetch.wait.max.ms", "20"),
-            // Back within a second of a broker restart, not librdkafka's 10 s backoff.
-            ("reconnect.backoff.max.ms", "1000"),
-            // Live video: a dead group member's partitions go to the others after 6 s
-            // (Kafka's smallest allowed session), not librdkafka's 45 s of frames nobody
-            // reads. Heartbeats come from librdkafka's own thread, so a slow pipeline does
-            // not count as dead.
-            ("session.timeout.ms", "6000"),
-            ("heartbeat.interval.ms", "1000"),
-        ];
-        // librdkafka's assign() needs a group id even when nothing is committed: a
-        // throw-away one, with commits off, when no group was asked for.
-        let private_group = format!("gst-kafka-vision-nogroup-{}", std::process::id());
-        match &settings.group_id {
-            Some(group) => defaults.push(("group.id", group)),
-            None => defaults.push(("group.id", &private_group)),
-        }
-        let config = settings.client.rdkafka_config(&start, &defaults);
         gst::info!(
             CAT,
             imp = self,
@@ -737,104 +477,38 @@ impl BaseSrcImpl for KafkaSrc {
 
         let stats = Arc::new(Stats::default());
         *self.stats.lock().unwrap() = stats.clone();
-        let context = SrcContext {
-            log: ClientLog::new(*CAT, self.obj().upcast_ref(), {
-                self.health.clear();
-                self.health.clone()
-            }),
-            stats,
-            first_offsets: Mutex::new(None),
-            seen_partitions: Mutex::new(HashSet::new()),
-            gained: Mutex::new(Vec::new()),
-            tracker: OffsetTracker::new(),
+        self.health.clear();
+        let log = ClientLog::new(*CAT, self.obj().upcast_ref(), self.health.clone());
+        let context = SrcContext::new(log, stats.clone());
+        let open = OpenSettings {
+            client: &settings.client,
+            start: &start,
+            group_id: settings.group_id.as_deref(),
+            start_from,
+            commit_after: settings.commit_after,
         };
-        let consumer: BaseConsumer<SrcContext> =
-            config.create_with_context(context).map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::Settings,
-                    ("Invalid Kafka consumer configuration: {err}")
-                )
-            })?;
-
-        let timeout = start.connect_timeout;
-        let partitions = crate::client::check_topic(
-            consumer.client(),
-            &settings.client.brokers,
-            &topic,
-            timeout,
-            &crate::client::ELEMENT_SETTINGS,
-            || {
-                // Serves the error callbacks; nothing is assigned yet, so no record comes.
-                let _ = consumer.poll(Duration::ZERO);
-                consumer.context().log.last_error()
-            },
-        )
-        .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
-        let offsets = consumer::start_offsets(&consumer, &topic, partitions, start_from, timeout)
-            .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
-
-        let grouped = settings.group_id.is_some();
-        let tracker = consumer.context().tracker.clone();
+        let (input, partitions) = TopicConsumer::open(open, context)?;
+        let tracker = input.tracker().clone();
         tracker.watch_shutdown_of(self.obj().upcast_ref());
         *self.tracker.lock().unwrap() = Some(tracker);
-        if grouped {
-            *consumer.context().first_offsets.lock().unwrap() = Some(offsets);
-            consumer.subscribe(&[&topic]).map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ("Could not subscribe to '{topic}': {err}")
-                )
-            })?;
-        } else {
-            let mut tpl = TopicPartitionList::new();
-            for partition in 0..partitions as i32 {
-                let offset = offsets
-                    .get(&partition)
-                    .copied()
-                    .unwrap_or(Offset::Beginning);
-                tpl.add_partition_offset(&topic, partition, offset)
-                    .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
-            }
-            consumer.assign(&tpl).map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ("Could not read '{topic}': {err}")
-                )
-            })?;
-            let stats = self.stats.lock().unwrap().clone();
-            stats
-                .partitions_assigned
-                .store(partitions as u32, Ordering::Relaxed);
-        }
         gst::info!(
             CAT,
             imp = self,
             "Started: topic '{topic}' has {partitions} partition(s)"
         );
 
+        let streams = Streams::new(
+            &topic,
+            settings.caps,
+            settings.stop_on_eos,
+            stats,
+            self.obj().name(),
+        );
         *self.pushed_caps.lock().unwrap() = None;
         *self.state.lock().unwrap() = Some(Started {
-            consumer,
-            topic,
-            grouped,
-            pending_push: None,
+            input,
+            streams,
             on_bad_record: settings.on_bad_record,
-            commit_after: settings.commit_after,
-            fetch_limits: ["fetch.max.bytes", "max.partition.fetch.bytes"]
-                .iter()
-                .filter_map(|key| start.client.get(key).map(|v| format!("{key}={v}")))
-                .reduce(|a, b| format!("{a}, {b}"))
-                .map(|limits| FetchLimits {
-                    limits,
-                    after: timeout,
-                    last_record: std::time::Instant::now(),
-                }),
-            streams: Streams {
-                by_id: HashMap::new(),
-                current_caps: None,
-                fallback_caps: settings.caps,
-                stop_on_eos: settings.stop_on_eos,
-            },
         });
         Ok(())
     }
@@ -843,27 +517,7 @@ impl BaseSrcImpl for KafkaSrc {
         let Some(started) = self.state.lock().unwrap().take() else {
             return Ok(());
         };
-        // The pending record's push may not have completed: it is not stored, so it is
-        // read again after a restart (at-least-once).
-        let grouped = started.grouped;
-        if grouped {
-            started.tracker().stopping();
-            started.store_commit_points();
-        }
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        // Closing a group member commits and leaves the group; with the broker gone that
-        // can take long, so it runs aside and `stop` waits only a bounded time.
-        std::thread::spawn(move || {
-            if grouped {
-                match started.consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                    Err(err) => gst::warning!(*CAT, "Final commit failed: {err}"),
-                }
-            }
-            drop(started);
-            let _ = done_tx.send(());
-        });
-        if done_rx.recv_timeout(CLOSE_TIMEOUT).is_err() {
+        if !started.input.close(CLOSE_TIMEOUT) {
             gst::warning!(
                 CAT,
                 imp = self,
@@ -916,6 +570,8 @@ impl BaseSrcImpl for KafkaSrc {
 }
 
 impl PushSrcImpl for KafkaSrc {
+    /// Polls the next record, turns it into a buffer (or skips it, or reports it as
+    /// bad) and hands the buffer out, with new caps set first.
     fn create(
         &self,
         _buffer: Option<&mut gst::BufferRef>,
@@ -925,152 +581,101 @@ impl PushSrcImpl for KafkaSrc {
             gst::element_imp_error!(self, gst::CoreError::Failed, ("Not started"));
             return Err(gst::FlowError::Error);
         };
-        let stats = self.stats.lock().unwrap().clone();
-
         // We are called again, so the previous buffer's push has returned.
-        state.pending_pushed(&stats);
+        state.input.pending_pushed();
 
         loop {
-            if state.grouped {
-                state.store_commit_points();
-            }
-            if self.flushing.load(Ordering::SeqCst) {
-                gst::debug!(CAT, imp = self, "Flushing");
-                return Err(gst::FlowError::Flushing);
-            }
-
-            // A partition gained in a rebalance may carry streams joined mid-way: forget
-            // them, so they wait for a keyframe and are re-timed.
-            let gained = std::mem::take(&mut *state.consumer.context().gained.lock().unwrap());
-            if !gained.is_empty() {
-                state
-                    .streams
-                    .by_id
-                    .retain(|_, s| !gained.contains(&s.partition));
-            }
-
-            let (partition, offset, result) = {
-                let message = match state.consumer.poll(POLL_SLICE) {
-                    None => {
-                        let why = state.fetch_limits.as_mut().and_then(|limits| {
-                            limits.undelivered(&state.consumer, &state.topic, &self.flushing)
-                        });
-                        if let Some(why) = why {
-                            gst::element_imp_error!(self, gst::ResourceError::Read, ("{why}"));
-                            return Err(gst::FlowError::Error);
-                        }
-                        continue;
-                    }
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) => {
-                        if let KafkaError::MessageConsumption(
-                            code @ (RDKafkaErrorCode::TopicAuthorizationFailed
-                            | RDKafkaErrorCode::UnknownTopicOrPartition),
-                        ) = err
-                        {
-                            gst::element_imp_error!(
-                                self,
-                                gst::ResourceError::Read,
-                                ("Cannot read topic '{}': {code}", state.topic)
-                            );
-                            return Err(gst::FlowError::Error);
-                        }
-                        gst::warning!(CAT, imp = self, "Consumer error: {err}");
-                        continue;
-                    }
+            self.before_poll(state)?;
+            let (partition, offset, outcome) = {
+                let Some(message) = self.poll(&mut state.input)? else {
+                    continue;
                 };
-                if let Some(limits) = &mut state.fetch_limits {
-                    limits.last_record = std::time::Instant::now();
-                }
-                stats.records.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .bytes
-                    .fetch_add(message.payload_len() as u64, Ordering::Relaxed);
-                let result = self.read_record(&mut state.streams, &message);
-                (message.partition(), message.offset(), result)
+                let record = consumer::record_of(&message);
+                let now = self.obj().current_running_time();
+                let outcome = state.streams.read(&record, now, |caps| {
+                    let pad = self.obj().static_pad("src").unwrap();
+                    pad.peer_query_accept_caps(caps)
+                });
+                (record.partition, record.offset, outcome)
             };
-
-            match result {
-                Err(why) => {
-                    self.bad_record(state.on_bad_record, partition, offset, &why)?;
-                    state.tracker().handled(partition, offset);
-                }
-                Ok(Outcome::Consumed) => state.tracker().handled(partition, offset),
-                Ok(Outcome::EndOfStream) => {
-                    state.tracker().handled(partition, offset);
-                    state.store_commit_points();
-                    gst::info!(CAT, imp = self, "Every stream has ended: EOS");
-                    return Err(gst::FlowError::Eos);
-                }
-                Ok(Outcome::Push { mut buffer, caps }) => {
-                    let caps = caps.filter(|(text, _)| {
-                        state
-                            .streams
-                            .current_caps
-                            .as_ref()
-                            .is_none_or(|(current, _)| current != text)
-                    });
-                    // Caps nothing downstream takes would stop the pipeline, and a group
-                    // would read the record again after every restart: one bad record.
-                    if let Some((_, caps)) = &caps
-                        && !self
-                            .obj()
-                            .static_pad("src")
-                            .unwrap()
-                            .peer_query_accept_caps(caps)
-                    {
-                        let why = format!("downstream does not accept caps {caps}");
-                        self.bad_record(state.on_bad_record, partition, offset, &why)?;
-                        state.tracker().handled(partition, offset);
-                        continue;
-                    }
-                    state.pending_push = Some((partition, offset));
-                    if state.grouped && state.commit_after == CommitAfter::Release {
-                        let token = state.tracker().hand_out(partition, offset);
-                        token.attach(buffer.make_mut());
-                    }
-                    if let Some((text, caps)) = caps {
-                        gst::debug!(CAT, imp = self, "New caps {caps}");
-                        state.streams.current_caps = Some((text, caps.clone()));
-                        *self.pushed_caps.lock().unwrap() = Some(caps.clone());
+            match outcome {
+                Outcome::Push {
+                    mut buffer,
+                    new_caps,
+                } => {
+                    state.input.hand_out(partition, offset, buffer.make_mut());
+                    if let Some(caps) = new_caps {
                         drop(guard);
-                        self.obj().set_caps(&caps).map_err(|_| {
-                            gst::element_imp_error!(
-                                self,
-                                gst::CoreError::Negotiation,
-                                ("Downstream does not accept caps {caps}")
-                            );
-                            gst::FlowError::NotNegotiated
-                        })?;
+                        self.set_new_caps(&caps)?;
                     }
                     return Ok(CreateSuccess::NewBuffer(buffer));
                 }
+                Outcome::Skip => {}
+                Outcome::Bad(why) => {
+                    self.bad_record(state.on_bad_record, partition, offset, &why)?
+                }
+                Outcome::End => {
+                    state.input.tracker().handled(partition, offset);
+                    state.input.store_commit_points();
+                    gst::info!(CAT, imp = self, "Every stream has ended: EOS");
+                    return Err(gst::FlowError::Eos);
+                }
             }
+            state.input.tracker().handled(partition, offset);
         }
     }
 }
 
-impl Started {
-    /// The buffer handed out last has been pushed downstream: count it, and with
-    /// `commit-after=push` its record is handled.
-    fn pending_pushed(&mut self, stats: &Stats) {
-        if let Some((partition, offset)) = self.pending_push.take() {
-            stats.buffers_pushed.fetch_add(1, Ordering::Relaxed);
-            if self.commit_after == CommitAfter::Push {
-                self.tracker().handled(partition, offset);
+impl KafkaSrc {
+    /// Between records: hands on the commit points, notices flushing, and forgets the
+    /// streams of partitions gained in a rebalance (they may be joined mid-way, so they
+    /// wait for a keyframe and are re-timed).
+    fn before_poll(&self, state: &mut Started) -> Result<(), gst::FlowError> {
+        if state.input.grouped {
+            state.input.store_commit_points();
+        }
+        if self.flushing.load(Ordering::SeqCst) {
+            gst::debug!(CAT, imp = self, "Flushing");
+            return Err(gst::FlowError::Flushing);
+        }
+        let gained = state.input.take_gained();
+        if !gained.is_empty() {
+            state.streams.forget_partitions(&gained);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `POLL_SLICE` for a record; `Err` when reading cannot go on.
+    fn poll<'c>(
+        &self,
+        input: &'c mut TopicConsumer,
+    ) -> Result<Option<BorrowedMessage<'c>>, gst::FlowError> {
+        match input.poll(POLL_SLICE, &self.flushing) {
+            Ok(message) => Ok(Some(message)),
+            Err(NoRecord::Idle) => Ok(None),
+            Err(NoRecord::ClientError(err)) => {
+                gst::warning!(CAT, imp = self, "Consumer error: {err}");
+                Ok(None)
+            }
+            Err(NoRecord::Unreadable(why)) => {
+                gst::element_imp_error!(self, gst::ResourceError::Read, ("{why}"));
+                Err(gst::FlowError::Error)
             }
         }
     }
 
-    fn tracker(&self) -> &Arc<OffsetTracker> {
-        &self.consumer.context().tracker
-    }
-
-    /// Hands every partition's new commit point to the consumer's next (auto-)commit.
-    fn store_commit_points(&self) {
-        for (partition, offset) in self.tracker().take_commit_points() {
-            gst::trace!(CAT, "Partition {partition} handled up to offset {offset}");
-            consumer::store_offset(&self.consumer, &self.topic, partition, offset);
-        }
+    /// Sets caps the streams' reader found changed (downstream accepted them); they also
+    /// answer caps queries from now on.
+    fn set_new_caps(&self, caps: &gst::Caps) -> Result<(), gst::FlowError> {
+        gst::debug!(CAT, imp = self, "New caps {caps}");
+        *self.pushed_caps.lock().unwrap() = Some(caps.clone());
+        self.obj().set_caps(caps).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Downstream does not accept caps {caps}")
+            );
+            gst::FlowError::NotNegotiated
+        })
     }
 }

@@ -1,0 +1,672 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `kafkasrc`'s record → buffer state machine: one [`Outcome`] per [`Record`], with what it
+//! has to remember between records per stream (the next sequence number, whether a
+//! keyframe was seen since joining, the timestamp offset, whether the stream ended) and
+//! the caps pushed last. It knows nothing of rdkafka or of the element, so every rule of
+//! reading a stream is tested here without a broker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use gst::glib;
+use kafkavision::meta::{KafkaHeaders, RecordMeta};
+use kafkavision::{Envelope, Flags, RecordKind};
+
+use super::consumer::Stats;
+use super::imp::CAT;
+use super::payload::check_payload;
+use crate::record::{self, Retime};
+
+/// One Kafka record as read from a partition, borrowed from the client's message.
+pub struct Record<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    /// Header names and values in record order; Kafka allows a header without value.
+    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
+    pub partition: i32,
+    pub offset: i64,
+    /// The record's Kafka timestamp in Unix ms, when it has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What to do with one record.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Push the buffer; `new_caps` first when they differ from the caps pushed last
+    /// (downstream has accepted them).
+    Push {
+        buffer: gst::Buffer,
+        new_caps: Option<gst::Caps>,
+    },
+    /// Nothing to push: a delta unit before its stream's first keyframe, or an
+    /// end-of-stream record while other streams go on.
+    Skip,
+    /// The record cannot be read, and why.
+    Bad(String),
+    /// The last open stream ended and `stop-on-eos` is on.
+    End,
+}
+
+/// What the source knows about one stream (one `kafkasink` run) it reads.
+struct StreamState {
+    partition: i32,
+    next_seq: u64,
+    /// False until the first keyframe after joining.
+    synced: bool,
+    /// Running time minus original time, fixed at the first pushed buffer.
+    ts_offset: Option<i128>,
+    ended: bool,
+}
+
+/// The caps a record's buffer goes out with.
+struct BufferCaps {
+    /// As written in the record (or the `caps` property as text), compared to decide
+    /// whether they changed.
+    text: String,
+    caps: gst::Caps,
+    changed: bool,
+}
+
+/// Every stream read so far from one topic, and the caps pushed last.
+pub struct Streams {
+    topic: String,
+    by_id: HashMap<String, StreamState>,
+    /// Caps pushed downstream last, and the text they were parsed from.
+    current_caps: Option<(String, gst::Caps)>,
+    /// The `caps` property: caps of records without envelope or without `gkv-caps`.
+    fallback_caps: Option<gst::Caps>,
+    stop_on_eos: bool,
+    stats: Arc<Stats>,
+    /// The element's name, for the log.
+    log_id: glib::GString,
+}
+
+impl Streams {
+    pub fn new(
+        topic: &str,
+        fallback_caps: Option<gst::Caps>,
+        stop_on_eos: bool,
+        stats: Arc<Stats>,
+        log_id: glib::GString,
+    ) -> Streams {
+        Streams {
+            topic: topic.to_string(),
+            by_id: HashMap::new(),
+            current_caps: None,
+            fallback_caps,
+            stop_on_eos,
+            stats,
+            log_id,
+        }
+    }
+
+    /// Forgets the streams last seen on these partitions (gained in a rebalance, so they
+    /// may be joined mid-way): they wait for a keyframe again and are re-timed.
+    pub fn forget_partitions(&mut self, partitions: &[i32]) {
+        self.by_id.retain(|_, s| !partitions.contains(&s.partition));
+    }
+
+    /// Reads one record that arrived at running time `now`. `accepts` asks downstream
+    /// whether it takes caps that differ from those pushed last: caps nothing downstream
+    /// takes would stop the pipeline, and a group would read the record again after every
+    /// restart, so such a record is a bad one.
+    pub fn read(
+        &mut self,
+        record: &Record<'_>,
+        now: Option<gst::ClockTime>,
+        accepts: impl FnOnce(&gst::Caps) -> bool,
+    ) -> Outcome {
+        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(record.value.len() as u64, Ordering::Relaxed);
+        let read = match record::split_headers(record.headers.iter().copied()) {
+            Err(err) => Err(err.to_string()),
+            Ok((None, extra)) => self.read_plain(record, now, &extra, accepts),
+            Ok((Some(envelope), extra)) => {
+                self.read_enveloped(record, now, envelope, &extra, accepts)
+            }
+        };
+        read.unwrap_or_else(Outcome::Bad)
+    }
+
+    /// A record without envelope (written by another client): its partition is one
+    /// stream and its offset the sequence number.
+    fn read_plain(
+        &mut self,
+        record: &Record<'_>,
+        now: Option<gst::ClockTime>,
+        extra: &KafkaHeaders,
+        accepts: impl FnOnce(&gst::Caps) -> bool,
+    ) -> Result<Outcome, String> {
+        let Some(fallback) = &self.fallback_caps else {
+            return Err(
+                "record carries no gkv envelope; set the caps property (e.g. caps=image/jpeg) \
+                 to read records written by other clients"
+                    .into(),
+            );
+        };
+        let caps = self.buffer_caps(fallback.to_string(), |_| Ok(fallback.clone()))?;
+        check_payload(&caps.caps, record.value)?;
+        let origin = self.origin(
+            record,
+            format!("partition-{}", record.partition),
+            record.offset as u64,
+        );
+        let buffer =
+            record::plain_buffer_of(record.value, now, record.timestamp_ms, &origin, extra);
+        Ok(self.push(buffer, caps, accepts))
+    }
+
+    fn read_enveloped(
+        &mut self,
+        record: &Record<'_>,
+        now: Option<gst::ClockTime>,
+        envelope: Envelope,
+        extra: &KafkaHeaders,
+        accepts: impl FnOnce(&gst::Caps) -> bool,
+    ) -> Result<Outcome, String> {
+        // A bad record must not register its stream: validate before any bookkeeping.
+        let caps = match envelope.kind {
+            RecordKind::Buffer => Some(self.envelope_caps(&envelope, record.value)?),
+            RecordKind::EndOfStream => None,
+        };
+
+        let stream = self
+            .by_id
+            .entry(envelope.stream_id.clone())
+            .or_insert_with(|| StreamState {
+                partition: record.partition,
+                next_seq: envelope.seq,
+                synced: false,
+                ts_offset: None,
+                ended: false,
+            });
+        let mut discont = false;
+        if envelope.seq != stream.next_seq {
+            gst::debug!(
+                CAT,
+                id = &self.log_id,
+                "Stream {}: seq {} where {} was expected",
+                envelope.stream_id,
+                envelope.seq,
+                stream.next_seq
+            );
+            self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+            discont = true;
+        }
+        stream.next_seq = envelope.seq.wrapping_add(1);
+        stream.partition = record.partition;
+
+        let Some(caps) = caps else {
+            self.stats.eos_records.fetch_add(1, Ordering::Relaxed);
+            stream.ended = true;
+            gst::info!(
+                CAT,
+                id = &self.log_id,
+                "Stream {} ended",
+                envelope.stream_id
+            );
+            let all_ended = self.by_id.values().all(|s| s.ended);
+            return Ok(if self.stop_on_eos && all_ended {
+                Outcome::End
+            } else {
+                Outcome::Skip
+            });
+        };
+        stream.ended = false;
+
+        if !stream.synced {
+            if envelope.flags.contains(Flags::DELTA_UNIT) {
+                self.stats
+                    .delta_units_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                gst::trace!(
+                    CAT,
+                    id = &self.log_id,
+                    "Stream {}: skipping delta unit {} before the first keyframe",
+                    envelope.stream_id,
+                    envelope.seq
+                );
+                return Ok(Outcome::Skip);
+            }
+            stream.synced = true;
+            discont = true;
+        }
+
+        let now = now.map_or(0, |t| t.nseconds());
+        let reference = envelope.dts.or(envelope.pts);
+        let offset = *stream
+            .ts_offset
+            .get_or_insert_with(|| now as i128 - reference.map_or(now as i128, |r| r as i128));
+        let origin = self.origin(record, envelope.stream_id.clone(), envelope.seq);
+        let buffer = record::buffer_of(
+            record.value,
+            &envelope,
+            Retime { offset, now },
+            discont,
+            &origin,
+            extra,
+        );
+        Ok(self.push(buffer, caps, accepts))
+    }
+
+    /// The caps of an enveloped buffer (its `gkv-caps` header, else the `caps` property),
+    /// checked against its value.
+    fn envelope_caps(&self, envelope: &Envelope, value: &[u8]) -> Result<BufferCaps, String> {
+        let caps = match (&envelope.caps, &self.fallback_caps) {
+            (Some(text), _) => self.buffer_caps(text.clone(), |text| {
+                let caps = text
+                    .parse::<gst::Caps>()
+                    .map_err(|_| format!("header gkv-caps '{text}' is not valid caps"))?;
+                if !caps.is_fixed() {
+                    return Err(format!("header gkv-caps '{text}' is not fixed caps"));
+                }
+                Ok(caps)
+            })?,
+            (None, Some(fallback)) => {
+                self.buffer_caps(fallback.to_string(), |_| Ok(fallback.clone()))?
+            }
+            (None, None) => {
+                return Err(
+                    "record has an envelope but no gkv-caps header; set the caps property".into(),
+                );
+            }
+        };
+        check_payload(&caps.caps, value)?;
+        Ok(caps)
+    }
+
+    /// The one place caps are compared: the caps pushed last when `text` is theirs (not
+    /// parsed again), else `parse(text)`, marked as changed.
+    fn buffer_caps(
+        &self,
+        text: String,
+        parse: impl FnOnce(&str) -> Result<gst::Caps, String>,
+    ) -> Result<BufferCaps, String> {
+        Ok(match &self.current_caps {
+            Some((current, caps)) if *current == text => BufferCaps {
+                text,
+                caps: caps.clone(),
+                changed: false,
+            },
+            _ => BufferCaps {
+                caps: parse(&text)?,
+                text,
+                changed: true,
+            },
+        })
+    }
+
+    fn push(
+        &mut self,
+        buffer: gst::Buffer,
+        caps: BufferCaps,
+        accepts: impl FnOnce(&gst::Caps) -> bool,
+    ) -> Outcome {
+        if !caps.changed {
+            return Outcome::Push {
+                buffer,
+                new_caps: None,
+            };
+        }
+        if !accepts(&caps.caps) {
+            return Outcome::Bad(format!("downstream does not accept caps {}", caps.caps));
+        }
+        self.current_caps = Some((caps.text, caps.caps.clone()));
+        Outcome::Push {
+            buffer,
+            new_caps: Some(caps.caps),
+        }
+    }
+
+    fn origin(&self, record: &Record<'_>, stream: String, seq: u64) -> RecordMeta {
+        RecordMeta {
+            topic: self.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+            stream,
+            seq,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use kafkavision::envelope::header;
+
+    use super::*;
+
+    const H264: &str = "video/x-h264, stream-format=(string)byte-stream, alignment=(string)au";
+    const H264_HD: &str = "video/x-h264, stream-format=(string)byte-stream, alignment=(string)au, \
+                           width=(int)1280, height=(int)720";
+    const JPEG_BYTES: [u8; 8] = [0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 0xFF, 0xD9];
+
+    /// A record as a writer left it.
+    struct Written {
+        key: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        value: Vec<u8>,
+        partition: i32,
+        offset: i64,
+    }
+
+    impl Written {
+        /// The record `kafkasink` writes for `envelope` into partition 0, at the offset
+        /// of its sequence number.
+        fn of(envelope: &Envelope) -> Written {
+            Written {
+                key: None,
+                headers: envelope
+                    .to_headers()
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), value.into_bytes()))
+                    .collect(),
+                value: b"access unit".to_vec(),
+                partition: 0,
+                offset: envelope.seq as i64,
+            }
+        }
+
+        /// A record of another client: no headers at all.
+        fn plain(value: &[u8], offset: i64) -> Written {
+            Written {
+                key: Some(b"cam7".to_vec()),
+                headers: Vec::new(),
+                value: value.to_vec(),
+                partition: 3,
+                offset,
+            }
+        }
+
+        fn with_header(mut self, name: &str, value: &str) -> Written {
+            self.headers.retain(|(n, _)| n != name);
+            self.headers
+                .push((name.to_string(), value.as_bytes().to_vec()));
+            self
+        }
+
+        fn record(&self) -> Record<'_> {
+            Record {
+                key: self.key.as_deref(),
+                value: &self.value,
+                headers: self
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), Some(v.as_slice())))
+                    .collect(),
+                partition: self.partition,
+                offset: self.offset,
+                timestamp_ms: Some(1_763_700_000_000),
+            }
+        }
+    }
+
+    /// Frame `seq` of `stream`, 40 ms apart, a keyframe unless `delta`.
+    fn frame(stream: &str, seq: u64, delta: bool) -> Envelope {
+        let mut envelope = Envelope::buffer(stream, seq, Some(H264.to_string()));
+        envelope.pts = Some(seq * 40_000_000);
+        if delta {
+            envelope.flags = Flags::DELTA_UNIT;
+        }
+        envelope
+    }
+
+    fn new_streams(fallback_caps: Option<&str>, stop_on_eos: bool) -> (Streams, Arc<Stats>) {
+        gst::init().unwrap();
+        let stats = Arc::new(Stats::default());
+        let fallback_caps = fallback_caps.map(|caps| caps.parse().unwrap());
+        let streams = Streams::new(
+            "frames",
+            fallback_caps,
+            stop_on_eos,
+            stats.clone(),
+            "kafkasrc-test".into(),
+        );
+        (streams, stats)
+    }
+
+    /// Reads a record at running time 10 s with a downstream that takes any caps.
+    fn read(streams: &mut Streams, written: &Written) -> Outcome {
+        let now = Some(gst::ClockTime::from_seconds(10));
+        streams.read(&written.record(), now, |_| true)
+    }
+
+    /// The buffer and new caps of a pushed record.
+    fn pushed(outcome: Outcome) -> (gst::Buffer, Option<gst::Caps>) {
+        match outcome {
+            Outcome::Push { buffer, new_caps } => (buffer, new_caps),
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+
+    fn bad(outcome: Outcome) -> String {
+        match outcome {
+            Outcome::Bad(why) => why,
+            other => panic!("expected a bad record, got {other:?}"),
+        }
+    }
+
+    fn count(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn joining_mid_stream_skips_delta_units_until_a_keyframe() {
+        let (mut streams, stats) = new_streams(None, false);
+        for seq in 5..7 {
+            let outcome = read(&mut streams, &Written::of(&frame("cam1-a", seq, true)));
+            assert!(matches!(outcome, Outcome::Skip), "{outcome:?}");
+        }
+        let (keyframe, _) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 7, false))));
+        assert!(keyframe.flags().contains(gst::BufferFlags::DISCONT));
+        assert_eq!(keyframe.offset(), 7);
+        let (delta, _) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 8, true))));
+        assert!(!delta.flags().contains(gst::BufferFlags::DISCONT));
+        assert!(delta.flags().contains(gst::BufferFlags::DELTA_UNIT));
+        assert_eq!(count(&stats.delta_units_skipped), 2);
+        assert_eq!(count(&stats.sequence_gaps), 0);
+        assert_eq!(count(&stats.records), 4);
+        assert_eq!(count(&stats.bytes), 4 * b"access unit".len() as u64);
+    }
+
+    #[test]
+    fn a_sequence_gap_is_counted_and_marks_the_next_buffer_discont() {
+        let (mut streams, stats) = new_streams(None, false);
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 1, true))));
+        let (after_gap, _) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 4, true))));
+        assert!(after_gap.flags().contains(gst::BufferFlags::DISCONT));
+        let (next, _) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 5, true))));
+        assert!(!next.flags().contains(gst::BufferFlags::DISCONT));
+        assert_eq!(count(&stats.sequence_gaps), 1);
+    }
+
+    #[test]
+    fn end_of_stream_records_end_once_every_stream_has_ended() {
+        let (mut streams, stats) = new_streams(None, true);
+        for stream in ["cam1-a", "cam2-b"] {
+            pushed(read(&mut streams, &Written::of(&frame(stream, 0, false))));
+        }
+        let eos = |stream| Written::of(&Envelope::end_of_stream(stream, 1));
+        assert!(matches!(read(&mut streams, &eos("cam1-a")), Outcome::Skip));
+        assert!(matches!(read(&mut streams, &eos("cam2-b")), Outcome::End));
+        assert_eq!(count(&stats.eos_records), 2);
+
+        // Without stop-on-eos the source waits for more.
+        let (mut streams, stats) = new_streams(None, false);
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        assert!(matches!(read(&mut streams, &eos("cam1-a")), Outcome::Skip));
+        assert_eq!(count(&stats.eos_records), 1);
+    }
+
+    #[test]
+    fn a_stream_that_goes_on_after_its_end_keeps_the_source_open() {
+        let (mut streams, _) = new_streams(None, true);
+        let eos = |stream, seq| Written::of(&Envelope::end_of_stream(stream, seq));
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        pushed(read(&mut streams, &Written::of(&frame("cam2-b", 0, false))));
+        assert!(matches!(
+            read(&mut streams, &eos("cam1-a", 1)),
+            Outcome::Skip
+        ));
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 2, true))));
+        assert!(matches!(
+            read(&mut streams, &eos("cam2-b", 1)),
+            Outcome::Skip
+        ));
+        assert!(matches!(
+            read(&mut streams, &eos("cam1-a", 3)),
+            Outcome::End
+        ));
+    }
+
+    #[test]
+    fn caps_are_pushed_once_and_again_when_they_change() {
+        let (mut streams, _) = new_streams(None, false);
+        let hd = |seq| Written::of(&frame("cam1-a", seq, true)).with_header(header::CAPS, H264_HD);
+        let (_, caps) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        assert_eq!(caps, Some(H264.parse().unwrap()));
+        let (_, caps) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 1, true))));
+        assert_eq!(caps, None);
+        let (_, caps) = pushed(read(&mut streams, &hd(2)));
+        assert_eq!(caps, Some(H264_HD.parse().unwrap()));
+        let (_, caps) = pushed(read(&mut streams, &hd(3)));
+        assert_eq!(caps, None);
+    }
+
+    #[test]
+    fn caps_downstream_refuses_make_a_bad_record_and_are_asked_again() {
+        let (mut streams, stats) = new_streams(None, false);
+        let now = Some(gst::ClockTime::from_seconds(10));
+        let first = Written::of(&frame("cam1-a", 0, false));
+        let why = bad(streams.read(&first.record(), now, |_| false));
+        assert!(
+            why.contains("downstream does not accept caps video/x-h264"),
+            "{why}"
+        );
+        let (_, caps) = pushed(read(&mut streams, &Written::of(&frame("cam1-a", 1, false))));
+        assert_eq!(caps, Some(H264.parse().unwrap()));
+        assert_eq!(count(&stats.sequence_gaps), 0);
+    }
+
+    #[test]
+    fn records_without_an_envelope_need_the_caps_property() {
+        let (mut streams, _) = new_streams(None, false);
+        let why = bad(read(&mut streams, &Written::plain(&JPEG_BYTES, 40)));
+        assert!(why.contains("set the caps property"), "{why}");
+
+        let (mut streams, _) = new_streams(Some("image/jpeg"), false);
+        let (buffer, caps) = pushed(read(&mut streams, &Written::plain(&JPEG_BYTES, 40)));
+        assert_eq!(caps, Some(gst::Caps::new_empty_simple("image/jpeg")));
+        assert_eq!(buffer.pts(), Some(gst::ClockTime::from_seconds(10)));
+        assert_eq!(buffer.offset(), 40);
+        let origin = RecordMeta::of(&buffer).unwrap();
+        assert_eq!(origin.stream, "partition-3");
+        assert_eq!(origin.seq, 40);
+        assert_eq!(origin.key.as_deref(), Some("cam7"));
+        let (_, caps) = pushed(read(&mut streams, &Written::plain(&JPEG_BYTES, 41)));
+        assert_eq!(caps, None);
+
+        let why = bad(read(&mut streams, &Written::plain(b"not a jpeg", 42)));
+        assert!(why.contains("JPEG SOI marker"), "{why}");
+    }
+
+    #[test]
+    fn an_envelope_without_caps_takes_the_caps_property() {
+        let envelope = Envelope::buffer("cam1-a", 0, None);
+        let (mut streams, _) = new_streams(None, false);
+        let why = bad(read(&mut streams, &Written::of(&envelope)));
+        assert!(
+            why.contains("no gkv-caps header; set the caps property"),
+            "{why}"
+        );
+
+        let (mut streams, _) = new_streams(Some(H264), false);
+        let (_, caps) = pushed(read(&mut streams, &Written::of(&envelope)));
+        assert_eq!(caps, Some(H264.parse().unwrap()));
+    }
+
+    #[test]
+    fn an_unknown_envelope_version_is_a_bad_record() {
+        let (mut streams, stats) = new_streams(None, false);
+        let newer = Written::of(&frame("cam1-a", 0, false)).with_header(header::VERSION, "2");
+        let why = bad(read(&mut streams, &newer));
+        assert!(
+            why.contains("envelope version '2' is not supported"),
+            "{why}"
+        );
+        assert_eq!(count(&stats.records), 1);
+    }
+
+    #[test]
+    fn a_bad_record_does_not_register_its_stream() {
+        let (mut streams, stats) = new_streams(None, false);
+        let broken = Written::of(&frame("cam1-a", 0, false)).with_header(header::CAPS, "{{");
+        let why = bad(read(&mut streams, &broken));
+        assert!(why.contains("is not valid caps"), "{why}");
+        let open = Written::of(&frame("cam1-a", 1, false))
+            .with_header(header::CAPS, "video/x-h264, width=(int)[ 1, 4096 ]");
+        let why = bad(read(&mut streams, &open));
+        assert!(why.contains("is not fixed caps"), "{why}");
+        // The stream starts at its first good record: no gap.
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 5, false))));
+        assert_eq!(count(&stats.sequence_gaps), 0);
+    }
+
+    #[test]
+    fn timestamps_keep_their_spacing_from_the_first_buffers_arrival() {
+        let (mut streams, _) = new_streams(None, false);
+        let at = |streams: &mut Streams, seq, seconds| {
+            let written = Written::of(&frame("cam1-a", seq, seq > 0));
+            let now = Some(gst::ClockTime::from_seconds(seconds));
+            pushed(streams.read(&written.record(), now, |_| true)).0
+        };
+        assert_eq!(
+            at(&mut streams, 0, 3).pts(),
+            Some(gst::ClockTime::from_seconds(3))
+        );
+        // Arriving late does not move it: 40 ms after the first.
+        assert_eq!(
+            at(&mut streams, 1, 9).pts(),
+            Some(gst::ClockTime::from_mseconds(3_040))
+        );
+    }
+
+    #[test]
+    fn a_gained_partition_waits_for_a_keyframe_again() {
+        let (mut streams, stats) = new_streams(None, false);
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 0, false))));
+        streams.forget_partitions(&[1]);
+        pushed(read(&mut streams, &Written::of(&frame("cam1-a", 1, true))));
+        streams.forget_partitions(&[0]);
+        let outcome = read(&mut streams, &Written::of(&frame("cam1-a", 2, true)));
+        assert!(matches!(outcome, Outcome::Skip), "{outcome:?}");
+        assert_eq!(count(&stats.delta_units_skipped), 1);
+    }
+
+    #[test]
+    fn buffers_say_which_record_they_came_from() {
+        let (mut streams, _) = new_streams(None, false);
+        let mut written = Written::of(&frame("cam1-a", 12, false));
+        written.key = Some(b"cam1".to_vec());
+        written.partition = 2;
+        written.offset = 900;
+        let (buffer, _) = pushed(read(&mut streams, &written));
+        assert_eq!(
+            RecordMeta::of(&buffer),
+            Some(RecordMeta {
+                topic: "frames".into(),
+                partition: 2,
+                offset: 900,
+                key: Some("cam1".into()),
+                stream: "cam1-a".into(),
+                seq: 12,
+            })
+        );
+    }
+}
