@@ -9,9 +9,7 @@
 //! - [`kafkadecodebin`]: one decoder per stream of an interleaved multi-camera topic.
 //!
 //! Applications read where a buffer came from with [`RecordMeta`], and the Kafka headers
-//! riding with it with [`KafkaHeaders`]. A program with a Kafka client of its own reads the
-//! same broker and lag figures the elements' `stats` show with [`ClientHealth`], and checks
-//! its brokers and topic at start as the elements do with [`check_topic`].
+//! riding with it with [`KafkaHeaders`].
 
 use gst::glib;
 
@@ -22,7 +20,6 @@ pub mod kafkasrc;
 mod record;
 mod release;
 
-pub use client::{ClientHealth, SettingNames, check_topic};
 pub use kafkavision::meta::{HEADERS_META, KafkaHeaders, RECORD_META, RecordMeta};
 pub use record::{ORIGINAL_PTS_CAPS, UNIX_TIME_CAPS};
 
