@@ -678,3 +678,46 @@ fn pending_warnings_then_error(bus: &gst::Bus) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(caps: &str, value: &[u8], detections_header: Option<&[u8]>) -> gst::Sample {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::from_slice(value.to_vec());
+        if let Some(json) = detections_header {
+            kafkavision::meta::KafkaHeaders::set_on(
+                buffer.get_mut().unwrap(),
+                detections::HEADER,
+                json,
+            );
+        }
+        let caps: gst::Caps = caps.parse().unwrap();
+        gst::Sample::builder().buffer(&buffer).caps(&caps).build()
+    }
+
+    #[test]
+    fn records_are_events_detections_or_bad_by_their_caps() {
+        let mut event = Event::new(EventKind::LineCrossed, 3, "car");
+        event.line = Some("gate".into());
+        let read = read_record(&sample(events::CAPS, &event.to_json(), None));
+        assert!(matches!(read, Ok(Record::Event(e)) if *e == event));
+
+        let frame = br#"{"schema":"gkv.detections","version":1,"stream":"s","camera":"cam1",
+            "seq":1,"pts_ns":null,"capture_time_ns":null,"width":4,"height":4,"detections":[]}"#;
+        let read = read_record(&sample(detections::CAPS, frame, None));
+        assert!(matches!(read, Ok(Record::Frame(f)) if f.camera.as_deref() == Some("cam1")));
+        let read = read_record(&sample("image/jpeg", b"\xFF\xD8", Some(frame)));
+        assert!(matches!(read, Ok(Record::Frame(f)) if f.seq == 1));
+
+        let Err(why) = read_record(&sample("image/jpeg", b"\xFF\xD8", None)) else {
+            panic!("a frame without detections header is a bad record");
+        };
+        assert!(why.contains("no gkv-detections header"), "{why}");
+        let Err(why) = read_record(&sample(events::CAPS, b"{oops", None)) else {
+            panic!("garbage is a bad record");
+        };
+        assert!(why.contains("gkv.events"), "{why}");
+    }
+}
