@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub mod http;
 pub mod scene;
 
 /// Initialises GStreamer and registers the kafka, yolo and analytics plugins.
@@ -18,12 +19,19 @@ pub fn init() -> Result<(), String> {
 }
 
 /// A flag that Ctrl-C or SIGTERM sets, so the program can stop cleanly (flush, commit);
-/// a second signal ends the process at once (exit status 130).
+/// a second signal ends the process at once (exit status 130), saying so.
 pub fn stop_on_signal() -> Result<Arc<AtomicBool>, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let program = std::env::args()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map_or_else(|| "program".into(), |n| n.to_string_lossy().into_owned());
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("{program}: second signal, exiting without a clean stop");
             std::process::exit(130);
         }
     })
@@ -121,6 +129,23 @@ impl KafkaClient {
         Ok(self.config.followed_by(&extra).to_property())
     }
 
+    /// An error of a `kafkasrc` or `kafkasink` this program configured, naming the
+    /// program's options where the element names its properties.
+    pub fn in_option_terms(element_error: &str) -> String {
+        [
+            ("the 'brokers' property", "--brokers"),
+            (
+                "the 'config' property",
+                "--kafka-config or --kafka-config-file",
+            ),
+            ("'connect-timeout'", "--connect-timeout"),
+        ]
+        .iter()
+        .fold(element_error.to_string(), |text, (property, option)| {
+            text.replace(property, option)
+        })
+    }
+
     /// Sets `brokers` and `config` on a `kafkasrc` or `kafkasink`.
     pub fn configure(&self, element: &gst::Element) {
         use gst::prelude::*;
@@ -192,5 +217,23 @@ impl Args {
 
     pub fn flag(&self, name: &str) -> bool {
         self.values.get(name).is_some_and(|v| v == "true")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_errors_name_the_program_options() {
+        let error = "could not reach Kafka brokers 'b:1' within 10 ms (down); check the \
+                     'brokers' property (host:port,...), or raise 'connect-timeout'; TLS needs \
+                     security.protocol in the 'config' property";
+        assert_eq!(
+            KafkaClient::in_option_terms(error),
+            "could not reach Kafka brokers 'b:1' within 10 ms (down); check --brokers \
+             (host:port,...), or raise --connect-timeout; TLS needs security.protocol in \
+             --kafka-config or --kafka-config-file"
+        );
     }
 }

@@ -148,7 +148,7 @@ fn the_programs_run_on_a_tls_broker_with_logins_and_a_camera_with_a_password() {
     );
     assert!(err.contains("SASL authentication error"), "{err}");
     assert_no_secret(&refused, "");
-    // The counter's bare consumer says the same, naming its own options.
+    // The counter (kafkasrc inside) says the same, naming its own options.
     let counter_args = ["--brokers", brokers.as_str(), "--topic", "detections"];
     let mut refused = Running::start_with_env(env!("CARGO_BIN_EXE_counter"), &counter_args, &wrong);
     assert!(!refused.wait(Duration::from_secs(30)).success());

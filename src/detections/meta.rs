@@ -134,6 +134,25 @@ pub fn from_header(buffer: &gst::BufferRef) -> Option<Result<FrameDetections, St
     Some(FrameDetections::from_json(json).map_err(|e| format!("header {}: {e}", super::HEADER)))
 }
 
+/// The detections a record read by `kafkasrc` carries, as its `caps` say: a detections
+/// record (`detectionsconvert ! kafkasink`) is its value; any other record (an annotated
+/// frame) carries them in its `gkv-detections` header. `None` when it has neither; the
+/// error says what could not be read.
+pub fn of_record(
+    buffer: &gst::BufferRef,
+    caps: Option<&gst::CapsRef>,
+) -> Option<Result<FrameDetections, String>> {
+    let caps_name = caps.and_then(|c| c.structure(0)).map(|s| s.name());
+    // Without caps the value is all there is.
+    if caps_name.is_none_or(|name| name == super::CAPS) {
+        return Some(match buffer.map_readable() {
+            Ok(map) => FrameDetections::from_json(map.as_slice()),
+            Err(_) => Err("the record's value could not be read".into()),
+        });
+    }
+    from_header(buffer)
+}
+
 /// Puts `frame` into `buffer`'s `gkv-detections` Kafka header, which `kafkasink` writes.
 pub fn set_header(buffer: &mut gst::BufferRef, frame: &FrameDetections) {
     KafkaHeaders::set_on(buffer, super::HEADER, &frame.to_json());
@@ -226,5 +245,35 @@ mod tests {
         let err = from_header(&buffer).unwrap().unwrap_err();
         assert!(err.contains("gkv-detections"), "{err}");
         assert!(from_header(&gst::Buffer::new()).is_none());
+    }
+
+    #[test]
+    fn a_record_holds_detections_as_its_value_or_in_its_header() {
+        gst::init().unwrap();
+        let frame = FrameDetections::from_json(
+            br#"{"schema":"gkv.detections","version":1,"stream":"s","camera":null,"seq":4,
+                "pts_ns":null,"capture_time_ns":null,"width":2,"height":2,"detections":[]}"#,
+        )
+        .unwrap();
+        let detections_caps = gst::Caps::new_empty_simple(super::super::CAPS);
+        let value = gst::Buffer::from_slice(frame.to_json());
+        let read = |buffer: &gst::Buffer, caps: Option<&gst::Caps>| {
+            of_record(buffer, caps.map(|c| c.as_ref()))
+        };
+        assert_eq!(
+            read(&value, Some(&detections_caps)),
+            Some(Ok(frame.clone()))
+        );
+        assert_eq!(read(&value, None), Some(Ok(frame.clone())));
+
+        let jpeg_caps = gst::Caps::new_empty_simple("image/jpeg");
+        let mut annotated = gst::Buffer::from_slice(vec![0xFF, 0xD8]);
+        assert_eq!(read(&annotated, Some(&jpeg_caps)), None);
+        set_header(annotated.get_mut().unwrap(), &frame);
+        assert_eq!(read(&annotated, Some(&jpeg_caps)), Some(Ok(frame)));
+
+        let garbage = gst::Buffer::from_slice(b"not a detections record");
+        let err = read(&garbage, Some(&detections_caps)).unwrap().unwrap_err();
+        assert!(err.contains("gkv.detections"), "{err}");
     }
 }

@@ -27,6 +27,7 @@ use crate::detections::SourceRecord;
 
 #[cfg(feature = "gst")]
 pub mod meta;
+pub mod tally;
 
 pub const SCHEMA: &str = "gkv.events";
 pub const SCHEMA_VERSION: u32 = 1;

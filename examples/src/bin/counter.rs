@@ -8,17 +8,17 @@
 //! - `--mode detections`: a moving count of detections per frame (one car seen for three
 //!   seconds at 10 frames/s counts 30 times), from `gkv.detections` records.
 //!
-//! A plain rdkafka consumer reads the records: the job needs only each record's JSON and
-//! its envelope headers (end-of-stream records, the stream id), no GStreamer pipeline, and
-//! it sees every bad record itself, so it can skip, warn about and count it. Offsets are
-//! stored after a record is counted and committed every second and at the end (the same
-//! at-least-once rule as `kafkasrc`). Annotated-frame records work too: their detections
-//! ride in the `gkv-detections` header.
+//! It reads `kafkasrc topic=… group-id=… ! appsink`: a record counts as handled, and its
+//! offset is committed, once the counter has counted it and let go of its buffer
+//! (`commit-after=release`). End-of-stream records and records `kafkasrc` cannot read are
+//! its business; a record whose JSON is bad is skipped, warned about and counted here.
+//! Records without envelope are read as detections JSON. Annotated-frame records work
+//! too: their detections ride in the `gkv-detections` header.
 //!
 //! With `--metrics HOST:PORT` it serves Prometheus text at `/metrics` (records consumed,
-//! bad records, the counts, consumer lag per partition, how long no broker was reachable)
-//! and `/healthz`, unhealthy after `--health-timeout` seconds without a broker or with
-//! records waiting and none consumed.
+//! bad records, the counts, consumer lag per partition, how long no broker was reachable;
+//! and `kafkasrc`'s own stats) and `/healthz`, unhealthy after `--health-timeout` seconds
+//! without a broker or with records waiting and none consumed.
 //!
 //! Every second a table. Crossings: camera | line or zone | in | out | entered | left.
 //! Detections: camera | frames | in last frame | mean over the last N frames | total
@@ -27,22 +27,19 @@
 //! detections: one row per frame, `camera,seq,pts_ns,capture_time_ns,count,labels` (labels
 //! like `car:2;bus:1`).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use gst_kafka_vision_examples::Args;
+use gst::prelude::*;
+use gst_kafka_vision_examples::{Args, KafkaClient};
 use kafkavision::detections::{self, FrameDetections};
+use kafkavision::events::tally::{Counts, Tally};
 use kafkavision::events::{self, Event, EventKind};
-use kafkavision::{Envelope, RecordKind};
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::types::RDKafkaErrorCode;
+use kafkavision::meta::RecordMeta;
 
 const USAGE: &str = concat!(
     "\
@@ -123,55 +120,69 @@ fn csv_field(text: &str) -> String {
 
 /// What one record holds.
 enum Record {
-    /// The end-of-stream record of a stream.
-    Eos(String),
-    /// A frame's detections, with the envelope's stream id when there is an envelope.
-    Frame(Option<String>, Box<FrameDetections>),
-    /// An event, with the envelope's stream id.
-    Event(Option<String>, Box<Event>),
+    /// A frame's detections.
+    Frame(Box<FrameDetections>),
+    /// An event.
+    Event(Box<Event>),
 }
 
-/// The consumer's context: librdkafka's statistics feed the broker and lag figures.
-struct CounterContext {
-    health: Arc<gstkafka::ClientHealth>,
-}
-
-impl ClientContext for CounterContext {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        self.health.update(&statistics);
+/// Reads a record `kafkasrc` delivered: an event (events caps), or a frame's detections
+/// (`detections::meta::of_record`). The error says why the record is bad.
+fn read_record(sample: &gst::Sample) -> Result<Record, String> {
+    let buffer = sample.buffer().ok_or("the record has no value")?;
+    let caps = sample.caps();
+    if caps
+        .and_then(|c| c.structure(0))
+        .is_some_and(|s| s.name() == events::CAPS)
+    {
+        let value = buffer
+            .map_readable()
+            .map_err(|_| "the record's value could not be read")?;
+        return Event::from_json(value.as_slice()).map(|e| Record::Event(Box::new(e)));
     }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.health.record_error(&error, reason);
+    match detections::meta::of_record(buffer, caps) {
+        Some(frame) => frame.map(|f| Record::Frame(Box::new(f))),
+        None => Err(format!(
+            "caps '{}' are not {} and the record has no {} header",
+            caps.map(|c| c.to_string()).unwrap_or_default(),
+            detections::CAPS,
+            detections::HEADER
+        )),
     }
 }
-
-impl ConsumerContext for CounterContext {}
-
-/// How the start-up check's errors name the counter's settings.
-const SETTINGS: gstkafka::SettingNames = gstkafka::SettingNames {
-    brokers: "--brokers",
-    config: "--kafka-config or --kafka-config-file",
-    timeout: "--connect-timeout",
-};
 
 /// What `--metrics` serves, as a `counter-stats` structure (the elements' convention).
 #[derive(Default)]
 struct Figures {
-    records: AtomicU64,
+    /// Records the counter took from `kafkasrc`.
+    taken: AtomicU64,
+    /// Of those, the ones whose JSON was bad.
     bad: AtomicU64,
     /// Crossings: unique objects in, out, entered, left; detections: only [0], detections.
     counted: [AtomicU64; 4],
 }
 
 impl Figures {
-    fn stats(&self, health: &gstkafka::ClientHealth, crossings_mode: bool) -> gst::Structure {
+    /// The counter's figures; `source` is `kafkasrc`'s `stats`, whose records never reach
+    /// the counter (end-of-stream records, bad records, delta units before a keyframe)
+    /// count as consumed too.
+    fn stats(&self, source: &gst::Structure, crossings_mode: bool) -> gst::Structure {
         let get = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let source_field = |name: &str| source.get::<u64>(name).unwrap_or(0);
+        let not_pushed = ["bad-records", "eos-records", "delta-units-skipped"]
+            .iter()
+            .map(|name| source_field(name))
+            .sum::<u64>();
         let mut stats = gst::Structure::builder("counter-stats")
-            .field("records-consumed", get(&self.records))
-            .field("bad-records", get(&self.bad))
-            .field("broker-down-ms", health.broker_down_ms())
-            .field("consumer-lag", health.consumer_lag())
+            .field("records-consumed", get(&self.taken) + not_pushed)
+            .field("bad-records", get(&self.bad) + source_field("bad-records"))
+            .field("broker-down-ms", source_field("broker-down-ms"))
+            .field(
+                "consumer-lag",
+                source
+                    .get::<gst::Structure>("consumer-lag")
+                    .unwrap_or_else(|_| gst::Structure::new_empty("consumer-lag")),
+            )
             .build();
         if crossings_mode {
             for (name, value) in ["crossed-in", "crossed-out", "entered", "left"]
@@ -185,107 +196,41 @@ impl Figures {
         }
         stats
     }
-}
 
-/// Unique objects per camera and line or zone: crossings in and out, entries and exits.
-#[derive(Default)]
-struct Crossings {
-    /// (camera, place) → [in, out, entered, left]
-    counts: BTreeMap<(String, String), [u64; 4]>,
-    /// [in, out, entered, left] over every camera and place.
-    totals: [u64; 4],
-    /// (camera, place, which count, track id) already counted.
-    seen: HashSet<(String, String, usize, u64)>,
-}
-
-impl Crossings {
-    /// Counts the event unless its object was counted for it already; true when counted.
-    fn count(&mut self, camera: &str, event: &Event) -> bool {
-        let which = match (event.kind, event.direction) {
-            (EventKind::LineCrossed, Some(events::Direction::In)) => 0,
-            (EventKind::LineCrossed, _) => 1,
-            (EventKind::ZoneEntered, _) => 2,
-            (EventKind::ZoneLeft, _) => 3,
-        };
-        let place = event.place().to_string();
-        if !self
-            .seen
-            .insert((camera.to_string(), place.clone(), which, event.track_id))
-        {
-            return false;
+    fn set_crossings(&self, totals: Counts) {
+        let totals = [
+            totals.crossed_in,
+            totals.crossed_out,
+            totals.entered,
+            totals.left,
+        ];
+        for (counted, total) in self.counted.iter().zip(totals) {
+            counted.store(total, Ordering::Relaxed);
         }
-        self.counts.entry((camera.to_string(), place)).or_default()[which] += 1;
-        self.totals[which] += 1;
-        true
     }
+}
 
-    fn print(&self, bad: u64, clear: bool) {
-        let mut out = String::new();
-        if clear {
-            out.push_str("\x1b[2J\x1b[H");
-        }
+fn print_crossings(tally: &Tally, bad: u64, clear: bool) {
+    let mut out = String::new();
+    if clear {
+        out.push_str("\x1b[2J\x1b[H");
+    }
+    out.push_str(&format!(
+        "{:<16} | {:<16} | {:>6} | {:>6} | {:>8} | {:>6}\n",
+        "camera", "line or zone", "in", "out", "entered", "left"
+    ));
+    out.push_str(&format!("{}\n", "-".repeat(16 + 16 + 6 + 6 + 8 + 6 + 15)));
+    for (camera, place, n) in tally.places() {
         out.push_str(&format!(
-            "{:<16} | {:<16} | {:>6} | {:>6} | {:>8} | {:>6}\n",
-            "camera", "line or zone", "in", "out", "entered", "left"
+            "{camera:<16} | {place:<16} | {:>6} | {:>6} | {:>8} | {:>6}\n",
+            n.crossed_in, n.crossed_out, n.entered, n.left
         ));
-        out.push_str(&format!("{}\n", "-".repeat(16 + 16 + 6 + 6 + 8 + 6 + 15)));
-        for ((camera, place), [i, o, e, l]) in &self.counts {
-            out.push_str(&format!(
-                "{camera:<16} | {place:<16} | {i:>6} | {o:>6} | {e:>8} | {l:>6}\n"
-            ));
-        }
-        if bad > 0 {
-            out.push_str(&format!("bad records skipped: {bad}\n"));
-        }
-        print!("{out}");
-        let _ = std::io::stdout().flush();
     }
-}
-
-/// Reads a record: its value as gkv.detections JSON, or, for an annotated frame (caps
-/// other than the detections caps), its `gkv-detections` header. The error says why the
-/// record is bad.
-fn read_record(message: &BorrowedMessage<'_>) -> Result<Record, String> {
-    let headers: Vec<(&str, Option<&[u8]>)> = message
-        .headers()
-        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default();
-    let envelope = Envelope::from_headers(headers.iter().copied()).map_err(|e| e.to_string())?;
-    if let Some(env) = &envelope {
-        if env.kind == RecordKind::EndOfStream {
-            return Ok(Record::Eos(env.stream_id.clone()));
-        }
-        if env
-            .caps
-            .as_deref()
-            .and_then(|c| c.split(',').next())
-            .map(str::trim)
-            == Some(events::CAPS)
-        {
-            return Event::from_json(message.payload().unwrap_or_default())
-                .map(|e| Record::Event(Some(env.stream_id.clone()), Box::new(e)));
-        }
-        let is_detections = env
-            .caps
-            .as_deref()
-            .is_none_or(|c| c.split(',').next().map(str::trim) == Some(detections::CAPS));
-        if !is_detections {
-            let Some((_, json)) = headers.iter().find(|(name, _)| *name == detections::HEADER)
-            else {
-                return Err(format!(
-                    "caps '{}' are not {} and the record has no {} header",
-                    env.caps.as_deref().unwrap_or(""),
-                    detections::CAPS,
-                    detections::HEADER
-                ));
-            };
-            return FrameDetections::from_json(json.unwrap_or_default())
-                .map(|f| Record::Frame(Some(env.stream_id.clone()), Box::new(f)))
-                .map_err(|e| format!("header {}: {e}", detections::HEADER));
-        }
+    if bad > 0 {
+        out.push_str(&format!("bad records skipped: {bad}\n"));
     }
-    FrameDetections::from_json(message.payload().unwrap_or_default())
-        .map(|f| Record::Frame(envelope.map(|e| e.stream_id), Box::new(f)))
+    print!("{out}");
+    let _ = std::io::stdout().flush();
 }
 
 fn print_table(cameras: &BTreeMap<String, Camera>, window: usize, bad: u64, clear: bool) {
@@ -325,6 +270,247 @@ fn print_table(cameras: &BTreeMap<String, Camera>, window: usize, bad: u64, clea
     let _ = std::io::stdout().flush();
 }
 
+/// The CSV file of `--csv`, and its path for error messages.
+struct Csv {
+    writer: BufWriter<File>,
+    path: String,
+}
+
+impl Csv {
+    fn create(path: &str, header: &str) -> Result<Csv, String> {
+        let file = File::create(path).map_err(|e| format!("--csv {path}: {e}"))?;
+        let mut csv = Csv {
+            writer: BufWriter::new(file),
+            path: path.to_string(),
+        };
+        csv.row(format_args!("{header}"))?;
+        Ok(csv)
+    }
+
+    fn row(&mut self, row: std::fmt::Arguments<'_>) -> Result<(), String> {
+        writeln!(self.writer, "{row}").map_err(|e| format!("--csv {}: {e}", self.path))
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        self.writer
+            .flush()
+            .map_err(|e| format!("--csv {}: {e}", self.path))
+    }
+}
+
+/// What the counter has counted so far.
+struct Counter {
+    crossings_mode: bool,
+    options: Options,
+    figures: Arc<Figures>,
+    csv: Option<Csv>,
+    /// Detections: per camera.
+    cameras: BTreeMap<String, Camera>,
+    /// Crossings: unique objects per camera and place.
+    tally: Tally,
+    /// Records counted (events or frames).
+    counted: u64,
+    /// Records the counter skipped as bad (not those `kafkasrc` skipped).
+    bad: u64,
+}
+
+impl Counter {
+    /// Counts one record; `Err` only when the CSV cannot be written.
+    fn take(&mut self, sample: &gst::Sample) -> Result<(), String> {
+        let record = sample.buffer().and_then(RecordMeta::of);
+        let at = record.as_ref().map_or_else(
+            || "?".to_string(),
+            |r| format!("{}/{}@{}", r.topic, r.partition, r.offset),
+        );
+        let key = record.and_then(|r| r.key);
+        self.figures.taken.fetch_add(1, Ordering::Relaxed);
+        let skip = |why: &str| eprintln!("counter: warning: skipping {why}");
+        match read_record(sample) {
+            Err(why) => skip(&format!("bad record {at}: {why}")),
+            Ok(Record::Event(event)) if self.crossings_mode => {
+                let camera = event.camera.clone().or(key).unwrap_or_default();
+                self.count_event(&camera, &event)?;
+                return Ok(());
+            }
+            Ok(Record::Frame(frame)) if !self.crossings_mode => {
+                let camera = frame
+                    .camera
+                    .clone()
+                    .or(key)
+                    .unwrap_or_else(|| frame.stream.clone());
+                self.count_frame(camera, &frame)?;
+                return Ok(());
+            }
+            Ok(Record::Event(_)) => skip(&format!(
+                "record {at}: an event, but --mode detections counts detections (use --mode \
+                 crossings for events)"
+            )),
+            Ok(Record::Frame(_)) => skip(&format!(
+                "record {at}: detections, but --mode crossings counts events (use --mode \
+                 detections for detections)"
+            )),
+        }
+        self.bad += 1;
+        self.figures.bad.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn count_event(&mut self, camera: &str, event: &Event) -> Result<(), String> {
+        self.counted += 1;
+        if !self.options.classes.contains(&event.label) || !self.tally.count(camera, event) {
+            return Ok(());
+        }
+        self.figures.set_crossings(self.tally.totals());
+        let Some(csv) = self.csv.as_mut() else {
+            return Ok(());
+        };
+        let kind = match event.kind {
+            EventKind::LineCrossed => "line-crossed",
+            EventKind::ZoneEntered => "zone-entered",
+            EventKind::ZoneLeft => "zone-left",
+        };
+        csv.row(format_args!(
+            "{},{kind},{},{},{},{},{},{}",
+            csv_field(camera),
+            csv_field(event.place()),
+            event.direction.map(|d| d.as_str()).unwrap_or(""),
+            event.track_id,
+            csv_field(&event.label),
+            optional(event.pts_ns),
+            optional(event.capture_time_ns)
+        ))
+    }
+
+    fn count_frame(&mut self, camera: String, frame: &FrameDetections) -> Result<(), String> {
+        let (count, per_label) = count_frame(frame, &self.options);
+        let lag_ms = frame.capture_time_ns.map(|t| {
+            (kafkavision::clock::unix_time_ns() as i128 - t as i128).div_euclid(1_000_000) as i64
+        });
+        let cam = self
+            .cameras
+            .entry(camera.clone())
+            .or_insert_with(|| Camera {
+                frames: 0,
+                last: 0,
+                window: VecDeque::new(),
+                total: 0,
+                lag_ms: None,
+            });
+        cam.frames += 1;
+        cam.last = count;
+        cam.total += count as u64;
+        cam.window.push_back(count);
+        while cam.window.len() > self.options.window {
+            cam.window.pop_front();
+        }
+        cam.lag_ms = lag_ms.or(cam.lag_ms);
+        self.figures.counted[0].fetch_add(count as u64, Ordering::Relaxed);
+        self.counted += 1;
+        let Some(csv) = self.csv.as_mut() else {
+            return Ok(());
+        };
+        let labels: Vec<String> = per_label.iter().map(|(l, n)| format!("{l}:{n}")).collect();
+        csv.row(format_args!(
+            "{},{},{},{},{},{}",
+            csv_field(&camera),
+            frame.seq,
+            optional(frame.pts_ns),
+            optional(frame.capture_time_ns),
+            count,
+            csv_field(&labels.join(";"))
+        ))
+    }
+
+    fn print(&self, bad: u64, clear: bool) {
+        if self.crossings_mode {
+            print_crossings(&self.tally, bad, clear);
+        } else {
+            print_table(&self.cameras, self.options.window, bad, clear);
+        }
+    }
+
+    /// The last line: why the counter ended and what it counted.
+    fn summary(&self, reason: &str, bad: u64) -> String {
+        if self.crossings_mode {
+            let n = self.tally.totals();
+            return format!(
+                "counter: {reason}: {} events from {} camera(s): {} in, {} out, {} entered, \
+                 {} left (unique objects), {bad} bad records skipped",
+                self.counted,
+                self.tally.cameras(),
+                n.crossed_in,
+                n.crossed_out,
+                n.entered,
+                n.left
+            );
+        }
+        let counted: u64 = self.cameras.values().map(|c| c.total).sum();
+        format!(
+            "counter: {reason}: {} frames from {} camera(s), {counted} counted, {bad} bad \
+             records skipped",
+            self.counted,
+            self.cameras.len()
+        )
+    }
+}
+
+fn optional(value: Option<u64>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// `kafkasrc` (named `src`) reading `topic` as a member of `group` into an appsink, built
+/// from factories: every value here comes from the command line.
+fn pipeline(
+    client: &KafkaClient,
+    topic: &str,
+    group: &str,
+    stop_on_eos: bool,
+    connect_timeout_ms: u32,
+) -> Result<(gst::Pipeline, gst::Element, gst_app::AppSink), String> {
+    let source = gst::ElementFactory::make("kafkasrc")
+        .name("src")
+        .property("topic", topic)
+        .property("group-id", group)
+        .property("stop-on-eos", stop_on_eos)
+        .property("connect-timeout", connect_timeout_ms)
+        // Records without envelope are read as detections JSON (their JSON decides).
+        .property("caps", gst::Caps::new_empty_simple(detections::CAPS))
+        .build()
+        .map_err(|e| format!("creating kafkasrc: {e}"))?;
+    client.configure(&source);
+    // A few records ahead at most: what the counter has not taken when it stops is read
+    // again by the group's next reader.
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(4)
+        .build();
+    let pipeline = gst::Pipeline::new();
+    pipeline
+        .add_many([&source, sink.upcast_ref()])
+        .and_then(|_| source.link(&sink))
+        .map_err(|e| format!("building the pipeline: {e}"))?;
+    Ok((pipeline, source, sink))
+}
+
+/// The text of an error or warning message, in the counter's terms.
+fn message_text(error: &gst::glib::Error, debug: Option<&str>) -> String {
+    let text = KafkaClient::in_option_terms(error.message());
+    match debug {
+        Some(debug) if text.is_empty() => debug.to_string(),
+        _ => text,
+    }
+}
+
+/// The first error on `bus` (or within a second), for a pipeline that did not start.
+fn start_error(bus: &gst::Bus, topic: &str, brokers: &str) -> String {
+    bus.timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
+        .and_then(|message| match message.view() {
+            gst::MessageView::Error(err) => Some(message_text(&err.error(), None)),
+            _ => None,
+        })
+        .unwrap_or_else(|| format!("could not start reading topic '{topic}' from '{brokers}'"))
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let crossings_mode = match args.get("mode", "crossings").as_str() {
         "crossings" => true,
@@ -335,16 +521,13 @@ fn run(args: &Args) -> Result<(), String> {
             ));
         }
     };
-    let client = gst_kafka_vision_examples::KafkaClient::from_args(args)?;
-    let brokers = client.brokers.clone();
-    let topic = args.get(
-        "topic",
-        if crossings_mode {
-            "events"
-        } else {
-            "detections"
-        },
-    );
+    let client = KafkaClient::from_args(args)?;
+    let default_topic = if crossings_mode {
+        "events"
+    } else {
+        "detections"
+    };
+    let topic = args.get("topic", default_topic);
     let group = args.get("group", "counter");
     let options = Options {
         classes: args
@@ -360,284 +543,181 @@ fn run(args: &Args) -> Result<(), String> {
     let max_frames: u64 = args.number("frames", 0u64);
     let quiet = args.flag("quiet");
     let csv_path = args.get("csv", "");
+    let connect_timeout_ms = args
+        .number("connect-timeout", 10_000u64)
+        .clamp(1, u32::MAX as u64) as u32;
     let stop = gst_kafka_vision_examples::stop_on_signal()?;
 
-    let mut csv = if csv_path.is_empty() {
+    let csv = if csv_path.is_empty() {
         None
+    } else if crossings_mode {
+        let header = "camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns";
+        Some(Csv::create(&csv_path, header)?)
     } else {
-        let file = File::create(&csv_path).map_err(|e| format!("--csv {csv_path}: {e}"))?;
-        let mut w = BufWriter::new(file);
-        let header = if crossings_mode {
-            "camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns"
-        } else {
-            "camera,seq,pts_ns,capture_time_ns,count,labels"
-        };
-        writeln!(w, "{header}").map_err(|e| format!("--csv {csv_path}: {e}"))?;
-        Some(w)
+        Some(Csv::create(
+            &csv_path,
+            "camera,seq,pts_ns,capture_time_ns,count,labels",
+        )?)
     };
 
-    let health = Arc::new(gstkafka::ClientHealth::default());
+    gst_kafka_vision_examples::init()?;
+    let (pipeline, source, sink) =
+        pipeline(&client, &topic, &group, stop_on_eos, connect_timeout_ms)?;
     let figures = Arc::new(Figures::default());
+    let source_stats = {
+        let source = source.downgrade();
+        move || {
+            source.upgrade().map_or_else(
+                || gst::Structure::new_empty("kafkasrc-stats"),
+                |s| s.property::<gst::Structure>("stats"),
+            )
+        }
+    };
     // Served while the monitor lives: the server holds only a weak reference.
     let mut _monitor = None;
     if !args.get("metrics", "").is_empty() {
-        gst::init().map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(args.number("health-timeout", 30));
-        let monitor = kafkamonitor::Monitor::without_pipeline(kafkamonitor::HealthLimits {
-            broker_down: timeout,
-            stalled: timeout,
-            live_input: false,
+        let monitor = kafkamonitor::Monitor::new(
+            &pipeline,
+            kafkamonitor::HealthLimits {
+                broker_down: timeout,
+                stalled: timeout,
+                live_input: false,
+            },
+        );
+        let (figures, source_stats) = (figures.clone(), source_stats.clone());
+        monitor.add_stats("counter", move || {
+            figures.stats(&source_stats(), crossings_mode)
         });
-        let (health, figures) = (health.clone(), figures.clone());
-        monitor.add_stats("counter", move || figures.stats(&health, crossings_mode));
         _monitor = Some(gst_kafka_vision_examples::serve_monitor(args, monitor)?);
     }
-    let consumer: BaseConsumer<CounterContext> = client
-        .rdkafka_config(&[
-            // Broker and lag figures for --metrics.
-            ("statistics.interval.ms", "1000"),
-            ("group.id", &group),
-            ("enable.auto.commit", "true"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.commit.interval.ms", "1000"),
-            ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "false"),
-            ("fetch.wait.max.ms", "20"),
-        ])
-        .create_with_context(CounterContext {
-            health: health.clone(),
-        })
-        .map_err(|e| format!("creating the Kafka consumer: {e}"))?;
-    let connect_timeout = Duration::from_millis(args.number("connect-timeout", 10_000u64));
-    gstkafka::check_topic(
-        consumer.client(),
-        &brokers,
-        &topic,
-        connect_timeout,
-        &SETTINGS,
-        || {
-            // Serves the error callbacks; nothing is subscribed yet, so no record comes.
-            let _ = consumer.poll(Duration::ZERO);
-            health.last_error()
-        },
-    )?;
-    consumer
-        .subscribe(&[&topic])
-        .map_err(|e| format!("subscribing to '{topic}': {e}"))?;
 
-    let mut cameras: BTreeMap<String, Camera> = BTreeMap::new();
-    let mut crossings = Crossings::default();
-    let mut streams_seen: HashSet<String> = HashSet::new();
-    let mut streams_ended: HashSet<String> = HashSet::new();
-    let mut frames: u64 = 0;
-    let mut bad: u64 = 0;
+    let bus = pipeline.bus().ok_or("the pipeline has no bus")?;
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let error = start_error(&bus, &topic, &client.brokers);
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(error);
+    }
+
+    let mut counter = Counter {
+        crossings_mode,
+        options,
+        figures,
+        csv,
+        cameras: BTreeMap::new(),
+        tally: Tally::default(),
+        counted: 0,
+        bad: 0,
+    };
+    // Bad records: the counter's own and those kafkasrc skipped.
+    let bad =
+        |counter: &Counter| counter.bad + source_stats().get::<u64>("bad-records").unwrap_or(0);
     let clear = std::io::stdout().is_terminal();
     let mut next_print = Instant::now() + Duration::from_secs(1);
-    let mut reason = "stopped";
-
-    loop {
+    let result = loop {
         if stop.load(Ordering::Relaxed) {
-            break;
+            break Ok("stopped");
         }
         if Instant::now() >= next_print {
             next_print += Duration::from_secs(1);
             if !quiet {
-                if crossings_mode {
-                    crossings.print(bad, clear);
-                } else {
-                    print_table(&cameras, options.window, bad, clear);
-                }
+                counter.print(bad(&counter), clear);
             }
-            if let Some(w) = csv.as_mut() {
-                let _ = w.flush();
+            if let Some(csv) = counter.csv.as_mut() {
+                let _ = csv.flush();
             }
         }
-        let Some(result) = consumer.poll(Duration::from_millis(100)) else {
+        if let Some(error) = pending_warnings_then_error(&bus) {
+            break Err(error);
+        }
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) else {
+            if sink.is_eos() {
+                break Ok("end of stream");
+            }
             continue;
         };
-        let message = match result {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("counter: warning: Kafka: {e}");
-                continue;
-            }
-        };
-        match read_record(&message) {
-            Err(why) => {
-                bad += 1;
-                eprintln!(
-                    "counter: warning: skipping bad record {}/{}@{}: {why}",
-                    message.topic(),
-                    message.partition(),
-                    message.offset()
-                );
-            }
-            Ok(Record::Eos(stream)) => {
-                streams_seen.insert(stream.clone());
-                streams_ended.insert(stream);
-            }
-            Ok(Record::Event(stream, event)) if crossings_mode => {
-                if let Some(stream) = stream {
-                    streams_seen.insert(stream);
-                }
-                frames += 1;
-                let camera = event
-                    .camera
-                    .clone()
-                    .or_else(|| {
-                        message
-                            .key()
-                            .map(|k| String::from_utf8_lossy(k).into_owned())
-                    })
-                    .unwrap_or_default();
-                if options.classes.contains(&event.label)
-                    && crossings.count(&camera, &event)
-                    && let Some(w) = csv.as_mut()
-                {
-                    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-                    let kind = match event.kind {
-                        EventKind::LineCrossed => "line-crossed",
-                        EventKind::ZoneEntered => "zone-entered",
-                        EventKind::ZoneLeft => "zone-left",
-                    };
-                    writeln!(
-                        w,
-                        "{},{kind},{},{},{},{},{},{}",
-                        csv_field(&camera),
-                        csv_field(event.place()),
-                        event.direction.map(|d| d.as_str()).unwrap_or(""),
-                        event.track_id,
-                        csv_field(&event.label),
-                        opt(event.pts_ns),
-                        opt(event.capture_time_ns)
-                    )
-                    .map_err(|e| format!("--csv {csv_path}: {e}"))?;
-                }
-            }
-            Ok(Record::Event(..)) => {
-                bad += 1;
-                eprintln!(
-                    "counter: warning: skipping record {}/{}@{}: an event, but --mode \
-                     detections counts detections (use --mode crossings for events)",
-                    message.topic(),
-                    message.partition(),
-                    message.offset()
-                );
-            }
-            Ok(Record::Frame(..)) if crossings_mode => {
-                bad += 1;
-                eprintln!(
-                    "counter: warning: skipping record {}/{}@{}: detections, but --mode \
-                     crossings counts events (use --mode detections for detections)",
-                    message.topic(),
-                    message.partition(),
-                    message.offset()
-                );
-            }
-            Ok(Record::Frame(stream, frame)) => {
-                let stream = stream.unwrap_or_else(|| frame.stream.clone());
-                streams_seen.insert(stream.clone());
-                let camera = frame
-                    .camera
-                    .clone()
-                    .or_else(|| {
-                        message
-                            .key()
-                            .map(|k| String::from_utf8_lossy(k).into_owned())
-                    })
-                    .unwrap_or_else(|| frame.stream.clone());
-                let (count, per_label) = count_frame(&frame, &options);
-                let lag_ms = frame.capture_time_ns.map(|t| {
-                    (kafkavision::clock::unix_time_ns() as i128 - t as i128).div_euclid(1_000_000)
-                        as i64
-                });
-                let cam = cameras.entry(camera.clone()).or_insert_with(|| Camera {
-                    frames: 0,
-                    last: 0,
-                    window: VecDeque::new(),
-                    total: 0,
-                    lag_ms: None,
-                });
-                cam.frames += 1;
-                cam.last = count;
-                cam.total += count as u64;
-                figures.counted[0].fetch_add(count as u64, Ordering::Relaxed);
-                cam.window.push_back(count);
-                while cam.window.len() > options.window {
-                    cam.window.pop_front();
-                }
-                cam.lag_ms = lag_ms.or(cam.lag_ms);
-                frames += 1;
-                if let Some(w) = csv.as_mut() {
-                    let labels: Vec<String> =
-                        per_label.iter().map(|(l, n)| format!("{l}:{n}")).collect();
-                    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-                    writeln!(
-                        w,
-                        "{},{},{},{},{},{}",
-                        csv_field(&camera),
-                        frame.seq,
-                        opt(frame.pts_ns),
-                        opt(frame.capture_time_ns),
-                        count,
-                        csv_field(&labels.join(";"))
-                    )
-                    .map_err(|e| format!("--csv {csv_path}: {e}"))?;
-                }
-            }
+        if let Err(e) = counter.take(&sample) {
+            break Err(e);
         }
-        figures.records.fetch_add(1, Ordering::Relaxed);
-        figures.bad.store(bad, Ordering::Relaxed);
-        if crossings_mode {
-            for (counted, total) in figures.counted.iter().zip(crossings.totals) {
-                counted.store(total, Ordering::Relaxed);
+        // Let go of the record before anything else: kafkasrc may commit it now.
+        drop(sample);
+        if max_frames > 0 && counter.counted >= max_frames {
+            break Ok("frame limit reached");
+        }
+    };
+    // kafkasrc commits what the counter has taken when it stops.
+    let _ = pipeline.set_state(gst::State::Null);
+    let reason = result?;
+    if let Some(csv) = counter.csv.as_mut() {
+        csv.flush()?;
+    }
+    let bad = bad(&counter);
+    if !quiet {
+        counter.print(bad, false);
+    }
+    println!("{}", counter.summary(reason, bad));
+    Ok(())
+}
+
+/// Prints the warnings waiting on `bus` (`kafkasrc` skipping a record it cannot read);
+/// returns the first error, if one is waiting.
+fn pending_warnings_then_error(bus: &gst::Bus) -> Option<String> {
+    while let Some(message) =
+        bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
+    {
+        match message.view() {
+            gst::MessageView::Error(err) => {
+                return Some(message_text(&err.error(), err.debug().as_deref()));
             }
+            gst::MessageView::Warning(w) => eprintln!(
+                "counter: warning: {}",
+                message_text(&w.error(), w.debug().as_deref())
+            ),
+            _ => {}
         }
-        if let Err(e) = consumer.store_offset_from_message(&message) {
-            eprintln!("counter: warning: storing the offset: {e}");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(caps: &str, value: &[u8], detections_header: Option<&[u8]>) -> gst::Sample {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::from_slice(value.to_vec());
+        if let Some(json) = detections_header {
+            kafkavision::meta::KafkaHeaders::set_on(
+                buffer.get_mut().unwrap(),
+                detections::HEADER,
+                json,
+            );
         }
-        if max_frames > 0 && frames >= max_frames {
-            reason = "frame limit reached";
-            break;
-        }
-        if stop_on_eos && !streams_seen.is_empty() && streams_seen.is_subset(&streams_ended) {
-            reason = "end of stream";
-            break;
-        }
+        let caps: gst::Caps = caps.parse().unwrap();
+        gst::Sample::builder().buffer(&buffer).caps(&caps).build()
     }
 
-    if let Some(w) = csv.as_mut() {
-        w.flush().map_err(|e| format!("--csv {csv_path}: {e}"))?;
+    #[test]
+    fn records_are_events_detections_or_bad_by_their_caps() {
+        let mut event = Event::new(EventKind::LineCrossed, 3, "car");
+        event.line = Some("gate".into());
+        let read = read_record(&sample(events::CAPS, &event.to_json(), None));
+        assert!(matches!(read, Ok(Record::Event(e)) if *e == event));
+
+        let frame = br#"{"schema":"gkv.detections","version":1,"stream":"s","camera":"cam1",
+            "seq":1,"pts_ns":null,"capture_time_ns":null,"width":4,"height":4,"detections":[]}"#;
+        let read = read_record(&sample(detections::CAPS, frame, None));
+        assert!(matches!(read, Ok(Record::Frame(f)) if f.camera.as_deref() == Some("cam1")));
+        let read = read_record(&sample("image/jpeg", b"\xFF\xD8", Some(frame)));
+        assert!(matches!(read, Ok(Record::Frame(f)) if f.seq == 1));
+
+        let Err(why) = read_record(&sample("image/jpeg", b"\xFF\xD8", None)) else {
+            panic!("a frame without detections header is a bad record");
+        };
+        assert!(why.contains("no gkv-detections header"), "{why}");
+        let Err(why) = read_record(&sample(events::CAPS, b"{oops", None)) else {
+            panic!("garbage is a bad record");
+        };
+        assert!(why.contains("gkv.events"), "{why}");
     }
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored since the last automatic commit: nothing to do.
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => eprintln!("counter: warning: final commit: {e}"),
-    }
-    if crossings_mode {
-        if !quiet {
-            crossings.print(bad, false);
-        }
-        let total = |i: usize| crossings.totals[i];
-        let cameras: HashSet<&String> = crossings.counts.keys().map(|(c, _)| c).collect();
-        println!(
-            "counter: {reason}: {frames} events from {} camera(s): {} in, {} out, {} entered, \
-             {} left (unique objects), {bad} bad records skipped",
-            cameras.len(),
-            total(0),
-            total(1),
-            total(2),
-            total(3)
-        );
-        return Ok(());
-    }
-    if !quiet {
-        print_table(&cameras, options.window, bad, false);
-    }
-    let counted: u64 = cameras.values().map(|c| c.total).sum();
-    println!(
-        "counter: {reason}: {frames} frames from {} camera(s), {counted} counted, {bad} bad records skipped",
-        cameras.len()
-    );
-    Ok(())
 }

@@ -64,37 +64,18 @@ const EOS_TIMEOUT: Duration = Duration::from_secs(35);
 
 // ---- signals -------------------------------------------------------------------------
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// SIGINT/SIGTERM (ctrlc's "termination" feature) ask for a clean stop; a second one
-/// exits at once.
-fn install_signal_handler() -> Result<(), String> {
-    ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("publisher: second signal, exiting without waiting for Kafka");
-            std::process::exit(130);
-        }
-    })
-    .map_err(|e| format!("cannot install the signal handler: {e}"))
-}
-
-/// True once a stop was asked for.
-fn stop_requested() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
-
-/// Sleeps `duration` while watching for signals; false when a stop was asked for.
-fn sleep_unless_stopped(duration: Duration) -> bool {
+/// Sleeps `duration` while watching the stop flag; false when a stop was asked for.
+fn sleep_unless_stopped(stop: &AtomicBool, duration: Duration) -> bool {
     let deadline = Instant::now() + duration;
     while Instant::now() < deadline {
-        if stop_requested() {
+        if stop.load(Ordering::SeqCst) {
             return false;
         }
         std::thread::sleep(
             Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
         );
     }
-    !stop_requested()
+    !stop.load(Ordering::SeqCst)
 }
 
 // ---- options -------------------------------------------------------------------------
@@ -235,6 +216,8 @@ struct Counters {
     closing: AtomicBool,
     /// `--frames` reached.
     limit_reached: AtomicBool,
+    /// A signal asked for a clean stop (`stop_on_signal`).
+    stop: Arc<AtomicBool>,
 }
 
 struct Session<'a> {
@@ -387,7 +370,9 @@ impl<'a> Session<'a> {
         let mut progress_count = self.counters.total.load(Ordering::SeqCst);
         let mut announced = false;
         loop {
-            if stop_requested() || self.counters.limit_reached.load(Ordering::SeqCst) {
+            if self.counters.stop.load(Ordering::SeqCst)
+                || self.counters.limit_reached.load(Ordering::SeqCst)
+            {
                 return self.close(None);
             }
             if let Some(message) = self.bus.timed_pop(gst::ClockTime::from_mseconds(50)) {
@@ -510,16 +495,19 @@ fn main() {
             std::process::exit(1);
         }
     }
-    if let Err(e) = install_signal_handler() {
+    let stop = gst_kafka_vision_examples::stop_on_signal().unwrap_or_else(|e| {
         eprintln!("publisher: {e}");
         std::process::exit(1);
-    }
+    });
     eprintln!(
         "publisher: {} -> Kafka {} topic {} key {}",
         options.shown_url, options.kafka.brokers, options.topic, options.camera
     );
 
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        stop,
+        ..Counters::default()
+    });
     // Serves /metrics for whichever session's pipeline runs; a camera is a live input.
     let mut monitor: Option<Arc<kafkamonitor::Monitor>> = None;
     // Consecutive reconnection attempts since frames last flowed.
@@ -590,7 +578,7 @@ fn main() {
                      {attempt})",
                     format_seconds(options.reconnect)
                 );
-                if !sleep_unless_stopped(options.reconnect) {
+                if !sleep_unless_stopped(&counters.stop, options.reconnect) {
                     eprintln!(
                         "publisher: {}: stopped after {} frames published",
                         options.camera,

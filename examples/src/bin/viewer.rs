@@ -7,9 +7,9 @@
 //! # viewer: http://127.0.0.1:8080/
 //! ```
 //!
-//! It reads `kafkasrc brokers=… topic=… group-id=GROUP ! detectionsconvert output=metas !
-//! appsink` and keeps, per camera
-//! (the record key), the latest JPEG with its detections and lag. Pages it serves:
+//! It reads `kafkasrc brokers=… topic=… group-id=GROUP ! appsink` and keeps, per camera
+//! (the record key), the latest JPEG with its detections (from the `gkv-detections`
+//! header, `kafkavision::detections::meta::of_record`) and lag. Pages it serves:
 //!
 //! - `/`: the viewer; `/?camera=cam2` selects a camera, `/?still=1` refreshes the picture
 //!   from `/frame.jpg` (twice a second) instead of streaming MJPEG, for clients (such as
@@ -26,12 +26,18 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gst_kafka_vision_examples::{Args, KafkaClient, init};
+use gst_kafka_vision_examples::http::{html_escape, query_param, respond, respond_text};
+use gst_kafka_vision_examples::{Args, KafkaClient, init, stop_on_signal};
+use kafkavision::detections::{self, Detection};
+use kafkavision::events::tally::Tally;
+use kafkavision::events::{Event, EventKind};
+use kafkavision::meta::RecordMeta;
+use serde::Serialize;
 
 const USAGE: &str = concat!(
     "\
@@ -59,14 +65,6 @@ const BOUNDARY: &str = "gkvframe";
 const KEEPALIVE: Duration = Duration::from_secs(5);
 /// Frames/s is counted over this window.
 const FPS_WINDOW: Duration = Duration::from_secs(2);
-
-struct Detection {
-    label: String,
-    class_id: u32,
-    confidence: f64,
-    rect: (u32, u32, u32, u32),
-    track_id: Option<u64>,
-}
 
 struct Camera {
     /// Frames seen so far; also the number of the latest one.
@@ -101,13 +99,106 @@ impl Camera {
 #[derive(Default)]
 struct State {
     cameras: BTreeMap<String, Camera>,
-    /// (camera, line) -> unique objects crossing it [in, out].
-    crossings: BTreeMap<(String, String), [u64; 2]>,
-    /// (camera, line, direction, track id) already counted.
-    counted: std::collections::HashSet<(String, String, bool, u64)>,
+    /// Unique objects crossing each line, from the events topic.
+    crossings: Tally,
     frames: u64,
     skipped: u64,
     shutdown: bool,
+}
+
+/// `/stats`: every camera's figures and the Kafka source's.
+#[derive(Serialize)]
+struct StatsJson<'a> {
+    topic: &'a str,
+    group: &'a str,
+    uptime_s: f64,
+    frames: u64,
+    skipped_not_jpeg: u64,
+    kafka: KafkaJson,
+    lines: Vec<LineJson<'a>>,
+    cameras: BTreeMap<&'a str, CameraJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct KafkaJson {
+    records_received: u64,
+    buffers_pushed: u64,
+    bad_records: u64,
+    rebalances: u64,
+    partitions_assigned: u64,
+}
+
+/// A counting line, in fractions of the frame.
+#[derive(Serialize)]
+struct LineJson<'a> {
+    name: &'a str,
+    x1: f64,
+    y1: f64,
+    x2: f64,
+    y2: f64,
+}
+
+#[derive(Serialize)]
+struct CameraJson<'a> {
+    frames: u64,
+    fps: f64,
+    lag_ms: Option<f64>,
+    age_ms: u64,
+    width: i32,
+    height: i32,
+    partition: i32,
+    offset: i64,
+    seq: Option<u64>,
+    jpeg_bytes: usize,
+    /// Detections of the latest frame per label.
+    counts: BTreeMap<&'a str, u32>,
+    /// Unique objects per line.
+    crossings: BTreeMap<&'a str, CrossingsJson>,
+    detections: Vec<DetectionJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct CrossingsJson {
+    #[serde(rename = "in")]
+    crossed_in: u64,
+    out: u64,
+}
+
+/// A detection of the latest frame, its box in whole frame pixels.
+#[derive(Serialize)]
+struct DetectionJson<'a> {
+    label: &'a str,
+    class_id: u32,
+    confidence: f64,
+    x: u32,
+    y: u32,
+    width: u32,
+    height: u32,
+    track_id: Option<u64>,
+}
+
+impl<'a> DetectionJson<'a> {
+    fn of(d: &'a Detection) -> Self {
+        // Edges rounded to whole pixels, as on the frame's metas; negative (and NaN) ones
+        // become 0.
+        let (left, top) = (d.bbox.x.round(), d.bbox.y.round());
+        DetectionJson {
+            label: &d.label,
+            class_id: d.class_id,
+            confidence: rounded(d.confidence, 3),
+            x: left as u32,
+            y: top as u32,
+            width: ((d.bbox.x + d.bbox.width).round() - left) as u32,
+            height: ((d.bbox.y + d.bbox.height).round() - top) as u32,
+            track_id: d.track_id,
+        }
+    }
+}
+
+/// `value` with `decimals` digits after the point, for figures shown to people.
+fn rounded(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
 }
 
 struct Shared {
@@ -125,21 +216,12 @@ struct Shared {
 
 impl Shared {
     /// A line crossing: counted once per object, line and direction.
-    fn on_event(&self, event: &kafkavision::events::Event) {
-        use kafkavision::events::{Direction, EventKind};
+    fn on_event(&self, event: &Event) {
         if event.kind != EventKind::LineCrossed {
             return;
         }
-        let camera = event.camera.clone().unwrap_or_else(|| NO_KEY.to_string());
-        let line = event.place().to_string();
-        let inward = event.direction == Some(Direction::In);
-        let mut state = self.state.lock().unwrap();
-        if state
-            .counted
-            .insert((camera.clone(), line.clone(), inward, event.track_id))
-        {
-            state.crossings.entry((camera, line)).or_default()[usize::from(!inward)] += 1;
-        }
+        let camera = event.camera.as_deref().unwrap_or(NO_KEY);
+        self.state.lock().unwrap().crossings.count(camera, event);
     }
 
     fn on_sample(&self, sample: &gst::Sample) {
@@ -168,7 +250,7 @@ impl Shared {
         let jpeg = Arc::new(map.as_slice().to_vec());
         drop(map);
 
-        let record = gstkafka::RecordMeta::of(buffer);
+        let record = RecordMeta::of(buffer);
         let camera = record
             .as_ref()
             .and_then(|r| r.key.clone())
@@ -181,21 +263,17 @@ impl Shared {
         let lag_ms =
             kafkavision::meta::capture_time(buffer).map(|t| (now_ns - t as i128) as f64 / 1e6);
 
-        let detections = kafkavision::detections::meta::of_buffer(buffer, 0, 0)
-            .into_iter()
-            .map(|d| Detection {
-                rect: (
-                    d.bbox.x as u32,
-                    d.bbox.y as u32,
-                    d.bbox.width as u32,
-                    d.bbox.height as u32,
-                ),
-                label: d.label,
-                class_id: d.class_id,
-                confidence: d.confidence,
-                track_id: d.track_id,
-            })
-            .collect();
+        let detections = match detections::meta::of_record(buffer, sample.caps()) {
+            Some(Ok(frame)) => frame.detections,
+            Some(Err(why)) => {
+                eprintln!(
+                    "viewer: warning: frame of {camera} at partition {partition} offset \
+                     {offset} shown without detections: {why}"
+                );
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
 
         let (width, height) = sample
             .caps()
@@ -246,108 +324,76 @@ impl Shared {
         self.new_frame.notify_all();
     }
 
-    fn stats_json(&self) -> String {
+    fn stats_json(&self) -> Vec<u8> {
         let kafka = self.source.property::<gst::Structure>("stats");
         let kafka_field = |name: &str| kafka.get::<u64>(name).unwrap_or(0);
         let now = Instant::now();
         let state = self.state.lock().unwrap();
-        let mut out = String::new();
-        out.push_str(&format!(
-            "{{\"topic\":{},\"group\":{},\"uptime_s\":{:.1},\"frames\":{},\"skipped_not_jpeg\":{},",
-            json_string(&self.topic),
-            json_string(&self.group),
-            self.started.elapsed().as_secs_f64(),
-            state.frames,
-            state.skipped
-        ));
-        out.push_str(&format!(
-            "\"kafka\":{{\"records_received\":{},\"buffers_pushed\":{},\"bad_records\":{},\"rebalances\":{},\"partitions_assigned\":{}}},",
-            kafka_field("records-received"),
-            kafka_field("buffers-pushed"),
-            kafka_field("bad-records"),
-            kafka_field("rebalances"),
-            kafka_field("partitions-assigned"),
-        ));
-        let lines = self
-            .lines
+        let cameras = state
+            .cameras
             .iter()
-            .map(|l| {
-                format!(
-                    "{{\"name\":{},\"x1\":{},\"y1\":{},\"x2\":{},\"y2\":{}}}",
-                    json_string(&l.name),
-                    l.a.x,
-                    l.a.y,
-                    l.b.x,
-                    l.b.y
-                )
+            .map(|(name, cam)| {
+                let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+                for d in &cam.detections {
+                    *counts.entry(d.label.as_str()).or_default() += 1;
+                }
+                let crossings = state
+                    .crossings
+                    .places()
+                    .filter(|(camera, _, _)| camera == name)
+                    .map(|(_, line, n)| {
+                        let counts = CrossingsJson {
+                            crossed_in: n.crossed_in,
+                            out: n.crossed_out,
+                        };
+                        (line, counts)
+                    })
+                    .collect();
+                let camera = CameraJson {
+                    frames: cam.frames,
+                    fps: rounded(cam.fps(now), 1),
+                    lag_ms: cam.lag_ms.map(|l| rounded(l, 1)),
+                    age_ms: now.duration_since(cam.last_arrival).as_millis() as u64,
+                    width: cam.width,
+                    height: cam.height,
+                    partition: cam.partition,
+                    offset: cam.offset,
+                    seq: cam.seq,
+                    jpeg_bytes: cam.jpeg.len(),
+                    counts,
+                    crossings,
+                    detections: cam.detections.iter().map(DetectionJson::of).collect(),
+                };
+                (name.as_str(), camera)
             })
-            .collect::<Vec<_>>()
-            .join(",");
-        out.push_str(&format!("\"lines\":[{lines}],"));
-        out.push_str("\"cameras\":{");
-        for (i, (name, cam)) in state.cameras.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
-            for d in &cam.detections {
-                *counts.entry(d.label.as_str()).or_default() += 1;
-            }
-            let counts = counts
+            .collect();
+        let stats = StatsJson {
+            topic: &self.topic,
+            group: &self.group,
+            uptime_s: rounded(self.started.elapsed().as_secs_f64(), 1),
+            frames: state.frames,
+            skipped_not_jpeg: state.skipped,
+            kafka: KafkaJson {
+                records_received: kafka_field("records-received"),
+                buffers_pushed: kafka_field("buffers-pushed"),
+                bad_records: kafka_field("bad-records"),
+                rebalances: kafka_field("rebalances"),
+                partitions_assigned: kafka_field("partitions-assigned"),
+            },
+            lines: self
+                .lines
                 .iter()
-                .map(|(label, n)| format!("{}:{n}", json_string(label)))
-                .collect::<Vec<_>>()
-                .join(",");
-            let detections = cam
-                .detections
-                .iter()
-                .map(|d| {
-                    format!(
-                        "{{\"label\":{},\"class_id\":{},\"confidence\":{:.3},\"x\":{},\"y\":{},\"width\":{},\"height\":{},\"track_id\":{}}}",
-                        json_string(&d.label),
-                        d.class_id,
-                        d.confidence,
-                        d.rect.0,
-                        d.rect.1,
-                        d.rect.2,
-                        d.rect.3,
-                        d.track_id
-                            .map(|t| t.to_string())
-                            .unwrap_or_else(|| "null".into())
-                    )
+                .map(|l| LineJson {
+                    name: &l.name,
+                    x1: l.a.x,
+                    y1: l.a.y,
+                    x2: l.b.x,
+                    y2: l.b.y,
                 })
-                .collect::<Vec<_>>()
-                .join(",");
-            let crossings = state
-                .crossings
-                .iter()
-                .filter(|((camera, _), _)| camera == name)
-                .map(|((_, line), [i, o])| {
-                    format!("{}:{{\"in\":{i},\"out\":{o}}}", json_string(line))
-                })
-                .collect::<Vec<_>>()
-                .join(",");
-            out.push_str(&format!(
-                "{}:{{\"frames\":{},\"fps\":{:.1},\"lag_ms\":{},\"age_ms\":{},\"width\":{},\"height\":{},\"partition\":{},\"offset\":{},\"seq\":{},\"jpeg_bytes\":{},\"counts\":{{{counts}}},\"crossings\":{{{crossings}}},\"detections\":[{detections}]}}",
-                json_string(name),
-                cam.frames,
-                cam.fps(now),
-                cam.lag_ms
-                    .map(|l| format!("{l:.1}"))
-                    .unwrap_or_else(|| "null".into()),
-                now.duration_since(cam.last_arrival).as_millis(),
-                cam.width,
-                cam.height,
-                cam.partition,
-                cam.offset,
-                cam.seq
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "null".into()),
-                cam.jpeg.len(),
-            ));
-        }
-        out.push_str("}}");
-        out
+                .collect(),
+            cameras,
+        };
+        serde_json::to_vec(&stats).expect("plain data always serialises")
     }
 
     /// The latest frame of `camera`, or of the first camera when none is named.
@@ -426,79 +472,6 @@ impl Read for MjpegParts {
     }
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The value of `name` in the URL's query string, percent-decoded.
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key) == name).then(|| percent_decode(value))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |i: usize| {
-            bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        };
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if hex(i).is_some() => {
-                out.push(hex(i).unwrap());
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
-}
-
-fn respond(request: tiny_http::Request, status: u16, content_type: &str, body: Vec<u8>) {
-    let response = tiny_http::Response::from_data(body)
-        .with_status_code(status)
-        .with_header(header("Content-Type", content_type))
-        .with_header(header("Cache-Control", "no-store"));
-    // A client that went away is no concern of ours.
-    let _ = request.respond(response);
-}
-
 fn handle(shared: Arc<Shared>, request: tiny_http::Request) {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("/");
@@ -509,8 +482,7 @@ fn handle(shared: Arc<Shared>, request: tiny_http::Request) {
             respond(request, 200, "text/html; charset=utf-8", page.into_bytes());
         }
         "/stats" => {
-            let json = shared.stats_json();
-            respond(request, 200, "application/json", json.into_bytes());
+            respond(request, 200, "application/json", shared.stats_json());
         }
         "/metrics" => {
             let text = shared.monitor.metrics();
@@ -528,12 +500,7 @@ fn handle(shared: Arc<Shared>, request: tiny_http::Request) {
         },
         "/frame.jpg" => match shared.latest(camera.as_deref()) {
             Some(jpeg) => respond(request, 200, "image/jpeg", jpeg.to_vec()),
-            None => respond(
-                request,
-                404,
-                "text/plain; charset=utf-8",
-                b"no frame of that camera yet\n".to_vec(),
-            ),
+            None => respond_text(request, 404, "no frame of that camera yet\n"),
         },
         "/stream" => {
             let camera = match camera {
@@ -541,24 +508,14 @@ fn handle(shared: Arc<Shared>, request: tiny_http::Request) {
                 None => match shared.state.lock().unwrap().cameras.keys().next() {
                     Some(c) => c.clone(),
                     None => {
-                        respond(
-                            request,
-                            404,
-                            "text/plain; charset=utf-8",
-                            b"no camera yet; name one with ?camera=\n".to_vec(),
-                        );
+                        respond_text(request, 404, "no camera yet; name one with ?camera=\n");
                         return;
                     }
                 },
             };
             stream(shared, request, camera);
         }
-        _ => respond(
-            request,
-            404,
-            "text/plain; charset=utf-8",
-            b"not found\n".to_vec(),
-        ),
+        _ => respond_text(request, 404, "not found\n"),
     }
 }
 
@@ -607,171 +564,8 @@ fn page(shared: &Shared) -> String {
         )
 }
 
-const PAGE: &str = r##"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>gst-kafka-vision viewer: {{TOPIC}}</title>
-<style>
-  * { box-sizing: border-box; }
-  body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: #111; color: #ddd; }
-  header { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; padding: 8px 12px; background: #1c1c1c; }
-  header h1 { font-size: 16px; margin: 0; font-weight: 600; }
-  code { color: #9cf; }
-  select { font: inherit; padding: 2px 4px; }
-  #frames { font-variant-numeric: tabular-nums; font-weight: 600; color: #fff; }
-  main { display: flex; flex-wrap: wrap; gap: 12px; padding: 12px; align-items: flex-start; }
-  #view { flex: 1 1 420px; max-width: 960px; }
-  #video { display: block; width: 100%; height: auto; background: #000; min-height: 120px; }
-  #frame { position: relative; }
-  #overlay { position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none; }
-  aside { flex: 0 1 300px; }
-  table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-  th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid #333; vertical-align: top; }
-  th { color: #999; font-weight: 500; }
-  tr.selected td { background: #222a33; }
-  #status { color: #e88; }
-  footer { padding: 8px 12px; color: #888; font-size: 12px; }
-</style>
-</head>
-<body>
-<header>
-  <h1>gst-kafka-vision viewer &middot; topic <code>{{TOPIC}}</code></h1>
-  <label>camera <select id="camera"><option value="">waiting for frames&hellip;</option></select></label>
-  <span>frames <span id="frames">0</span></span>
-  <span id="status"></span>
-</header>
-<main>
-  <div id="view"><div id="frame"><img id="video" alt="latest frame of the selected camera"><canvas id="overlay"></canvas></div></div>
-  <aside>
-    <table>
-      <thead><tr><th>camera</th><th>frames</th><th>fps</th><th>lag ms</th><th>detections (latest frame)</th><th>crossed (in / out)</th></tr></thead>
-      <tbody id="panel"><tr><td colspan="6">no frames yet</td></tr></tbody>
-    </table>
-  </aside>
-</main>
-<footer>
-  Consumer group <code>{{GROUP}}</code>. The viewer keeps consuming while no page is open:
-  reloading this page continues from where the viewer is, not from the start. It commits the
-  group's offsets, so a restarted viewer resumes where it stopped rather than replaying the video.
-  <a href="/stats">stats</a> &middot; <a href="?still=1">stills</a> &middot; <a href="?">live MJPEG</a>
-</footer>
-<script>
-"use strict";
-const params = new URLSearchParams(location.search);
-const still = params.get("still") === "1";
-const select = document.getElementById("camera");
-const img = document.getElementById("video");
-const framesEl = document.getElementById("frames");
-const panel = document.getElementById("panel");
-const statusEl = document.getElementById("status");
-let camera = params.get("camera") || "";
-let shownFrame = -1;
-
-function show(name) {
-  camera = name;
-  shownFrame = -1;
-  params.set("camera", name);
-  history.replaceState(null, "", "?" + params.toString());
-  if (!still) img.src = "/stream?camera=" + encodeURIComponent(name);
-}
-select.addEventListener("change", () => show(select.value));
-// A broken stream (viewer restarted) is retried.
-img.addEventListener("error", () => {
-  if (!still && camera) setTimeout(() => { img.src = "/stream?camera=" + encodeURIComponent(camera) + "&t=" + Date.now(); }, 1000);
-});
-
-function cell(row, text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  row.appendChild(td);
-}
-
-function update(stats) {
-  const names = Object.keys(stats.cameras);
-  const current = Array.from(select.options).map(o => o.value);
-  if (names.length && names.join("\n") !== current.join("\n")) {
-    select.replaceChildren(...names.map(n => { const o = document.createElement("option"); o.value = n; o.textContent = n; return o; }));
-  }
-  if (names.length && !names.includes(camera)) show(names[0]);
-  else if (names.length && !still && !img.getAttribute("src")) show(camera);
-  if (names.length) select.value = camera;
-
-  const cam = stats.cameras[camera];
-  framesEl.textContent = cam ? String(cam.frames) : "0";
-  if (still && cam && cam.frames !== shownFrame) {
-    shownFrame = cam.frames;
-    img.src = "/frame.jpg?camera=" + encodeURIComponent(camera) + "&n=" + cam.frames;
-  }
-
-  const rows = names.map(n => {
-    const c = stats.cameras[n];
-    const row = document.createElement("tr");
-    if (n === camera) row.className = "selected";
-    cell(row, n);
-    cell(row, c.frames);
-    cell(row, c.fps.toFixed(1));
-    cell(row, c.lag_ms === null ? "-" : Math.round(c.lag_ms));
-    const counts = Object.entries(c.counts).map(([label, k]) => k + " " + label);
-    cell(row, counts.length ? counts.join(", ") : "none");
-    const crossed = Object.entries(c.crossings).map(([line, k]) => line + " " + k.in + " / " + k.out);
-    cell(row, crossed.length ? crossed.join(", ") : "-");
-    return row;
-  });
-  if (rows.length) panel.replaceChildren(...rows);
-  draw(stats.lines, cam);
-  statusEl.textContent = "";
-}
-
-// The counting lines, each with its counts, and the track id of every detection, over
-// the frame (lines are in fractions of the frame, boxes in its pixels).
-const overlay = document.getElementById("overlay");
-function draw(lines, cam) {
-  const w = overlay.clientWidth, h = overlay.clientHeight;
-  overlay.width = w;
-  overlay.height = h;
-  const g = overlay.getContext("2d");
-  g.clearRect(0, 0, w, h);
-  g.font = "bold 14px system-ui, sans-serif";
-  g.lineWidth = 3;
-  for (const l of lines || []) {
-    g.strokeStyle = "#00e5ff";
-    g.beginPath();
-    g.moveTo(l.x1 * w, l.y1 * h);
-    g.lineTo(l.x2 * w, l.y2 * h);
-    g.stroke();
-    const k = cam && cam.crossings[l.name];
-    g.fillStyle = "#00e5ff";
-    g.fillText(l.name + (k ? " in " + k.in + " out " + k.out : ""), l.x1 * w + 6, l.y1 * h + 18);
-  }
-  if (!cam || !cam.width) return;
-  for (const d of cam.detections) {
-    if (d.track_id === null) continue;
-    // Inside the box's top-left corner, on a dark patch.
-    const x = d.x * w / cam.width + 4, y = d.y * h / cam.height + 4;
-    const text = "#" + d.track_id;
-    g.fillStyle = "rgba(0, 0, 0, 0.6)";
-    g.fillRect(x - 2, y - 2, g.measureText(text).width + 4, 20);
-    g.fillStyle = "#ffd60a";
-    g.fillText(text, x, y + 14);
-  }
-}
-
-async function poll() {
-  try {
-    const response = await fetch("/stats", { cache: "no-store" });
-    update(await response.json());
-  } catch (e) {
-    statusEl.textContent = "viewer unreachable";
-  }
-  setTimeout(poll, 500);
-}
-poll();
-</script>
-</body>
-</html>
-"##;
+/// The page; `{{TOPIC}}` and `{{GROUP}}` are filled in, HTML-escaped.
+const PAGE: &str = include_str!("../viewer.html");
 
 /// A consumer of every partition of the events topic from its start (no group, no
 /// commits): the counts are of every event the topic holds.
@@ -841,12 +635,7 @@ fn main() {
     let events_topic = args.get("events-topic", "");
     init().unwrap_or_else(|e| fail(&format!("initialising GStreamer: {e}")));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .unwrap_or_else(|e| fail(&format!("installing the signal handler: {e}")));
-    }
+    let stop = stop_on_signal().unwrap_or_else(|e| fail(&e));
 
     let server = tiny_http::Server::http((bind.as_str(), port))
         .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}:{port}: {e}")));
@@ -864,11 +653,6 @@ fn main() {
         .build()
         .unwrap_or_else(|e| fail(&format!("creating kafkasrc: {e}")));
     client.configure(&source);
-    // The boxes ride in each frame's gkv-detections header; drawn from metas.
-    let detections = gst::ElementFactory::make("detectionsconvert")
-        .property_from_str("output", "metas")
-        .build()
-        .unwrap_or_else(|e| fail(&format!("creating detectionsconvert: {e}")));
     let sink = gst_app::AppSink::builder()
         .sync(false)
         .max_buffers(4)
@@ -876,8 +660,8 @@ fn main() {
         .build();
     let pipeline = gst::Pipeline::new();
     pipeline
-        .add_many([&source, &detections, sink.upcast_ref()])
-        .and_then(|_| gst::Element::link_many([&source, &detections, sink.upcast_ref()]))
+        .add_many([&source, sink.upcast_ref()])
+        .and_then(|_| source.link(&sink))
         .unwrap_or_else(|e| fail(&format!("building the pipeline: {e}")));
 
     let shared = Arc::new(Shared {
@@ -901,9 +685,7 @@ fn main() {
                 while !stop.load(Ordering::SeqCst) {
                     use rdkafka::Message;
                     if let Some(Ok(message)) = reader.poll(Duration::from_millis(200))
-                        && let Ok(event) = kafkavision::events::Event::from_json(
-                            message.payload().unwrap_or_default(),
-                        )
+                        && let Ok(event) = Event::from_json(message.payload().unwrap_or_default())
                     {
                         shared.on_event(&event);
                     }

@@ -211,8 +211,7 @@ pub struct ClientLog {
 
 /// What librdkafka's statistics (every `statistics.interval.ms`) say about the brokers and
 /// the consumer's lag, for the elements' `stats`, and the last client-level error, for
-/// error messages. A program with a client of its own feeds it from its `ClientContext`
-/// (`stats` with [`ClientHealth::update`], `error` with [`ClientHealth::record_error`]).
+/// error messages.
 #[derive(Default)]
 pub struct ClientHealth(Mutex<HealthState>);
 
@@ -345,8 +344,7 @@ impl ClientContext for ClientLog {
     }
 }
 
-/// How [`check_topic`]'s errors name the settings to change: an element's properties, or
-/// a program's options.
+/// How [`check_topic`]'s errors name the settings to change.
 pub struct SettingNames {
     pub brokers: &'static str,
     pub config: &'static str,

@@ -9,11 +9,8 @@
 //! - [`kafkadecodebin`]: one decoder per stream of an interleaved multi-camera topic.
 //!
 //! Applications read where a buffer came from with [`RecordMeta`], and the Kafka headers
-//! riding with it with [`KafkaHeaders`]. A program with a Kafka client of its own reads the
-//! same broker and lag figures the elements' `stats` show with [`ClientHealth`], and checks
-//! its brokers and topic at start as the elements do with [`check_topic`].
-//! The `stats` fields programs act on (broker reachability, progress, lag) are named in
-//! [`stats`].
+//! riding with it with [`KafkaHeaders`]. The `stats` fields programs act on (broker
+//! reachability, progress, lag) are named in [`stats`].
 
 use gst::glib;
 
@@ -25,7 +22,6 @@ mod record;
 mod release;
 pub mod stats;
 
-pub use client::{ClientHealth, SettingNames, check_topic};
 pub use kafkavision::meta::{HEADERS_META, KafkaHeaders, RECORD_META, RecordMeta};
 pub use record::{ORIGINAL_PTS_CAPS, UNIX_TIME_CAPS};
 
