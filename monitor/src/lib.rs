@@ -5,15 +5,15 @@
 //! (`kafkasrc`, `kafkasink`, `yolodetect`, `crossingcount`, ... and any element of another
 //! project that follows the same convention) and serves them as Prometheus text at
 //! `/metrics`; `/healthz` answers 200 `ok` or 503 with the reasons. Any application that
-//! embeds the elements can do the same:
+//! embeds the elements can do the same (the test `serves_metrics_and_health_over_http`
+//! runs this; as a doctest it cannot link: rustdoc finds two builds of the Kafka plugin's
+//! rlib, which cargo names without a hash because it is also a cdylib):
 //!
-//! ```no_run
-//! # fn f(pipeline: &gst::Pipeline) -> std::io::Result<()> {
+//! ```ignore
 //! use kafkamonitor::{HealthLimits, Monitor};
-//! let monitor = Monitor::new(pipeline, HealthLimits::default());
+//! let monitor = Monitor::new(&pipeline, HealthLimits::default());
 //! let address = monitor.serve("127.0.0.1:9464".parse().unwrap())?;
 //! // ... and on an error message from the bus: monitor.failed("decoder: not negotiated");
-//! # Ok(()) }
 //! ```
 //!
 //! A program whose figures are not in a pipeline (e.g. a bare Kafka consumer) adds them
@@ -431,6 +431,30 @@ mod tests {
                     .to_string()
             ])
         );
+    }
+
+    #[test]
+    fn serves_metrics_and_health_over_http() {
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let monitor = Monitor::new(&pipeline, HealthLimits::default());
+        let address = monitor
+            .serve("127.0.0.1:0".parse().unwrap())
+            .unwrap()
+            .to_string();
+        let (status, body) = testkit::http_get(&address, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("gkv_pipeline_healthy 1\n"), "{body}");
+        assert_eq!(
+            testkit::http_get(&address, "/healthz"),
+            (200, "ok\n".into())
+        );
+        monitor.failed("decoder: not negotiated");
+        assert_eq!(
+            testkit::http_get(&address, "/healthz"),
+            (503, "the pipeline failed: decoder: not negotiated\n".into())
+        );
+        assert_eq!(testkit::http_get(&address, "/other").0, 404);
     }
 
     /// The fields the health rules read, in the structures the elements really post.
