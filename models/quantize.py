@@ -16,16 +16,16 @@ metadata; the output keeps the dynamic input.
 Frames come from EITHER
     ``--images DIR``: the ``.jpg``/``.jpeg``/``.png`` files of DIR (not recursive), read
     with OpenCV; at most ``--frames`` of them, evenly spread over the sorted file names;
-OR a Kafka topic (``--brokers``, ``--topic``): records written by ``kafkasink`` (the frame
-    is the record value, the envelope in ``gkv-*`` headers), read from the beginning of
-    every partition without joining a consumer group or committing anything. Decoded:
-    ``image/jpeg`` and ``video/x-raw`` RGB, BGR, RGBx/BGRx/xRGB/xBGR/RGBA/BGRA/ARGB/ABGR,
-    GRAY8, I420, YV12, NV12, NV21 (width, height, format and colorimetry from the
-    ``gkv-caps`` header; GStreamer's default strides, or tightly packed rows). Records
-    without an envelope are used when their value is a JPEG. Everything else (end-of-stream
-    records, H.264, gap buffers, ...) is skipped and counted. Reading stops after
-    ``--frames`` frames (every ``--every``-th decodable frame), at the end of all
-    partitions, or when nothing arrives for ``--timeout`` seconds.
+OR a Kafka topic (``--brokers``, ``--topic``): records written by ``kafkasink``, read
+    from the beginning of every partition without joining a consumer group or committing
+    anything. ``kafka_frames.py`` reads them through the elements themselves (``kafkasrc !
+    kafkadecodebin ! videoconvert``), so every format the pipeline decodes is a frame (JPEG,
+    raw video, H.264, ...); records without an envelope are read as JPEG. It runs under
+    ``--gst-python`` (default ``/usr/bin/python3``: Debian's, with PyGObject from
+    ``python3-gi`` and ``gir1.2-gstreamer-1.0``) and finds ``kafkasrc`` through
+    ``GST_PLUGIN_PATH``. Reading stops after ``--frames`` frames (every ``--every``-th
+    decoded frame), once every stream read has sent its end-of-stream record, or when no
+    frame arrives for ``--timeout`` seconds.
 
 Quantization: ``onnxruntime.quantization.quantize_static``, QDQ format, weights QInt8
 (symmetric; ``--per-channel`` for per-output-channel scales), activations QUInt8 by
@@ -81,6 +81,8 @@ import logging
 import math
 import os
 import re
+import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -173,238 +175,52 @@ def folder_frames(folder, limit, what="calibration frame(s)"):
     return frames
 
 
-# --- raw video as GStreamer lays it out -----------------------------------------------
+# --- frames of a Kafka topic, decoded by the elements --------------------------------
 
-def _ru(v, n):
-    return (v + n - 1) // n * n
-
-
-PACKED = {  # format -> (bytes per pixel, channel order of the first 3 RGB channels)
-    "RGB": (3, (0, 1, 2)), "BGR": (3, (2, 1, 0)),
-    "RGBx": (4, (0, 1, 2)), "RGBA": (4, (0, 1, 2)), "BGRx": (4, (2, 1, 0)), "BGRA": (4, (2, 1, 0)),
-    "xRGB": (4, (1, 2, 3)), "ARGB": (4, (1, 2, 3)), "xBGR": (4, (3, 2, 1)), "ABGR": (4, (3, 2, 1)),
-    "GRAY8": (1, (0, 0, 0)),
-}
-PLANAR = ("I420", "YV12", "NV12", "NV21")
-RAW_FORMATS = tuple(PACKED) + PLANAR
+FRAME_READER = os.path.join(HERE, "kafka_frames.py")
+GST_PYTHON = "/usr/bin/python3"        # Debian's, where python3-gi puts PyGObject
+FRAME_HEADER = struct.Struct("<4sII")   # kafka_frames.py's framing: b"GKVF", width, height
 
 
-def parse_caps(caps):
-    """'video/x-raw, format=(string)I420, width=(int)640, ...' -> ('video/x-raw', fields).
-    Only the first structure; values as text without their (type)."""
-    caps = caps.strip()
-    media, _, rest = caps.partition(",")
-    fields = {}
-    for m in re.finditer(r'([A-Za-z][\w-]*)\s*=\s*(?:\([\w-]+\)\s*)?("(?:[^"\\]|\\.)*"|[^,;]*)',
-                         rest.split(";")[0]):
-        v = m.group(2).strip()
-        if v.startswith('"') and v.endswith('"'):
-            v = v[1:-1]
-        fields[m.group(1)] = v
-    return media.strip().split("(")[0], fields
+def read_exactly(stream, n):
+    data = stream.read(n)
+    return data if len(data) == n else None
 
 
-def _yuv_to_rgb(y, u, v, colorimetry):
-    """Planes already at full resolution (uint8). BT.601 unless the caps say bt709;
-    limited range unless the colorimetry says full range (jpeg, sRGB or '1:...')."""
-    c = (colorimetry or "").lower()
-    full = c in ("jpeg", "srgb") or c.startswith("1:")
-    kr, kb = (0.2126, 0.0722) if "709" in c else (0.299, 0.114)
-    yf = y.astype(np.float32)
-    uf = u.astype(np.float32) - 128.0
-    vf = v.astype(np.float32) - 128.0
-    if full:
-        ys, cs = 1.0, 1.0
-    else:
-        yf = yf - 16.0
-        ys, cs = 255.0 / 219.0, 255.0 / 224.0
-    kg = 1.0 - kr - kb
-    r = ys * yf + cs * 2 * (1 - kr) * vf
-    b = ys * yf + cs * 2 * (1 - kb) * uf
-    g = ys * yf - cs * (2 * (1 - kb) * kb / kg) * uf - cs * (2 * (1 - kr) * kr / kg) * vf
-    return np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)
-
-
-def raw_to_rgb(data, fmt, w, h, colorimetry=None):
-    """A raw video buffer (GStreamer's default strides, or tightly packed) -> RGB uint8.
-    Raises ValueError with the reason when it cannot."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if fmt in PACKED:
-        bpp, order = PACKED[fmt]
-        for stride in dict.fromkeys((_ru(w * bpp, 4), w * bpp)):
-            if buf.size == stride * h:
-                rows = buf.reshape(h, stride)[:, :w * bpp].reshape(h, w, bpp)
-                return np.ascontiguousarray(rows[:, :, list(order)])
-        raise ValueError(f"{fmt} {w}x{h}: {buf.size} bytes fit no known layout")
-    if fmt not in PLANAR:
-        raise ValueError(f"raw format {fmt!r} not supported")
-    ch, cw = _ru(h, 2) // 2, _ru(w, 2) // 2
-    layouts = []
-    if fmt in ("I420", "YV12"):
-        for s0, s1, h0 in ((_ru(w, 4), _ru(_ru(w, 2) // 2, 4), _ru(h, 2)), (w, cw, h)):
-            layouts.append((s0, s1, h0, s0 * h0 + 2 * s1 * ch))
-    else:
-        for s0, h0 in ((_ru(w, 4), _ru(h, 2)), (w, h)):
-            s1 = _ru(w, 2) if s0 == w else s0
-            layouts.append((s0, s1, h0, s0 * h0 + s1 * ch))
-    for s0, s1, h0, size in dict.fromkeys(layouts):
-        if buf.size != size:
-            continue
-        y = buf[:s0 * h].reshape(h, s0)[:, :w]
-        off = s0 * h0
-        if fmt in ("I420", "YV12"):
-            p1 = buf[off:off + s1 * ch].reshape(ch, s1)[:, :cw]
-            p2 = buf[off + s1 * ch:off + 2 * s1 * ch].reshape(ch, s1)[:, :cw]
-            u, v = (p1, p2) if fmt == "I420" else (p2, p1)
-        else:
-            uv = buf[off:off + s1 * ch].reshape(ch, s1)[:, :2 * cw].reshape(ch, cw, 2)
-            u, v = (uv[:, :, 0], uv[:, :, 1]) if fmt == "NV12" else (uv[:, :, 1], uv[:, :, 0])
-        up = lambda p: np.repeat(np.repeat(p, 2, axis=0), 2, axis=1)[:h, :w]  # noqa: E731
-        return _yuv_to_rgb(y, up(u), up(v), colorimetry)
-    raise ValueError(f"{fmt} {w}x{h}: {buf.size} bytes fit no known layout")
-
-
-def record_frame(value, headers):
-    """One Kafka record -> (RGB frame or None, reason it was skipped)."""
-    import cv2
-    hdr = {}
-    for k, v in headers or []:
-        hdr.setdefault(k, v if v is not None else b"")
-    flags = hdr.get("gkv-flags", b"").decode("utf-8", "replace")
-
-    def jpeg():
-        if not value:
-            return None, "empty value"
-        img = cv2.imdecode(np.frombuffer(value, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            return None, "JPEG that does not decode"
-        return np.ascontiguousarray(img[:, :, ::-1]), None
-
-    if "gkv-version" not in hdr:
-        if value and value[:2] == b"\xff\xd8":
-            return jpeg()
-        return None, "no envelope and not a JPEG"
-    try:
-        version = int(hdr["gkv-version"].decode().strip())
-    except (ValueError, UnicodeDecodeError):
-        version = -1
-    if version != 1:
-        return None, "unsupported envelope version"
-    kind = hdr.get("gkv-kind", b"buffer").decode("utf-8", "replace")
-    if kind == "eos":
-        return None, "end-of-stream record"
-    if kind != "buffer":
-        return None, f"record kind {kind!r}"
-    if "gap" in [f.strip() for f in flags.split(",")]:
-        return None, "gap buffer"
-    caps = hdr.get("gkv-caps", b"").decode("utf-8", "replace")
-    if not caps:
-        return (jpeg() if value and value[:2] == b"\xff\xd8" else (None, "no caps"))
-    media, fields = parse_caps(caps)
-    if media == "image/jpeg":
-        return jpeg()
-    if media != "video/x-raw":
-        return None, f"{media} (not decodable here: publish JPEG or raw video)"
-    fmt = fields.get("format", "")
-    try:
-        w, h = int(fields.get("width", "")), int(fields.get("height", ""))
-    except ValueError:
-        return None, "raw video caps without width/height"
-    if fmt not in RAW_FORMATS:
-        return None, f"video/x-raw format {fmt or '?'} not supported"
-    if not value:
-        return None, "empty value"
-    try:
-        return raw_to_rgb(value, fmt, w, h, fields.get("colorimetry")), None
-    except ValueError as e:
-        return None, str(e)
-
-
-def kafka_frames(brokers, topic, limit, every, timeout):
-    """Up to `limit` RGB frames of `topic`, from the start of every partition."""
-    try:
-        from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException,
-                                     TopicPartition)
-    except ImportError:
-        raise UserError("reading Kafka needs confluent-kafka "
-                        "(pip install confluent-kafka)") from None
-    errors = []
-    quiet = logging.getLogger("quantize.rdkafka")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    conf = {
-        "bootstrap.servers": brokers,
-        "group.id": f"gkv-quantize-{os.getpid()}",   # required; no group is joined (assign)
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "allow.auto.create.topics": False,
-        "enable.partition.eof": True,
-        "error_cb": lambda e: errors.append(str(e)),
-        "logger": quiet,
-    }
-    try:
-        consumer = Consumer(conf)
-    except (KafkaException, ValueError, TypeError) as e:
-        raise UserError(f"cannot create a Kafka consumer for {brokers!r}: {e}") from None
-    try:
-        try:
-            md = consumer.list_topics(topic, timeout=timeout)
-        except KafkaException as e:
-            last = f" ({errors[-1]})" if errors else ""
-            raise UserError(f"cannot reach Kafka at {brokers} within {timeout:g} s: "
-                            f"{e.args[0].str() if e.args else e}{last}") from None
-        t = md.topics.get(topic)
-        if t is None or t.error is not None or not t.partitions:
-            why = t.error.str() if t is not None and t.error is not None else "no such topic"
-            raise UserError(f"topic {topic!r} on {brokers}: {why}")
-        parts = sorted(t.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        frames, skipped = [], Counter()
-        at_end = set()
-        seen = 0
-        ended = "nothing new"
-        last_data = time.monotonic()
-        while len(frames) < limit:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if time.monotonic() - last_data > timeout:
-                    ended = f"no record for {timeout:g} s"
+def kafka_frames(brokers, topic, limit, every, timeout, python=GST_PYTHON):
+    """Up to `limit` RGB frames of `topic`, from the start of every partition, read by
+    kafka_frames.py (kafkasrc ! kafkadecodebin ! videoconvert) under `python`, a Python
+    with PyGObject."""
+    if not os.path.isfile(python):
+        raise UserError(f"no Python at {python!r} to read Kafka with: give one with "
+                        "PyGObject (Debian's python3-gi) as --gst-python")
+    argv = [python, FRAME_READER, "--brokers", brokers, "--topic", topic,
+            "--frames", str(limit), "--every", str(every), "--timeout", f"{timeout:g}"]
+    frames = []
+    with tempfile.TemporaryFile() as errors:
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors) as reader:
+            while True:
+                header = read_exactly(reader.stdout, FRAME_HEADER.size)
+                if header is None:
                     break
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition())
-                    if len(at_end) == len(parts):
-                        ended = "read to the end of every partition"
-                        break
-                    continue
-                if err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                                 KafkaError.TOPIC_AUTHORIZATION_FAILED):
-                    raise UserError(f"reading {topic!r}: {err.str()}")
-                continue
-            last_data = time.monotonic()
-            at_end.discard(msg.partition())
-            frame, why = record_frame(msg.value(), msg.headers())
-            if frame is None:
-                skipped[why] += 1
-                continue
-            seen += 1
-            if (seen - 1) % every == 0:
-                frames.append(frame)
-    finally:
-        consumer.close()
-    total_skipped = sum(skipped.values())
-    if total_skipped:
-        info(f"skipped {total_skipped} record(s) that are not usable frames: "
-             + ", ".join(f"{n} {why}" for why, n in skipped.most_common()))
+                magic, width, height = FRAME_HEADER.unpack(header)
+                rows = read_exactly(reader.stdout, width * height * 3) if magic == b"GKVF" \
+                    else None
+                if rows is None:
+                    reader.kill()
+                    raise UserError(f"{FRAME_READER} wrote a broken frame")
+                frames.append(np.frombuffer(rows, np.uint8).reshape(height, width, 3))
+        errors.seek(0)
+        said = errors.read().decode("utf-8", "replace").strip().splitlines()
+    if reader.returncode != 0:
+        why = said[-1].removeprefix("kafka_frames.py: error: ") if said else \
+            f"exit status {reader.returncode}"
+        raise UserError(f"{why} (quantize.py sets kafkasrc's 'brokers', 'topic' and "
+                        "'connect-timeout' from --brokers, --topic and --timeout)")
     if not frames:
-        if total_skipped == 0:
-            raise UserError(f"topic {topic!r} on {brokers} has no records ({ended})")
-        raise UserError(f"no decodable frames in topic {topic!r} on {brokers}: "
-                        f"{total_skipped} record(s) skipped ({ended})")
-    info(f"{len(frames)} calibration frame(s) from topic {topic} "
-         f"({seen} decodable frame(s) read, every {every})")
+        raise UserError(f"no frames in topic {topic!r} on {brokers} within {timeout:g} s "
+                        "(records written by kafkasink, or plain JPEG values, are read)")
+    info(f"{len(frames)} calibration frame(s) from topic {topic} (every {every})")
     return frames
 
 
@@ -823,9 +639,12 @@ def build_parser():
     src.add_argument("--frames", type=int, default=100, metavar="N",
                      help="use at most N frames (default 100)")
     src.add_argument("--every", type=int, default=1, metavar="K",
-                     help="Kafka: take every K-th decodable frame (default 1)")
+                     help="Kafka: take every K-th decoded frame (default 1)")
     src.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                     help="Kafka: give up after S seconds without a record (default 10)")
+                     help="Kafka: give up after S seconds without a frame (default 10)")
+    src.add_argument("--gst-python", default=GST_PYTHON, metavar="PATH",
+                     help="Kafka: a Python with PyGObject and GStreamer to read the topic "
+                     f"(default {GST_PYTHON})")
     q = ap.add_argument_group("quantization")
     q.add_argument("--imgsz", type=parse_imgsz_arg, metavar="N|HxW",
                    help="calibration input size of a dynamic-input model "
@@ -872,7 +691,8 @@ def main(argv=None):
         if args.images is not None:
             frames = folder_frames(args.images, args.frames)
         else:
-            frames = kafka_frames(args.brokers, args.topic, args.frames, args.every, args.timeout)
+            frames = kafka_frames(args.brokers, args.topic, args.frames, args.every, args.timeout,
+                                  args.gst_python)
         return quantize(args, frames)
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -5,7 +5,9 @@ Run: ``python models/test_models.py`` (plain asserts, no pytest needed). Prints 
 per failure and finally ``N passed, M failed``; exit status 1 if anything failed.
 The bench-model checks run only when models/generated/yolov8n-random-640.onnx exists
 (``python models/make_models.py --bench``). The INT8 checks run models/quantize.py on a
-calibration folder made by models/blob_frames.py in a temporary directory.
+calibration folder made by models/blob_frames.py in a temporary directory. The Kafka
+frame check runs only with a broker in KAFKA_BROKERS and the plugins on GST_PLUGIN_PATH
+(``scripts/test`` sets both).
 """
 
 import ast
@@ -539,37 +541,43 @@ def test_quantize_user_errors():
             assert not os.path.exists(out)
 
 
-def test_kafka_record_frames():
-    """Records as kafkasink writes them -> RGB frames (no broker needed)."""
+def _envelope(stream, seq, caps=None, kind="buffer"):
+    """Headers as kafkasink writes them (src/envelope.rs)."""
+    headers = [("gkv-version", b"1"), ("gkv-kind", kind.encode()),
+               ("gkv-stream", stream.encode()), ("gkv-seq", str(seq).encode())]
+    if caps:
+        headers.append(("gkv-caps", caps.encode()))
+    return headers
+
+
+def test_kafka_frames():
+    """Records as kafkasink writes them, in a topic of the test broker -> RGB frames, read
+    by quantize.py through kafkasrc ! kafkadecodebin ! videoconvert (models/kafka_frames.py)."""
+    brokers = os.environ.get("KAFKA_BROKERS")
+    if not brokers:
+        print("not run: test_kafka_frames needs a broker (KAFKA_BROKERS; scripts/test starts one)")
+        return
     import cv2
     import quantize as Q
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    topic = f"quantize-frames-{os.getpid()}"
+    admin = AdminClient({"bootstrap.servers": brokers})
+    admin.create_topics([NewTopic(topic, 1)])[topic].result(30)
+
     rng = np.random.default_rng(9)
     rgb = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
-    rgb[:] = rgb[::2, ::2].repeat(2, 0).repeat(2, 1)       # 2x2 blocks: chroma-exact
+    yuv_rgb = rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    yuv_rgb[:] = yuv_rgb[::2, ::2].repeat(2, 0).repeat(2, 1)   # 2x2 blocks: chroma-exact
+    yy, xx = np.mgrid[0:32, 0:48]
+    smooth = np.stack([xx * 5, yy * 7, (xx + yy) * 3], -1).astype(np.uint8)  # JPEG-friendly
 
-    def env(caps, kind="buffer", flags=None):
-        h = [("gkv-version", b"1"), ("gkv-kind", kind.encode()), ("gkv-stream", b"s"),
-             ("gkv-seq", b"0")]
-        if caps:
-            h.append(("gkv-caps", caps.encode()))
-        if flags:
-            h.append(("gkv-flags", flags.encode()))
-        return h
-
-    def raw(fmt, w, h):
-        return (f"video/x-raw, format=(string){fmt}, width=(int){w}, height=(int){h}, "
-                "framerate=(fraction)10/1")
-
-    # packed RGB/BGR with GStreamer's 4-byte row stride (10*3 = 30 -> 32)
+    # RGB 10x6 with GStreamer's 4-byte row stride (30 -> 32)
     padded = np.zeros((6, 32), np.uint8)
     padded[:, :30] = rgb.reshape(6, 30)
-    f, why = Q.record_frame(padded.tobytes(), env(raw("RGB", 10, 6)))
-    assert why is None and np.array_equal(f, rgb)
-    f, _ = Q.record_frame(np.ascontiguousarray(rgb[:, :, ::-1]).tobytes(), env(raw("BGR", 10, 6)))
-    assert np.array_equal(f, rgb)                          # tightly packed rows
-    # I420 (stride 12 for Y, 8 for U/V: GStreamer's layout of width 10) and NV12
-    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)
-    y, u, v = yuv[:60].reshape(6, 10), yuv[60:75].reshape(3, 5), yuv[75:].reshape(3, 5)
+    # I420 12x8: Y stride 12, U and V stride 8 (6 rounded up to 4)
+    yuv = cv2.cvtColor(yuv_rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    y, u, v = yuv[:96].reshape(8, 12), yuv[96:120].reshape(4, 6), yuv[120:].reshape(4, 6)
 
     def plane(p, stride):
         out = np.zeros((p.shape[0], stride), np.uint8)
@@ -577,24 +585,59 @@ def test_kafka_record_frames():
         return out.tobytes()
 
     i420 = plane(y, 12) + plane(u, 8) + plane(v, 8)
-    nv12 = plane(y, 12) + plane(np.stack([u, v], -1).reshape(3, 10), 12)
-    for data, fmt in ((i420, "I420"), (nv12, "NV12"), (yuv.tobytes(), "I420")):
-        f, why = Q.record_frame(data, env(raw(fmt, 10, 6)))
-        assert why is None and f.shape == (6, 10, 3), (fmt, why)
-        assert np.abs(f.astype(int) - rgb.astype(int)).max() <= 6, fmt
-    ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]))
-    f, why = Q.record_frame(jpg.tobytes(), env("image/jpeg, width=(int)10, height=(int)6"))
-    assert why is None and f.shape == (6, 10, 3)
-    f, why = Q.record_frame(jpg.tobytes(), [])              # plain record, JPEG value
-    assert why is None
-    for value, headers, reason in ((b"", env(None, kind="eos"), "end-of-stream"),
-                                   (b"\0\0\1", env("video/x-h264, stream-format=(string)avc"),
-                                    "video/x-h264"),
-                                   (b"x" * 10, env(raw("RGB", 10, 6)), "no known layout"),
-                                   (padded.tobytes(), env(raw("RGB", 10, 6), flags="gap"), "gap"),
-                                   (b"abc", [], "no envelope")):
-        f, why = Q.record_frame(value, headers)
-        assert f is None and reason in why, (reason, why)
+    ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(smooth[:, :, ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    raw = "video/x-raw, format=(string){}, width=(int){}, height=(int){}, " \
+        "framerate=(fraction)10/1, colorimetry=(string)bt601"
+    records = [(padded.tobytes(), _envelope("rgb", 0, raw.format("RGB", 10, 6))),
+               (padded.tobytes(), _envelope("rgb", 1, raw.format("RGB", 10, 6))),
+               (i420, _envelope("i420", 0, raw.format("I420", 12, 8))),
+               (jpg.tobytes(), _envelope("jpeg", 0, "image/jpeg, width=(int)48, height=(int)32")),
+               (jpg.tobytes(), []),                      # another client's plain JPEG
+               (b"not a frame", []),                     # skipped by kafkasrc
+               (b"x" * 10, _envelope("rgb", 2, raw.format("RGB", 10, 6))),   # too short
+               (b"", _envelope("rgb", 3, kind="eos")),
+               (b"", _envelope("i420", 1, kind="eos")),
+               (b"", _envelope("jpeg", 1, kind="eos"))]
+    producer = Producer({"bootstrap.servers": brokers})
+    for value, headers in records:
+        producer.produce(topic, value=value, headers=headers or None)
+    assert producer.flush(30) == 0
+
+    frames = Q.kafka_frames(brokers, topic, 100, 1, 10.0)
+    by_shape = {}
+    for f in frames:
+        by_shape.setdefault(f.shape, []).append(f)
+    assert sorted((k, len(v)) for k, v in by_shape.items()) == \
+        [((6, 10, 3), 2), ((8, 12, 3), 1), ((32, 48, 3), 2)], \
+        [(k, len(v)) for k, v in by_shape.items()]
+    assert all(np.array_equal(f, rgb) for f in by_shape[(6, 10, 3)])
+    i420_error = np.abs(by_shape[(8, 12, 3)][0].astype(int) - yuv_rgb.astype(int)).max()
+    assert i420_error <= 8, f"I420 frame off by {i420_error}"   # 6 with videoconvert 1.22
+    for f in by_shape[(32, 48, 3)]:
+        jpeg_error = np.abs(f.astype(int) - smooth.astype(int)).mean()
+        assert jpeg_error <= 3, f"JPEG frame off by {jpeg_error:.2f} on average"
+    assert len(Q.kafka_frames(brokers, topic, 100, 2, 10.0)) == 3     # frames 1, 3, 5
+    assert len(Q.kafka_frames(brokers, topic, 2, 1, 10.0)) == 2
+
+    for call, text in ((lambda: Q.kafka_frames(brokers, topic + "-missing", 1, 1, 5.0),
+                        "does not exist"),
+                       (lambda: Q.kafka_frames(brokers, topic, 1, 1, 5.0, python="/nonexistent"),
+                        "--gst-python")):
+        try:
+            call()
+            raise AssertionError(f"no error; expected one saying {text!r}")
+        except Q.UserError as e:
+            assert text in str(e), str(e)
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "o.onnx")
+        res = _quantize_cli(MODELS["v8"], out, "--brokers", "127.0.0.1:1", "--topic", topic,
+                            "--timeout", "1")
+        last = res.stderr.strip().splitlines()[-1]
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert last.startswith("quantize.py: error:") and "--brokers" in last, last
+        assert not os.path.exists(out)
 
 
 def main():
