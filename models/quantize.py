@@ -216,7 +216,8 @@ def kafka_frames(brokers, topic, limit, every, timeout, python=GST_PYTHON):
         why = said[-1].removeprefix("kafka_frames.py: error: ") if said else \
             f"exit status {reader.returncode}"
         raise UserError(f"{why} (quantize.py sets kafkasrc's 'brokers', 'topic' and "
-                        "'connect-timeout' from --brokers, --topic and --timeout)")
+                        "'connect-timeout' from --brokers, --topic and --timeout, and runs "
+                        "the pipeline under --gst-python)")
     if not frames:
         raise UserError(f"no frames in topic {topic!r} on {brokers} within {timeout:g} s "
                         "(records written by kafkasink, or plain JPEG values, are read)")
