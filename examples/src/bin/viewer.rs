@@ -653,10 +653,12 @@ fn main() {
         .build()
         .unwrap_or_else(|e| fail(&format!("creating kafkasrc: {e}")));
     client.configure(&source);
+    // As in the counter: a last sample kept by the sink would hold its record uncommitted.
     let sink = gst_app::AppSink::builder()
         .sync(false)
         .max_buffers(4)
         .drop(false)
+        .enable_last_sample(false)
         .build();
     let pipeline = gst::Pipeline::new();
     pipeline
