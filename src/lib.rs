@@ -10,6 +10,8 @@
 //!   region-of-interest metas on buffers.
 //! - [`events`]: what happened in a camera's view (line crossings, zone entries and
 //!   exits) as versioned JSON, one record per event.
+//! - [`identity`]: ids that come out the same when the same thing is computed again
+//!   (an event's `event_id`, track ids), on every machine.
 //! - [`per_run`]: the counters behind an element's `stats`, fresh at each start.
 //! - [`meta`] (feature `gst`): typed accessors of the metas the elements share: where a
 //!   buffer's record came from, and the Kafka headers that ride with it.
@@ -19,6 +21,7 @@ pub mod clock;
 pub mod detections;
 pub mod envelope;
 pub mod events;
+pub mod identity;
 #[cfg(feature = "gst")]
 pub mod meta;
 pub mod per_run;

@@ -6,6 +6,7 @@
 //!
 //! ```json
 //! {"schema": "gkv.events", "version": 1, "kind": "line-crossed",
+//!  "event_id": "5a0e7cf2b1d49e38",
 //!  "camera": "cam1", "line": "gate", "direction": "in",
 //!  "track_id": 7, "label": "car", "pts_ns": 1400000000,
 //!  "capture_time_ns": 1763700000000000000,
@@ -18,12 +19,17 @@
 //! the right of the line drawn from its first point to its second, `out` from the left),
 //! `zone-entered` or `zone-left` (with `zone`; `dwell_ms` on leaving: how long the object
 //! was inside). `pts_ns` and `capture_time_ns` are those of the frame where it happened;
-//! `source` names the Kafka record of that frame. Readers ignore unknown fields; a higher
-//! `version` is refused.
+//! `source` names the Kafka record of that frame. `event_id` (16 hex digits, [`event_id`])
+//! is the same whenever the same crossing is computed again from the same frames, as when
+//! a worker replacing a dead one re-reads them: readers count an event once by its id
+//! ([`tally`]). Events written before it existed have none (it was added within version
+//! 1: an optional field, which older readers ignore). Readers ignore unknown fields; a
+//! higher `version` is refused.
 
 use serde::{Deserialize, Serialize};
 
 use crate::detections::SourceRecord;
+pub use crate::identity::{event_id, track_id};
 
 #[cfg(feature = "gst")]
 pub mod meta;
@@ -40,6 +46,17 @@ pub enum EventKind {
     LineCrossed,
     ZoneEntered,
     ZoneLeft,
+}
+
+impl EventKind {
+    /// The name JSON gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::LineCrossed => "line-crossed",
+            EventKind::ZoneEntered => "zone-entered",
+            EventKind::ZoneLeft => "zone-left",
+        }
+    }
 }
 
 /// Which way a line was crossed.
@@ -66,6 +83,10 @@ pub struct Event {
     pub schema: String,
     pub version: u32,
     pub kind: EventKind,
+    /// The same for the same event computed again ([`event_id`]); None in events written
+    /// before ids existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
     pub camera: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<String>,
@@ -90,6 +111,7 @@ impl Event {
             schema: SCHEMA.to_string(),
             version: SCHEMA_VERSION,
             kind,
+            event_id: None,
             camera: None,
             line: None,
             zone: None,
@@ -145,8 +167,39 @@ mod tests {
         assert!(text.contains("\"kind\":\"line-crossed\""), "{text}");
         assert!(text.contains("\"direction\":\"in\""), "{text}");
         assert!(!text.contains("zone"), "{text}");
+        assert!(!text.contains("event_id"), "no id, no field: {text}");
         assert_eq!(Event::from_json(&json).unwrap(), event);
         assert_eq!(event.place(), "gate");
+
+        event.event_id = Some("5a0e7cf2b1d49e38".into());
+        let text = String::from_utf8(event.to_json()).unwrap();
+        assert!(text.contains("\"event_id\":\"5a0e7cf2b1d49e38\""), "{text}");
+        assert_eq!(Event::from_json(text.as_bytes()).unwrap(), event);
+    }
+
+    #[test]
+    fn events_of_older_writers_and_unknown_fields_are_read() {
+        let old = br#"{"schema":"gkv.events","version":1,"kind":"zone-entered","camera":"cam1",
+            "zone":"dock","track_id":9,"label":"truck","pts_ns":null,"capture_time_ns":null}"#;
+        let event = Event::from_json(old).unwrap();
+        assert_eq!((event.event_id, event.track_id), (None, 9));
+        let newer = br#"{"schema":"gkv.events","version":1,"kind":"zone-left","camera":"cam1",
+            "zone":"dock","track_id":9,"label":"truck","pts_ns":null,"capture_time_ns":null,
+            "event_id":"00000000000000ff","future_field":[1,2]}"#;
+        let event = Event::from_json(newer).unwrap();
+        assert_eq!(event.event_id.as_deref(), Some("00000000000000ff"));
+    }
+
+    #[test]
+    fn kind_names_are_those_of_the_json() {
+        for kind in [
+            EventKind::LineCrossed,
+            EventKind::ZoneEntered,
+            EventKind::ZoneLeft,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
     }
 
     #[test]
