@@ -2,7 +2,8 @@
 //! `counter` and `archive` against a real broker (`KAFKA_BROKERS`, started by
 //! `scripts/test`): a ball goes through `yolodetect` into a detections topic
 //! (`detectionsconvert ! kafkasink`) and an annotated-frames topic; the expected numbers come from
-//! reading those topics with a bare rdkafka consumer and parsing the JSON here.
+//! reading those topics with a bare rdkafka consumer and parsing the JSON here. The
+//! counter's crossings come from events written here, copies among them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -404,6 +405,143 @@ fn archive_saves_each_confident_detection_as_a_crop_of_its_box() {
             .iter()
             .enumerate()
             .all(|(i, (n, _))| *n == i as u64 + 1)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Writes `events` to `topic` as `eventsconvert ! kafkasink key=cam1` does: one record
+/// each, then the end-of-stream record.
+fn publish_events(topic: &str, events: &[kafkavision::events::Event]) {
+    use kafkavision::events::CAPS;
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps={CAPS} ! kafkasink brokers={} topic={topic} key=cam1",
+        brokers()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for (i, event) in events.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(event.to_json());
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(100 * i as u64));
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let message = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the events pipeline did not finish within 30 s");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(message.view(), gst::MessageView::Eos(_)),
+        "{message:?}"
+    );
+}
+
+#[test]
+fn counter_counts_each_event_once_by_its_id() {
+    use kafkavision::events::{Direction, Event, EventKind, event_id};
+    gst_kafka_vision_examples::init().unwrap();
+    let topic = new_topic("counter-events");
+    let crossing = |seq: u64, direction: Direction, track: u64, with_id: bool| {
+        let mut event = Event::new(EventKind::LineCrossed, track, "car");
+        event.camera = Some("cam1".into());
+        event.line = Some("gate".into());
+        event.direction = Some(direction);
+        event.capture_time_ns = Some(kafkavision::clock::unix_time_ns() + seq * 100_000_000);
+        if with_id {
+            let kind = EventKind::LineCrossed;
+            let id = event_id(
+                "cam1",
+                "cam1-run",
+                seq,
+                kind,
+                "gate",
+                Some(direction),
+                track,
+            );
+            event.event_id = Some(id);
+        }
+        event
+    };
+    let events = [
+        crossing(40, Direction::In, 7, true),
+        // Republished by a worker that replaced a dead one: the same id.
+        crossing(40, Direction::In, 7, true),
+        crossing(70, Direction::Out, 7, true),
+        // The same track crossing in again: another event, another id.
+        crossing(95, Direction::In, 7, true),
+        // An older writer's event (no id), read twice.
+        crossing(12, Direction::In, 9, false),
+        crossing(12, Direction::In, 9, false),
+    ];
+    publish_events(&topic, &events);
+
+    let dir = scratch("counter-events");
+    let csv = dir.join("crossings.csv");
+    let group = unique("counter");
+    let b = brokers();
+    let args = [
+        "--brokers",
+        &b,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--classes",
+        "car",
+        "--dedup-window",
+        "600",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--stop-on-eos",
+        "--quiet",
+    ];
+    let run = run_bin(env!("CARGO_BIN_EXE_counter"), &args, &dir);
+    assert!(
+        run.stdout.contains(
+            "6 events from 1 camera(s): 3 in, 1 out, 0 entered, 0 left, 2 duplicate events \
+             dropped, 0 bad records skipped"
+        ),
+        "{}",
+        run.stdout
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns,event_id")
+    );
+    let ids: Vec<&str> = lines.map(|l| l.rsplit(',').next().unwrap()).collect();
+    let expected: Vec<&str> = [0, 2, 3, 4]
+        .iter()
+        .map(|&i| events[i].event_id.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, expected, "{text}");
+
+    // A window of 0 would count every copy: refused, naming the option.
+    let refused = command(env!("CARGO_BIN_EXE_counter"))
+        .args(["--brokers", &b, "--topic", &topic, "--dedup-window", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        refused.status.code() == Some(1) && stderr.contains("--dedup-window 0"),
+        "{:?}: {stderr}",
+        refused.status
     );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -317,14 +317,15 @@ fn the_whole_system_detects_every_frame_once_and_counts_and_archives_them() {
         let camera = e.camera.clone().unwrap();
         assert!(camera == "cam1" || camera == "cam2", "{camera}");
     }
-    let unique_crossings: BTreeSet<(String, u64, String)> = event_records
+    // Each event once: by its id, or (events without one) once per track and direction.
+    let unique_crossings: BTreeSet<(String, String)> = event_records
         .iter()
         .map(|e| {
-            (
-                e.camera.clone().unwrap(),
-                e.track_id,
-                e.direction.unwrap().as_str().to_string(),
-            )
+            let once = e
+                .event_id
+                .clone()
+                .unwrap_or_else(|| format!("{} {}", e.track_id, e.direction.unwrap().as_str()));
+            (e.camera.clone().unwrap(), once)
         })
         .collect();
     let crossings_csv = out.join("crossings.csv");

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `counter`: counts of vehicles (or any classes) per camera, from Kafka.
 //!
-//! - `--mode crossings` (the default): unique objects crossing each line, per direction,
-//!   and entering and leaving each zone, from `gkv.events` records (`crossingcount !
-//!   eventsconvert ! kafkasink`, `detector-worker --lines`). An object counts once per line
-//!   and direction, however often its event is read again after a restart.
+//! - `--mode crossings` (the default): objects crossing each line, per direction, and
+//!   entering and leaving each zone, from `gkv.events` records (`crossingcount !
+//!   eventsconvert ! kafkasink`, `detector-worker --lines`). Each event counts once,
+//!   however often it is read again (a restarted counter, a worker replacing a dead one
+//!   and publishing the events of the frames it re-reads): by its `event_id`, or for
+//!   events without one once per track, line and direction (`kafkavision::events::tally`).
+//!   Counted events are remembered for `--dedup-window` seconds, so memory stays bounded.
 //! - `--mode detections`: a moving count of detections per frame (one car seen for three
 //!   seconds at 10 frames/s counts 30 times), from `gkv.detections` records.
 //!
@@ -20,10 +23,11 @@
 //! and `kafkasrc`'s own stats) and `/healthz`, unhealthy after `--health-timeout` seconds
 //! without a broker or with records waiting and none consumed.
 //!
-//! Every second a table. Crossings: camera | line or zone | in | out | entered | left.
+//! Every second a table. Crossings: camera | line or zone | in | out | entered | left, then
+//! how many duplicate events were dropped.
 //! Detections: camera | frames | in last frame | mean over the last N frames | total
 //! counted | lag ms (now − the frame's capture time). With `--csv`, crossings: one row per
-//! counted event, `camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns`;
+//! counted event, `camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns,event_id`;
 //! detections: one row per frame, `camera,seq,pts_ns,capture_time_ns,count,labels` (labels
 //! like `car:2;bus:1`).
 
@@ -37,14 +41,14 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gst_kafka_vision_examples::{Args, KafkaClient};
 use kafkavision::detections::{self, FrameDetections};
-use kafkavision::events::tally::{Counts, Tally};
-use kafkavision::events::{self, Event, EventKind};
+use kafkavision::events::tally::{self, Tally};
+use kafkavision::events::{self, Event};
 use kafkavision::meta::RecordMeta;
 
 const USAGE: &str = concat!(
     "\
-counter: unique objects crossing lines and visiting zones (gkv.events records), or a moving
-count of detections per frame (gkv.detections records), per camera
+counter: objects crossing lines and visiting zones (gkv.events records, each event counted
+once), or a moving count of detections per frame (gkv.detections records), per camera
 
 usage: counter [options]
   --mode crossings|detections  what to count (default crossings)
@@ -57,6 +61,10 @@ usage: counter [options]
   --classes a,b,c          labels to count (default car,truck,bus,motorcycle,bicycle)
   --min-confidence X       count detections with confidence >= X (default 0.5)
   --window N               frames in the moving mean (default 30)
+  --dedup-window S         crossings: remember counted events for S seconds of capture time,
+                           so that one read again counts once (default 3600); make it longer
+                           than any redelivery: a worker's replacement re-reading its frames,
+                           or the worker pool being down
   --csv PATH               write one row per counted event (crossings) or per frame (detections)
   --stop-on-eos            end once every stream read so far has sent its end-of-stream record
   --frames N               end after N records (default: run until stopped)
@@ -158,8 +166,10 @@ struct Figures {
     taken: AtomicU64,
     /// Of those, the ones whose JSON was bad.
     bad: AtomicU64,
-    /// Crossings: unique objects in, out, entered, left; detections: only [0], detections.
+    /// Crossings: events in, out, entered, left; detections: only [0], detections.
     counted: [AtomicU64; 4],
+    /// Crossings: events dropped as read before.
+    duplicates: AtomicU64,
 }
 
 impl Figures {
@@ -191,13 +201,16 @@ impl Figures {
             {
                 stats.set(*name, get(value));
             }
+            stats.set("duplicates-dropped", get(&self.duplicates));
         } else {
             stats.set("detections-counted", get(&self.counted[0]));
         }
         stats
     }
 
-    fn set_crossings(&self, totals: Counts) {
+    fn set_crossings(&self, tally: &Tally) {
+        self.duplicates.store(tally.duplicates(), Ordering::Relaxed);
+        let totals = tally.totals();
         let totals = [
             totals.crossed_in,
             totals.crossed_out,
@@ -224,6 +237,12 @@ fn print_crossings(tally: &Tally, bad: u64, clear: bool) {
         out.push_str(&format!(
             "{camera:<16} | {place:<16} | {:>6} | {:>6} | {:>8} | {:>6}\n",
             n.crossed_in, n.crossed_out, n.entered, n.left
+        ));
+    }
+    if tally.duplicates() > 0 {
+        out.push_str(&format!(
+            "duplicate events dropped: {}\n",
+            tally.duplicates()
         ));
     }
     if bad > 0 {
@@ -306,7 +325,7 @@ struct Counter {
     csv: Option<Csv>,
     /// Detections: per camera.
     cameras: BTreeMap<String, Camera>,
-    /// Crossings: unique objects per camera and place.
+    /// Crossings: events per camera and place, each counted once.
     tally: Tally,
     /// Records counted (events or frames).
     counted: u64,
@@ -357,27 +376,28 @@ impl Counter {
 
     fn count_event(&mut self, camera: &str, event: &Event) -> Result<(), String> {
         self.counted += 1;
-        if !self.options.classes.contains(&event.label) || !self.tally.count(camera, event) {
+        if !self.options.classes.contains(&event.label) {
             return Ok(());
         }
-        self.figures.set_crossings(self.tally.totals());
+        let counted = self.tally.count(camera, event);
+        self.figures.set_crossings(&self.tally);
+        if !counted {
+            return Ok(());
+        }
         let Some(csv) = self.csv.as_mut() else {
             return Ok(());
         };
-        let kind = match event.kind {
-            EventKind::LineCrossed => "line-crossed",
-            EventKind::ZoneEntered => "zone-entered",
-            EventKind::ZoneLeft => "zone-left",
-        };
         csv.row(format_args!(
-            "{},{kind},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             csv_field(camera),
+            event.kind.as_str(),
             csv_field(event.place()),
             event.direction.map(|d| d.as_str()).unwrap_or(""),
             event.track_id,
             csv_field(&event.label),
             optional(event.pts_ns),
-            optional(event.capture_time_ns)
+            optional(event.capture_time_ns),
+            csv_field(event.event_id.as_deref().unwrap_or(""))
         ))
     }
 
@@ -435,13 +455,14 @@ impl Counter {
             let n = self.tally.totals();
             return format!(
                 "counter: {reason}: {} events from {} camera(s): {} in, {} out, {} entered, \
-                 {} left (unique objects), {bad} bad records skipped",
+                 {} left, {} duplicate events dropped, {bad} bad records skipped",
                 self.counted,
                 self.tally.cameras(),
                 n.crossed_in,
                 n.crossed_out,
                 n.entered,
-                n.left
+                n.left,
+                self.tally.duplicates()
             );
         }
         let counted: u64 = self.cameras.values().map(|c| c.total).sum();
@@ -542,6 +563,14 @@ fn run(args: &Args) -> Result<(), String> {
         min_confidence: args.number("min-confidence", 0.5f64),
         window: args.number("window", 30usize).max(1),
     };
+    let dedup_window = args.number("dedup-window", tally::DEFAULT_WINDOW.as_secs());
+    if dedup_window == 0 {
+        return Err(
+            "--dedup-window 0: counted events must be remembered for at least 1 second \
+             to be counted once"
+                .into(),
+        );
+    }
     let stop_on_eos = args.flag("stop-on-eos");
     let max_frames: u64 = args.number("frames", 0u64);
     let quiet = args.flag("quiet");
@@ -554,7 +583,7 @@ fn run(args: &Args) -> Result<(), String> {
     let csv = if csv_path.is_empty() {
         None
     } else if crossings_mode {
-        let header = "camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns";
+        let header = "camera,kind,place,direction,track_id,label,pts_ns,capture_time_ns,event_id";
         Some(Csv::create(&csv_path, header)?)
     } else {
         Some(Csv::create(
@@ -608,7 +637,7 @@ fn run(args: &Args) -> Result<(), String> {
         figures,
         csv,
         cameras: BTreeMap::new(),
-        tally: Tally::default(),
+        tally: Tally::with_window(Duration::from_secs(dedup_window)),
         counted: 0,
         bad: 0,
     };
@@ -685,6 +714,7 @@ fn pending_warnings_then_error(bus: &gst::Bus) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafkavision::events::EventKind;
 
     fn sample(caps: &str, value: &[u8], detections_header: Option<&[u8]>) -> gst::Sample {
         gst::init().unwrap();
@@ -698,6 +728,19 @@ mod tests {
         }
         let caps: gst::Caps = caps.parse().unwrap();
         gst::Sample::builder().buffer(&buffer).caps(&caps).build()
+    }
+
+    #[test]
+    fn the_help_states_the_tallys_default_window() {
+        let default = format!("(default {})", tally::DEFAULT_WINDOW.as_secs());
+        let help = USAGE.split("--dedup-window").nth(1).unwrap_or_default();
+        assert!(
+            help.split("\n  --")
+                .next()
+                .unwrap_or_default()
+                .contains(&default),
+            "{help}"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //!   headless browsers measuring page load) that cannot have a never-ending request open;
 //! - `/stream?camera=cam1`: MJPEG (`multipart/x-mixed-replace`), one part per new frame;
 //! - `/frame.jpg?camera=cam1`: the latest frame;
-//! - `/stats`: JSON of every camera: frames seen, frames/s, lag, the latest detections.
+//! - `/stats`: JSON of every camera: frames seen, frames/s, lag, the latest detections,
+//!   the crossings of each line (each event of `--events-topic` counted once, through the
+//!   tally `counter` uses too; `duplicate_events_dropped` says how many were read again).
 //! - `/metrics` and `/healthz`: the pipeline's element stats as Prometheus text, and its
 //!   health (`kafkamonitor`).
 //!
@@ -34,7 +36,7 @@ use gst::prelude::*;
 use gst_kafka_vision_examples::http::{html_escape, query_param, respond, respond_text};
 use gst_kafka_vision_examples::{Args, KafkaClient, init, stop_on_signal};
 use kafkavision::detections::{self, Detection};
-use kafkavision::events::tally::Tally;
+use kafkavision::events::tally::{self, Tally};
 use kafkavision::events::{Event, EventKind};
 use kafkavision::meta::RecordMeta;
 use serde::Serialize;
@@ -52,7 +54,12 @@ viewer: a web page showing a topic's annotated frames live
   --bind ADDRESS        address to listen on (default 127.0.0.1)
   --lines SPEC          counting lines to draw, name:x1,y1,x2,y2;... in fractions of the
                         frame (the detector-worker's --lines)
-  --events-topic NAME   gkv.events topic: live counts of unique objects crossing each line
+  --events-topic NAME   gkv.events topic: live counts of objects crossing each line, each
+                        event counted once
+  --dedup-window S      remember counted events for S seconds of capture time, so that one
+                        read again counts once (default 3600); make it longer than any
+                        redelivery: a worker's replacement re-reading its frames, or the
+                        worker pool being down
 
 Prints 'viewer: http://HOST:PORT/' once it is listening and consuming."
 );
@@ -96,10 +103,9 @@ impl Camera {
     }
 }
 
-#[derive(Default)]
 struct State {
     cameras: BTreeMap<String, Camera>,
-    /// Unique objects crossing each line, from the events topic.
+    /// Crossings of each line, from the events topic, each event counted once.
     crossings: Tally,
     frames: u64,
     skipped: u64,
@@ -114,6 +120,8 @@ struct StatsJson<'a> {
     uptime_s: f64,
     frames: u64,
     skipped_not_jpeg: u64,
+    /// Events of the events topic not counted because they were read before.
+    duplicate_events_dropped: u64,
     kafka: KafkaJson,
     lines: Vec<LineJson<'a>>,
     cameras: BTreeMap<&'a str, CameraJson<'a>>,
@@ -152,7 +160,7 @@ struct CameraJson<'a> {
     jpeg_bytes: usize,
     /// Detections of the latest frame per label.
     counts: BTreeMap<&'a str, u32>,
-    /// Unique objects per line.
+    /// Crossings per line.
     crossings: BTreeMap<&'a str, CrossingsJson>,
     detections: Vec<DetectionJson<'a>>,
 }
@@ -215,7 +223,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// A line crossing: counted once per object, line and direction.
+    /// A line crossing: counted once (by its id; without one, once per track, line and
+    /// direction).
     fn on_event(&self, event: &Event) {
         if event.kind != EventKind::LineCrossed {
             return;
@@ -373,6 +382,7 @@ impl Shared {
             uptime_s: rounded(self.started.elapsed().as_secs_f64(), 1),
             frames: state.frames,
             skipped_not_jpeg: state.skipped,
+            duplicate_events_dropped: state.crossings.duplicates(),
             kafka: KafkaJson {
                 records_received: kafka_field("records-received"),
                 buffers_pushed: kafka_field("buffers-pushed"),
@@ -633,6 +643,13 @@ fn main() {
             .unwrap_or_else(|e| fail(&format!("--{e}")))
             .lines;
     let events_topic = args.get("events-topic", "");
+    let dedup_window = args.number("dedup-window", tally::DEFAULT_WINDOW.as_secs());
+    if dedup_window == 0 {
+        fail(
+            "--dedup-window 0: counted events must be remembered for at least 1 second to be \
+             counted once",
+        );
+    }
     init().unwrap_or_else(|e| fail(&format!("initialising GStreamer: {e}")));
 
     let stop = stop_on_signal().unwrap_or_else(|e| fail(&e));
@@ -667,7 +684,13 @@ fn main() {
         .unwrap_or_else(|e| fail(&format!("building the pipeline: {e}")));
 
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            cameras: BTreeMap::new(),
+            crossings: Tally::with_window(Duration::from_secs(dedup_window)),
+            frames: 0,
+            skipped: 0,
+            shutdown: false,
+        }),
         new_frame: Condvar::new(),
         topic: topic.clone(),
         group: group.clone(),
@@ -775,4 +798,22 @@ fn main() {
     // kafkasrc commits the group's offsets when it stops.
     let _ = pipeline.set_state(gst::State::Null);
     std::process::exit(status);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_states_the_tallys_default_window() {
+        let default = format!("(default {})", tally::DEFAULT_WINDOW.as_secs());
+        let help = USAGE.split("--dedup-window").nth(1).unwrap_or_default();
+        assert!(
+            help.split("\n  --")
+                .next()
+                .unwrap_or_default()
+                .contains(&default),
+            "{help}"
+        );
+    }
 }
