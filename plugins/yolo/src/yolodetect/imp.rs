@@ -44,7 +44,7 @@ use gst_video::prelude::*;
 use super::draw::Canvas;
 use super::letterbox::{Letterbox, PixelLayout, Planes, Preprocessor, YuvMatrix};
 use super::model::{self, Model, Provider, ProviderNote, SessionOptions};
-use super::motion::MotionGate;
+use super::motion::{Cells, MotionGate};
 use super::postprocess::{self, Detection, Filter};
 use kafkavision::detections::Rect;
 use kafkavision::detections::meta as detections_meta;
@@ -231,6 +231,8 @@ struct State {
     /// The last inferred frame's detections, for the frames `interval` skips.
     last: Vec<Detection>,
     motion: MotionGate,
+    /// The motion cells of the frame at hand.
+    cells: Cells,
 }
 
 pub struct YoloDetect {
@@ -756,6 +758,7 @@ impl BaseTransformImpl for YoloDetect {
             frame_index: 0,
             last: Vec::new(),
             motion: MotionGate::default(),
+            cells: Cells::default(),
         });
         Ok(())
     }
@@ -844,7 +847,9 @@ impl BaseTransformImpl for YoloDetect {
                 .pre_us
                 .fetch_add(us(started, pre_done), Ordering::Relaxed);
             inferred = settings.motion_threshold <= 0.0
-                || state.motion.changed_fraction(&state.input, &pre.letterbox)
+                || state
+                    .motion
+                    .changed_fraction(&mut state.cells, &state.input, &pre.letterbox)
                     >= settings.motion_threshold;
         }
         if inferred {
@@ -877,7 +882,7 @@ impl BaseTransformImpl for YoloDetect {
                     .filter(|d| d.x2 > d.x1 && d.y2 > d.y1),
             );
             if settings.motion_threshold > 0.0 {
-                state.motion.accept();
+                state.motion.accept(&mut state.cells);
             }
             let done = Instant::now();
             stats.inferred.fetch_add(1, Ordering::Relaxed);
