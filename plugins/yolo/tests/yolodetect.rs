@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `yolodetect` on our own models (`models/`): the same boxes as an independent Python
 //! reference (onnxruntime + numpy, `models/reference.py`) for every layout, frame shape and
-//! raw format; thresholds, allow-list, interval, max-detections; bad input.
+//! raw format; thresholds, allow-list, interval, max-detections; bad input; streams
+//! interleaved as behind `kafkadecodebin`, each with its own interval, rate, motion gating
+//! and carried-over boxes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1041,4 +1043,342 @@ fn int8_boxes_equal_the_float_boxes_on_the_cpu_and_on_openvino_where_offered() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A frame for [`run_streams`]: its record (stream, seq), or none for a buffer without a
+/// record meta; its PTS and capture time (Unix) in ms; how long to wait before pushing it.
+struct StreamFrame {
+    record: Option<(String, u64)>,
+    pts_ms: u64,
+    capture_ms: Option<u64>,
+    wait_ms: u64,
+    rgb: Vec<u8>,
+}
+
+impl StreamFrame {
+    fn new(stream: &str, seq: u64, pts_ms: u64, rgb: Vec<u8>) -> StreamFrame {
+        StreamFrame {
+            record: Some((stream.to_owned(), seq)),
+            pts_ms,
+            capture_ms: None,
+            wait_ms: 0,
+            rgb,
+        }
+    }
+}
+
+/// What came out for one frame: its record, whether it was inferred (the element
+/// message), and its detections (the region-of-interest metas).
+#[derive(Debug)]
+struct StreamOut {
+    stream: String,
+    seq: u64,
+    inferred: bool,
+    found: Vec<Found>,
+}
+
+/// Pushes `frames` (RGB, `width` a multiple of 4: unpadded rows) through
+/// `appsrc ! yolodetect post-messages=true <props> ! appsink` while playing, and returns
+/// what came out for each, in order, with the element's stats.
+fn run_streams(
+    frames: &[StreamFrame],
+    width: usize,
+    height: usize,
+    props: &str,
+) -> (Vec<StreamOut>, gst::Structure) {
+    init();
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=RGB,width={width},height={height},framerate=30/1 ! \
+         yolodetect name=detect model-location={} post-messages=true {props} ! \
+         appsink name=out sync=false",
+        model("blob-yolov8").display()
+    ));
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let samples = collect_samples(&pipeline, "out");
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = messages.clone();
+    pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let Some(s) = msg.structure().filter(|s| s.name() == "yolodetect") {
+            store
+                .lock()
+                .unwrap()
+                .push(s.get::<bool>("inferred").unwrap());
+        }
+        gst::BusSyncReply::Pass
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let unix = gst::Caps::new_empty_simple(kafkavision::meta::UNIX_TIME_CAPS);
+    for (offset, frame) in frames.iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(frame.wait_ms));
+        assert_eq!(frame.rgb.len(), width * height * 3);
+        let mut buffer = gst::Buffer::from_slice(frame.rgb.clone());
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(frame.pts_ms));
+        if let Some(ms) = frame.capture_ms {
+            gst::ReferenceTimestampMeta::add(b, &unix, gst::ClockTime::from_mseconds(ms), None);
+        }
+        if let Some((stream, seq)) = &frame.record {
+            kafkavision::meta::RecordMeta {
+                topic: "frames".into(),
+                partition: 0,
+                offset: offset as i64,
+                key: Some(stream.clone()),
+                stream: stream.clone(),
+                seq: *seq,
+            }
+            .attach(b);
+        }
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let detect = pipeline.by_name("detect").unwrap();
+    let ended = run_until_end(&pipeline, Duration::from_secs(120));
+    assert!(matches!(ended, Ended::Eos), "{ended:?}");
+    let samples = samples.lock().unwrap();
+    let messages = messages.lock().unwrap();
+    assert_eq!(samples.len(), frames.len());
+    assert_eq!(messages.len(), frames.len(), "one message per frame");
+    let outs = samples
+        .iter()
+        .zip(messages.iter())
+        .map(|(sample, &inferred)| {
+            let buffer = sample.buffer().unwrap();
+            let record = kafkavision::meta::RecordMeta::of(buffer);
+            StreamOut {
+                stream: record.as_ref().map_or(String::new(), |r| r.stream.clone()),
+                seq: record.as_ref().map_or(0, |r| r.seq),
+                inferred,
+                found: buffer
+                    .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+                    .map(|meta| {
+                        let (x, y, w, h) = meta.rect();
+                        let param = meta.param("detection").unwrap();
+                        Found {
+                            x: x as f64,
+                            y: y as f64,
+                            w: w as f64,
+                            h: h as f64,
+                            class_id: param.get("class-id").unwrap(),
+                            label: param.get("label").unwrap(),
+                            confidence: param.get("confidence").unwrap(),
+                            inferred: param.get("inferred").unwrap(),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    (outs, stats(&detect))
+}
+
+/// The seqs of `stream`'s frames that were inferred.
+fn inferred_seqs(outs: &[StreamOut], stream: &str) -> Vec<u64> {
+    outs.iter()
+        .filter(|o| o.stream == stream && o.inferred)
+        .map(|o| o.seq)
+        .collect()
+}
+
+/// Frames of streams interleaved in the given order, each stream numbered from its first
+/// seq, 33 ms apart: the picture of a stream is `picture(stream, seq)`.
+fn interleave(
+    order: &[usize],
+    streams: &[(&'static str, u64)],
+    picture: impl Fn(&str, u64) -> Vec<u8>,
+) -> Vec<StreamFrame> {
+    let mut next: Vec<u64> = streams.iter().map(|s| s.1).collect();
+    order
+        .iter()
+        .map(|&i| {
+            let (stream, seq) = (streams[i].0, next[i]);
+            next[i] += 1;
+            StreamFrame::new(stream, seq, 33 * seq, picture(stream, seq))
+        })
+        .collect()
+}
+
+#[test]
+fn interval_is_kept_per_stream_and_no_frame_carries_another_streams_boxes() {
+    let (w, h) = (320, 240);
+    let squares = frame_with_squares(w, h, &two_squares(w, h));
+    let black = vec![0u8; w * h * 3];
+    let picture = |stream: &str, _: u64| {
+        if stream == "ball" {
+            squares.clone()
+        } else {
+            black.clone()
+        }
+    };
+    // Two streams alternating, then three in an irregular order with one that a worker
+    // joined at seq 5 (it infers 6, 8, ... as the worker before it did).
+    let two = interleave(&[0, 1].repeat(10), &[("ball", 0), ("black", 0)], picture);
+    let three = interleave(
+        &[
+            0, 1, 1, 2, 0, 2, 2, 0, 1, 0, 1, 2, 0, 0, 1, 2, 1, 2, 0, 1, 1, 0, 2, 2,
+        ],
+        &[("ball", 0), ("black", 0), ("late-black", 5)],
+        picture,
+    );
+    for (frames, streams) in [(two, 2u64), (three, 3)] {
+        let (outs, stats) = run_streams(&frames, w, h, "interval=2");
+        for out in &outs {
+            assert_eq!(out.inferred, out.seq % 2 == 0, "{out:?}");
+            if out.stream == "ball" {
+                assert_eq!(out.found.len(), 2, "ball frame carries its own: {out:?}");
+                assert!(
+                    out.found.iter().all(|f| f.inferred == out.inferred),
+                    "{out:?}"
+                );
+            } else {
+                assert!(out.found.is_empty(), "a black frame with boxes: {out:?}");
+            }
+        }
+        let even = outs.iter().filter(|o| o.seq % 2 == 0).count() as u64;
+        assert_eq!(stats.get::<u64>("inferred"), Ok(even), "{stats}");
+        assert_eq!(
+            stats.get::<u64>("skipped"),
+            Ok(outs.len() as u64 - even),
+            "{stats}"
+        );
+        assert_eq!(stats.get::<u64>("streams"), Ok(streams), "{stats}");
+        assert_eq!(stats.get::<u64>("streams-retired"), Ok(0), "{stats}");
+    }
+}
+
+#[test]
+fn max_rate_infers_each_stream_at_its_own_rate_by_its_frame_times() {
+    let (w, h) = (320, 240);
+    let squares = frame_with_squares(w, h, &two_squares(w, h));
+    let black = vec![0u8; w * h * 3];
+    // One second of two cameras: "fast" at 25 frames a second timed by PTS, "slow" at 10
+    // timed by capture time (its PTS says nothing: all 0), interleaved by time.
+    let base_ms = 1_700_000_000_000;
+    let mut frames: Vec<(u64, StreamFrame)> = (0..25)
+        .map(|i| (40 * i, StreamFrame::new("fast", i, 40 * i, squares.clone())))
+        .chain((0..10).map(|i| {
+            let mut frame = StreamFrame::new("slow", i, 0, black.clone());
+            frame.capture_ms = Some(base_ms + 100 * i);
+            (100 * i, frame)
+        }))
+        .collect();
+    frames.sort_by_key(|(t, _)| *t);
+    let frames: Vec<StreamFrame> = frames.into_iter().map(|(_, f)| f).collect();
+
+    // At most 5 a second: the first frame of each 200 ms.
+    let (outs, stats) = run_streams(&frames, w, h, "max-rate=5");
+    assert_eq!(inferred_seqs(&outs, "fast"), [0, 5, 10, 15, 20]);
+    assert_eq!(inferred_seqs(&outs, "slow"), [0, 2, 4, 6, 8]);
+    assert_eq!(stats.get::<u64>("inferred"), Ok(10), "{stats}");
+    assert_eq!(stats.get::<u64>("skipped"), Ok(25), "{stats}");
+    // Both rules: even seqs only, and among them the first of each 200 ms.
+    let (both, _) = run_streams(&frames, w, h, "max-rate=5 interval=2");
+    assert_eq!(inferred_seqs(&both, "fast"), [0, 6, 10, 16, 20]);
+    assert_eq!(inferred_seqs(&both, "slow"), [0, 2, 4, 6, 8]);
+    for out in outs.iter().chain(&both) {
+        match out.stream.as_str() {
+            "fast" => assert_eq!(out.found.len(), 2, "{out:?}"),
+            _ => assert!(out.found.is_empty(), "a black frame with boxes: {out:?}"),
+        }
+    }
+}
+
+#[test]
+fn motion_gating_compares_each_stream_with_its_own_last_inferred_frame() {
+    let (w, h) = (640, 480);
+    let still = frame_with_squares(w, h, &two_squares(w, h));
+    let side = 120;
+    let moving = |seq: u64| frame_with_squares(w, h, &[(100 + 6 * seq as usize, 150, side)]);
+    let frames = interleave(
+        &[0, 1].repeat(10),
+        &[("still", 0), ("moving", 0)],
+        |stream, seq| {
+            if stream == "still" {
+                still.clone()
+            } else {
+                moving(seq)
+            }
+        },
+    );
+    for (props, moving_inferred) in [
+        ("motion-threshold=0.002", (0..10).collect::<Vec<u64>>()),
+        (
+            "motion-threshold=0.002 interval=2",
+            (0..10).step_by(2).collect(),
+        ),
+    ] {
+        let (outs, stats) = run_streams(&frames, w, h, props);
+        assert_eq!(inferred_seqs(&outs, "still"), [0], "{props}");
+        assert_eq!(inferred_seqs(&outs, "moving"), moving_inferred, "{props}");
+        let skipped_still = if props.contains("interval") { 4 } else { 9 };
+        assert_eq!(
+            stats.get::<u64>("skipped-still"),
+            Ok(skipped_still),
+            "{props}: {stats}"
+        );
+        for out in &outs {
+            if out.stream == "still" {
+                assert_eq!(out.found.len(), 2, "{props}: {out:?}");
+                continue;
+            }
+            assert_eq!(out.found.len(), 1, "{props}: {out:?}");
+            // Where the square was on this stream's last inferred frame.
+            let last = if out.inferred { out.seq } else { out.seq - 1 };
+            let at = 100.0 + 6.0 * last as f64;
+            assert!((out.found[0].x - at).abs() <= 2.0, "{props}: {out:?}");
+        }
+    }
+}
+
+#[test]
+fn idle_streams_are_forgotten_and_come_back_fresh() {
+    let (w, h) = (320, 240);
+    let still = frame_with_squares(w, h, &two_squares(w, h));
+    // A still camera gated after its first frame, silent for a second, then back.
+    let frames = |stream_b: &str| {
+        let mut frames = vec![
+            StreamFrame::new("a", 0, 0, still.clone()),
+            StreamFrame::new("a", 1, 33, still.clone()),
+            StreamFrame::new(stream_b, 0, 0, still.clone()),
+            StreamFrame::new("a", 2, 66, still.clone()),
+        ];
+        frames[2].wait_ms = 1000;
+        frames
+    };
+    let props = "motion-threshold=0.002 idle-timeout=200";
+    let (outs, stats) = run_streams(&frames("b"), w, h, props);
+    let inferred: Vec<bool> = outs.iter().map(|o| o.inferred).collect();
+    assert_eq!(inferred, [true, false, true, true], "a starts afresh");
+    assert_eq!(stats.get::<u64>("streams-retired"), Ok(1), "{stats}");
+    assert_eq!(stats.get::<u64>("streams"), Ok(2), "{stats}");
+    // Kept until stop: a's reference still holds after the silence.
+    let (outs, stats) = run_streams(&frames("b"), w, h, "motion-threshold=0.002 idle-timeout=0");
+    let inferred: Vec<bool> = outs.iter().map(|o| o.inferred).collect();
+    assert_eq!(inferred, [true, false, true, false]);
+    assert_eq!(stats.get::<u64>("streams-retired"), Ok(0), "{stats}");
+    // Without a record meta, all frames are one stream, with its own frame count.
+    let mut frames = frames("b");
+    for frame in &mut frames {
+        frame.record = None;
+    }
+    let (outs, stats) = run_streams(&frames, w, h, "interval=2 idle-timeout=0");
+    let inferred: Vec<bool> = outs.iter().map(|o| o.inferred).collect();
+    assert_eq!(inferred, [true, false, true, false]);
+    assert_eq!(stats.get::<u64>("streams"), Ok(1), "{stats}");
+}
+
+#[test]
+fn at_most_1024_streams_are_kept_the_least_recently_seen_go_first() {
+    let (w, h) = (64, 48);
+    // Seq 1 with interval 2: no frame is due, only the bookkeeping runs.
+    let frames: Vec<StreamFrame> = (0..1030)
+        .map(|i| StreamFrame::new(&format!("s{i}"), 1, 0, vec![0; w * h * 3]))
+        .collect();
+    let (_, stats) = run_streams(&frames, w, h, "interval=2");
+    assert_eq!(stats.get::<u64>("streams"), Ok(1024), "{stats}");
+    assert_eq!(stats.get::<u64>("streams-retired"), Ok(6), "{stats}");
+    assert_eq!(stats.get::<u64>("skipped"), Ok(1030), "{stats}");
 }

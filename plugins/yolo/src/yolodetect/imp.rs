@@ -13,6 +13,15 @@
  * frame difference on the model input); skipped frames carry the last result with
  * `inferred=false`, and `stats` counts them as `skipped-still`.
  *
+ * What it keeps between frames, it keeps per stream: behind `kafkadecodebin` the frames of
+ * many cameras interleave, and each stream (the record meta's `stream`; buffers without one
+ * are one stream) has its own `interval`, `max-rate`, motion reference and carried-over
+ * result, so no frame ever carries another camera's boxes. The choice of frames is
+ * deterministic: `interval` takes the frames whose record `seq` is a multiple of it, and
+ * `max-rate` the first frame of each 1/rate-second period of the frame's capture time (else
+ * PTS), so a worker that re-reads a stream after another died infers the same frames. A
+ * stream unseen for `idle-timeout` is forgotten, and at most 1024 are kept.
+ *
  * Each detection becomes a `GstVideoRegionOfInterestMeta` (roi type = label) in frame
  * pixels, with a `detection` structure (`class-id`, `label`, `confidence`, `inferred`).
  * With `post-messages=true` an element message `yolodetect` per frame lists them.
@@ -27,12 +36,16 @@
  * # a fixed camera: infer only when at least 0.2% of the picture changed
  * gst-launch-1.0 rtspsrc location=rtsp://camera/stream ! decodebin ! \
  *     yolodetect model-location=yolov8n.onnx motion-threshold=0.002 post-messages=true ! fakesink
+ * # many cameras from Kafka: each inferred at most twice a second, each on its own
+ * gst-launch-1.0 kafkasrc brokers=127.0.0.1:9092 topic=frames group-id=detectors ! \
+ *     kafkadecodebin ! videoconvert ! yolodetect model-location=yolov8n.onnx max-rate=2 ! \
+ *     detectionsconvert ! kafkasink brokers=127.0.0.1:9092 topic=detections key-from=record
  * ```
  */
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -44,10 +57,12 @@ use gst_video::prelude::*;
 use super::draw::Canvas;
 use super::letterbox::{Letterbox, PixelLayout, Planes, Preprocessor, YuvMatrix};
 use super::model::{self, Model, Provider, ProviderNote, SessionOptions};
-use super::motion::MotionGate;
+use super::motion::Cells;
 use super::postprocess::{self, Detection, Filter};
+use super::streams::{MAX_STREAMS, Pace, Streams};
 use kafkavision::detections::Rect;
 use kafkavision::detections::meta as detections_meta;
+use kafkavision::meta::{RecordMeta, capture_time};
 use kafkavision::per_run::PerRun;
 
 const DEFAULT_CONF_THRESHOLD: f64 = 0.25;
@@ -55,6 +70,9 @@ const DEFAULT_IOU_THRESHOLD: f64 = 0.45;
 const DEFAULT_CLASS_AGNOSTIC: bool = false;
 const DEFAULT_MAX_DETECTIONS: u32 = 300;
 const DEFAULT_INTERVAL: u32 = 1;
+const DEFAULT_MAX_RATE: f64 = 0.0;
+// As kafkadecodebin's: a stream's state goes when its decoder does.
+const DEFAULT_IDLE_TIMEOUT_MS: u32 = 30_000;
 const DEFAULT_MOTION_THRESHOLD: f64 = 0.0;
 const DEFAULT_DRAW: bool = false;
 const DEFAULT_POST_MESSAGES: bool = false;
@@ -136,6 +154,8 @@ struct Settings {
     max_detections: u32,
     classes: Option<String>,
     interval: u32,
+    max_rate: f64,
+    idle_timeout_ms: u32,
     motion_threshold: f64,
     draw: bool,
     post_messages: bool,
@@ -160,6 +180,8 @@ impl Default for Settings {
             max_detections: DEFAULT_MAX_DETECTIONS,
             classes: None,
             interval: DEFAULT_INTERVAL,
+            max_rate: DEFAULT_MAX_RATE,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             motion_threshold: DEFAULT_MOTION_THRESHOLD,
             draw: DEFAULT_DRAW,
             post_messages: DEFAULT_POST_MESSAGES,
@@ -182,7 +204,9 @@ impl Settings {
             iou_threshold: self.iou_threshold as f32,
             class_agnostic: self.class_agnostic,
             max_detections: self.max_detections as usize,
-            interval: self.interval.max(1) as u64,
+            pace: Pace::new(self.interval, self.max_rate),
+            idle: (self.idle_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.idle_timeout_ms as u64)),
             motion_threshold: self.motion_threshold,
             draw: self.draw,
             post_messages: self.post_messages,
@@ -197,7 +221,9 @@ struct FrameSettings {
     iou_threshold: f32,
     class_agnostic: bool,
     max_detections: usize,
-    interval: u64,
+    pace: Pace,
+    /// Streams unseen for longer are forgotten; `None`: kept until stop.
+    idle: Option<Duration>,
     motion_threshold: f64,
     draw: bool,
     post_messages: bool,
@@ -216,6 +242,9 @@ struct Stats {
     pre_us: AtomicU64,
     infer_us: AtomicU64,
     post_us: AtomicU64,
+    /// Streams kept at the last frame, and those forgotten (idle, or beyond the bound).
+    streams: AtomicU64,
+    streams_retired: AtomicU64,
     /// The execution provider that runs the model (its nick), once started.
     provider: Mutex<&'static str>,
 }
@@ -227,10 +256,10 @@ struct State {
     preprocessor: Option<Preprocessor>,
     info: Option<gst_video::VideoInfo>,
     input: Vec<f32>,
-    frame_index: u64,
-    /// The last inferred frame's detections, for the frames `interval` skips.
-    last: Vec<Detection>,
-    motion: MotionGate,
+    /// Interval, rate, motion reference and carried-over detections, per stream.
+    streams: Streams,
+    /// The motion cells of the frame at hand, whichever its stream.
+    cells: Cells,
 }
 
 pub struct YoloDetect {
@@ -330,21 +359,50 @@ impl ObjectImpl for YoloDetect {
                 glib::ParamSpecUInt::builder("interval")
                     .nick("Interval")
                     .blurb(
-                        "Infer every Nth frame, e.g. 3; the frames between carry the last \
-                         result, marked inferred=false.",
+                        "Infer every Nth frame of each stream, e.g. 3: the frames whose record \
+                         seq is a multiple of N (the same frames on every worker), else every \
+                         Nth frame the stream brings; the frames between carry that stream's \
+                         last result, marked inferred=false. With max-rate, a frame must \
+                         satisfy both.",
                     )
                     .minimum(1)
                     .default_value(DEFAULT_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("max-rate")
+                    .nick("Maximum rate")
+                    .blurb(
+                        "Infer each stream at most this many times a second, e.g. 2.5: a frame \
+                         is inferred only when its time (capture time, else PTS) falls in \
+                         another 1/N-second period than the stream's last inferred frame's. \
+                         0 = no limit. With interval, a frame must satisfy both; frames \
+                         between carry the last result, marked inferred=false.",
+                    )
+                    .minimum(0.0)
+                    .maximum(1000.0)
+                    .default_value(DEFAULT_MAX_RATE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("idle-timeout")
+                    .nick("Idle timeout")
+                    .blurb(
+                        "Milliseconds without a frame after which a stream's state (its last \
+                         result, motion reference, interval and rate) is forgotten, e.g. 30000 \
+                         (its partition went to another worker, or the camera stopped). 0: \
+                         kept until the element stops. At most 1024 streams are kept; beyond, \
+                         the least recently seen one is forgotten.",
+                    )
+                    .default_value(DEFAULT_IDLE_TIMEOUT_MS)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("motion-threshold")
                     .nick("Motion threshold")
                     .blurb(
                         "Skip inference on frames where less than this fraction of the picture \
-                         changed since the last inferred frame (4x4-pixel cells of the model \
-                         input whose brightness moved by more than 4%), e.g. 0.002 for a fixed \
-                         camera; those frames carry the last result, marked inferred=false. \
-                         0 infers every frame.",
+                         changed since the stream's last inferred frame (4x4-pixel cells of the \
+                         model input whose brightness moved by more than 4%), e.g. 0.002 for a \
+                         fixed camera; those frames carry the stream's last result, marked \
+                         inferred=false. 0 infers every frame.",
                     )
                     .minimum(0.0)
                     .maximum(1.0)
@@ -430,9 +488,10 @@ impl ObjectImpl for YoloDetect {
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
-                        "Frames in, inferred, skipped by interval, skipped as still \
+                        "Frames in, inferred, skipped by interval or max-rate, skipped as still \
                          (motion-threshold), dropped by QoS, mean pre/infer/post \
-                         milliseconds, and the execution provider that runs the model.",
+                         milliseconds, the execution provider that runs the model, streams \
+                         kept and streams forgotten (idle-timeout).",
                     )
                     .read_only()
                     .build(),
@@ -453,6 +512,8 @@ impl ObjectImpl for YoloDetect {
             "max-detections" => settings.max_detections = value.get().unwrap(),
             "classes" => settings.classes = value.get().unwrap(),
             "interval" => settings.interval = value.get().unwrap(),
+            "max-rate" => settings.max_rate = value.get().unwrap(),
+            "idle-timeout" => settings.idle_timeout_ms = value.get().unwrap(),
             "motion-threshold" => settings.motion_threshold = value.get().unwrap(),
             "draw" => settings.draw = value.get().unwrap(),
             "post-messages" => settings.post_messages = value.get().unwrap(),
@@ -479,6 +540,8 @@ impl ObjectImpl for YoloDetect {
             "max-detections" => settings.max_detections.to_value(),
             "classes" => settings.classes.to_value(),
             "interval" => settings.interval.to_value(),
+            "max-rate" => settings.max_rate.to_value(),
+            "idle-timeout" => settings.idle_timeout_ms.to_value(),
             "motion-threshold" => settings.motion_threshold.to_value(),
             "draw" => settings.draw.to_value(),
             "post-messages" => settings.post_messages.to_value(),
@@ -581,6 +644,8 @@ impl YoloDetect {
             .field("infer-ms", mean_ms(&s.infer_us, inferred))
             .field("post-ms", mean_ms(&s.post_us, inferred))
             .field("execution-provider", *s.provider.lock().unwrap())
+            .field("streams", load(&s.streams))
+            .field("streams-retired", load(&s.streams_retired))
             .build()
     }
 
@@ -753,9 +818,8 @@ impl BaseTransformImpl for YoloDetect {
             preprocessor: None,
             info: None,
             input,
-            frame_index: 0,
-            last: Vec::new(),
-            motion: MotionGate::default(),
+            streams: Streams::default(),
+            cells: Cells::default(),
         });
         Ok(())
     }
@@ -789,7 +853,10 @@ impl BaseTransformImpl for YoloDetect {
         gst::debug!(CAT, imp = self, "Caps {incaps}: {letterbox:?}");
         let preprocessor = Preprocessor::new(letterbox, layout, matrix);
         preprocessor.pad(&mut state.input);
-        state.motion.reset();
+        // Each stream's motion reference is reset by its first frame under caps other than
+        // its reference's (transform_ip): behind kafkadecodebin the caps change at every
+        // switch between cameras of different sizes, and resetting every stream here would
+        // leave none gated.
         state.preprocessor = Some(preprocessor);
         state.info = Some(info);
         Ok(())
@@ -813,14 +880,31 @@ impl BaseTransformImpl for YoloDetect {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings.lock().unwrap().per_frame();
         let stats = self.stats.current();
+        let record = RecordMeta::of(buffer);
+        let time_ns = capture_time(buffer).or_else(|| buffer.pts().map(gst::ClockTime::nseconds));
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
         let (Some(pre), Some(info)) = (state.preprocessor.as_ref(), state.info.as_ref()) else {
             return Err(gst::FlowError::NotNegotiated);
         };
-        let index = state.frame_index;
-        state.frame_index += 1;
-        let due = index % settings.interval == 0;
+        let retired_before = state.streams.retired();
+        // Frames without a record meta are one stream.
+        let name = record.as_ref().map_or("", |r| r.stream.as_str());
+        let stream = state.streams.get(name, Instant::now(), settings.idle);
+        if stream.info.as_ref() != Some(info) {
+            // Another geometry or colour conversion: the reference cells no longer compare.
+            stream.motion.reset();
+            // Boxes in the old frame size's pixels would be misplaced on this one.
+            if stream
+                .info
+                .as_ref()
+                .is_some_and(|old| (old.width(), old.height()) != (info.width(), info.height()))
+            {
+                stream.last.clear();
+            }
+            stream.info = Some(info.clone());
+        }
+        let due = stream.due(record.as_ref().map(|r| r.seq), time_ns, settings.pace);
         let mut inferred = false;
         let us = |a: Instant, b: Instant| (b - a).as_micros() as u64;
 
@@ -844,7 +928,9 @@ impl BaseTransformImpl for YoloDetect {
                 .pre_us
                 .fetch_add(us(started, pre_done), Ordering::Relaxed);
             inferred = settings.motion_threshold <= 0.0
-                || state.motion.changed_fraction(&state.input, &pre.letterbox)
+                || stream
+                    .motion
+                    .changed_fraction(&mut state.cells, &state.input, &pre.letterbox)
                     >= settings.motion_threshold;
         }
         if inferred {
@@ -869,16 +955,17 @@ impl BaseTransformImpl for YoloDetect {
                     gst::FlowError::Error
                 })?;
             let letterbox = pre.letterbox;
-            state.last.clear();
-            state.last.extend(
+            stream.last.clear();
+            stream.last.extend(
                 found
                     .iter()
                     .map(|d| letterbox.to_frame(d))
                     .filter(|d| d.x2 > d.x1 && d.y2 > d.y1),
             );
             if settings.motion_threshold > 0.0 {
-                state.motion.accept();
+                stream.motion.accept(&mut state.cells);
             }
+            stream.inferred(time_ns);
             let done = Instant::now();
             stats.inferred.fetch_add(1, Ordering::Relaxed);
             stats
@@ -896,13 +983,13 @@ impl BaseTransformImpl for YoloDetect {
         let frame_size = (info.width(), info.height());
         let structures = Self::attach(
             buffer,
-            &state.last,
+            &stream.last,
             &state.model,
             inferred,
             frame_size,
             settings.post_messages,
         );
-        if settings.draw && !state.last.is_empty() {
+        if settings.draw && !stream.last.is_empty() {
             let layout = PixelLayout::of(info.format()).unwrap();
             let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, info)
                 .map_err(|_| {
@@ -937,10 +1024,23 @@ impl BaseTransformImpl for YoloDetect {
                     *strides.get(2).unwrap_or(&0),
                 ],
             };
-            for d in &state.last {
+            for d in &stream.last {
                 canvas.draw(d, &state.model.label(d.class_id));
             }
         }
+        let retired = state.streams.retired();
+        if retired > retired_before {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "Forgot {} stream(s) unseen for longer than idle-timeout or beyond {MAX_STREAMS}",
+                retired - retired_before
+            );
+        }
+        stats
+            .streams
+            .store(state.streams.len() as u64, Ordering::Relaxed);
+        stats.streams_retired.store(retired, Ordering::Relaxed);
         drop(guard);
 
         if settings.post_messages {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `yolodetect`: YOLO detection on ONNX Runtime. The element is in `imp.rs`; the model
 //! (`model.rs`), pre-processing (`letterbox.rs`), motion gating (`motion.rs`),
-//! post-processing (`postprocess.rs`) and drawing (`draw.rs`) are plain Rust, tested on their own.
+//! post-processing (`postprocess.rs`), what is kept per stream (`streams.rs`) and drawing
+//! (`draw.rs`) are plain Rust, tested on their own.
 
 use gst::glib;
 use gst::prelude::*;
@@ -13,6 +14,7 @@ pub mod letterbox;
 pub mod model;
 mod motion;
 mod postprocess;
+mod streams;
 
 pub use imp::{ExecutionProvider, OpenVinoDevice, OpenVinoPrecision};
 /// The process's ONNX Runtime (loaded once), for programs that also run models directly.
