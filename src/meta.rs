@@ -149,6 +149,25 @@ pub fn copy_record_meta(from: &gst::BufferRef, to: &mut gst::BufferRef) {
     }
 }
 
+/// Holds a frame's Kafka record open: `kafkasrc` does not commit a record while anything
+/// still holds its record meta's fields (its release token among them). Elements whose
+/// state covers a frame hold it until that state is saved, so a worker that dies before the
+/// save has its frames read again by the next one.
+#[derive(Debug)]
+pub struct RecordHold {
+    _fields: gst::Structure,
+}
+
+impl RecordHold {
+    /// A hold on `buffer`'s record, if it came from `kafkasrc`.
+    pub fn of(buffer: &gst::BufferRef) -> Option<RecordHold> {
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, RECORD_META).ok()?;
+        Some(RecordHold {
+            _fields: meta.structure().to_owned(),
+        })
+    }
+}
+
 /// Kafka record headers that ride with a buffer, outside the envelope: names are text,
 /// values bytes, in order, and a name may repeat (as in Kafka).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use kafkavision::detections::FrameDetections;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use testkit::{RawRecord, Running, read_all_from};
+use testkit::{RawRecord, Running, group_lag, read_all_from};
 use testkit::{brokers, create_topic, not_run, unique_name as unique};
 
 /// The workers' consumer settings: kafkasrc's defaults for live video (a 6 s session,
@@ -160,31 +158,7 @@ fn finish_camera(
 
 /// Records of the group not committed yet: written but not handled by any worker.
 fn lag(topics: &Topics, group: &str) -> i64 {
-    let (topic, partitions) = (&topics.frames, topics.partitions);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &topics.brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    (0..partitions)
-        .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            let done = match committed.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => 0,
-            };
-            high - done
-        })
-        .sum()
+    group_lag(&topics.brokers, &topics.frames, topics.partitions, group)
 }
 
 /// How often each frame (camera stream, sequence number) was detected.

@@ -16,7 +16,11 @@
 //! Detections carry track ids (`objecttrack`, per camera). With `--lines` or `--zones`
 //! (the `crossingcount` syntax), line crossings and zone visits go to the events topic, one
 //! record per event. Tracking needs every frame of a camera in one worker, in order: publish
-//! analytics cameras with the default `partitioner=key`.
+//! analytics cameras with the default `partitioner=key`. With `--state-topic NAME` (a
+//! compacted topic, `cleanup.policy=compact`), each camera's tracks and counts are saved
+//! there and restored by whichever worker reads the camera next: a worker killed or a
+//! camera moved by a rebalance neither loses a crossing nor counts one twice (its events
+//! come again with the same `event_id`, which `counter` and the viewer count once).
 //!
 //! `kafkadecodebin` keeps one decoder per camera (interleaved H.264 streams must never
 //! share one); every frame keeps the record meta of the record it came from, so each output
@@ -56,7 +60,8 @@ const USAGE: &str = concat!(
     [--annotated-topic annotated] [--detections-topic detections] [--model models/blob-yolov8.onnx]
     [--conf 0.25] [--threads 1] [--interval 1] [--fixed-cost-ms 0] [--config k=v,k=v]
     [--lines name:x1,y1,x2,y2;...] [--zones name:x1,y1,x2,y2,x3,y3,...;...]
-    [--events-topic events] [--frames N] [--stop-on-eos] [--name worker]
+    [--events-topic events] [--state-topic NAME] [--idle-timeout MS]
+    [--frames N] [--stop-on-eos] [--name worker]
     [--metrics HOST:PORT] [--health-timeout 30] [Kafka client options]
 
 ",
@@ -71,7 +76,7 @@ const USAGE: &str = concat!(
 const STAGE_DEPTH: u32 = 4;
 
 const HEAD: &str = "kafkasrc name=src ! kafkadecodebin name=decode ! videoconvert ! \
-     yolodetect name=detect draw=true ! objecttrack ! crossingcount name=count ! ";
+     yolodetect name=detect draw=true ! objecttrack name=track ! crossingcount name=count ! ";
 /// `--fixed-cost-ms`: a heavier model's cost, in its own thread so it is all a frame costs.
 const FIXED_COST: &str = "queue name=cost-queue ! identity name=cost ! ";
 const TAIL: &str = "tee name=t \
@@ -126,6 +131,24 @@ fn build(args: &Args) -> Result<gst::Pipeline, String> {
     let count = element("count")?;
     count.set_property("lines", &lines);
     count.set_property("zones", &zones);
+    let state_topic = args.get("state-topic", "");
+    if !state_topic.is_empty() {
+        // Tracks and counts saved per camera: the worker that reads a camera next goes on
+        // from them.
+        let state_config = client
+            .config_property("")
+            .map_err(|e| format!("--kafka-config: {e}"))?;
+        for stateful in [element("track")?, count.clone()] {
+            stateful.set_property("state-topic", &state_topic);
+            stateful.set_property("state-brokers", &client.brokers);
+            stateful.set_property("state-config", &state_config);
+        }
+    }
+    // Cameras without frames this long are saved and dropped from memory.
+    let idle_ms: u32 = args.number("idle-timeout", 60_000);
+    for stateful in [element("track")?, count.clone()] {
+        stateful.set_property("idle-timeout", idle_ms);
+    }
     if counting {
         element("events-queue")?.set_property("max-size-buffers", STAGE_DEPTH);
         let sink = element("events")?;

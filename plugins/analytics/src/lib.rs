@@ -9,10 +9,13 @@
 //! - [`crossingcount`]: events when tracked objects cross lines or enter and leave zones.
 //! - [`eventsconvert`]: a frame's events as `gkv.events` JSON, one buffer each.
 //!
-//! A plugin of its own: it needs neither Kafka nor ONNX Runtime.
+//! A plugin of its own: it needs no ONNX Runtime, and a Kafka broker only for the camera
+//! states that `objecttrack` and `crossingcount` save with `state-topic`
+//! ([`camera_state`]).
 
 use gst::glib;
 
+pub mod camera_state;
 pub mod crossingcount;
 pub mod detectionsconvert;
 pub mod eventsconvert;

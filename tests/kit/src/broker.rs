@@ -58,10 +58,24 @@ pub fn try_create_topic(
     topic: &str,
     partitions: i32,
 ) -> Result<(), String> {
+    try_create_topic_with(brokers, settings, topic, partitions, &[])
+}
+
+/// Creates `topic` with topic settings (e.g. `("cleanup.policy", "compact")`).
+pub fn try_create_topic_with(
+    brokers: &str,
+    settings: &str,
+    topic: &str,
+    partitions: i32,
+    topic_settings: &[(&str, &str)],
+) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = client_config(brokers, settings)?
         .create()
         .map_err(|e| format!("an admin client for {brokers}: {e}"))?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in topic_settings {
+        new_topic = new_topic.set(key, value);
+    }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = futures_executor::block_on(admin.create_topics([&new_topic], &options))
         .map_err(|e| format!("creating topic {topic}: {e}"))?;
@@ -82,6 +96,20 @@ pub fn client_config(brokers: &str, settings: &str) -> Result<ClientConfig, Stri
         config.set(key, value);
     }
     Ok(config)
+}
+
+/// A fresh compacted topic (`cleanup.policy=compact`): a `state-topic`.
+pub fn new_compacted_topic(prefix: &str, partitions: i32) -> String {
+    let topic = unique_name(prefix);
+    try_create_topic_with(
+        &brokers(),
+        "",
+        &topic,
+        partitions,
+        &[("cleanup.policy", "compact")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    topic
 }
 
 /// A fresh topic with `partitions` partitions.

@@ -257,3 +257,32 @@ pub fn produce_keyed(topic: &str, records: &[KeyedRecord]) {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 }
+
+/// Records of `topic` that consumer group `group` has not committed yet: written but not
+/// handled by any of its members.
+pub fn group_lag(brokers: &str, topic: &str, partitions: i32, group: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            let done = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => 0,
+            };
+            high - done
+        })
+        .sum()
+}

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kafkavision::events::{Direction, EventKind};
+use serde::{Deserialize, Serialize};
 
 use super::geometry::{Layout, Point, segments_meet, side};
 
@@ -36,7 +37,7 @@ pub struct Happening {
     pub dwell_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct TrackState {
     label: String,
     point: Point,
@@ -48,7 +49,7 @@ struct TrackState {
 }
 
 /// Counts of one line or zone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub crossed_in: u64,
     pub crossed_out: u64,
@@ -75,6 +76,57 @@ impl Counter {
             tracks: HashMap::new(),
             track_timeout_ns,
         }
+    }
+
+    /// Tracks' sides, zone visits and counts, as JSON for a saved camera state; the layout
+    /// goes with them, since they mean nothing for another one.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "layout": self.layout,
+            "tracks": self.tracks,
+            "line_counts": self.line_counts,
+            "zone_counts": self.zone_counts,
+        })
+    }
+
+    /// A counter continuing from `snapshot`, if it was saved for this `layout`; the error
+    /// says why not.
+    pub fn restored(
+        layout: Layout,
+        track_timeout_ns: u64,
+        snapshot: &serde_json::Value,
+    ) -> Result<Counter, String> {
+        #[derive(Deserialize)]
+        struct Snapshot {
+            layout: serde_json::Value,
+            tracks: HashMap<u64, TrackState>,
+            line_counts: Vec<Counts>,
+            zone_counts: Vec<Counts>,
+        }
+        let snapshot = Snapshot::deserialize(snapshot).map_err(|e| format!("counts: {e}"))?;
+        let here = serde_json::to_value(&layout).map_err(|e| e.to_string())?;
+        if snapshot.layout != here {
+            return Err(format!(
+                "saved for other lines and zones ({}), not this camera's ({here})",
+                snapshot.layout
+            ));
+        }
+        let (lines, zones) = (layout.lines.len(), layout.zones.len());
+        let fits = snapshot.line_counts.len() == lines
+            && snapshot.zone_counts.len() == zones
+            && snapshot.tracks.values().all(|t| {
+                t.last_side.keys().all(|i| *i < lines) && t.inside.keys().all(|i| *i < zones)
+            });
+        if !fits {
+            return Err("counts that do not fit the lines and zones".into());
+        }
+        Ok(Counter {
+            layout,
+            tracks: snapshot.tracks,
+            line_counts: snapshot.line_counts,
+            zone_counts: snapshot.zone_counts,
+            track_timeout_ns,
+        })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -330,6 +382,34 @@ mod tests {
                 ..Counts::default()
             }
         );
+    }
+
+    #[test]
+    fn a_restored_counter_continues_exactly_as_the_saved_one() {
+        let mut original = counter();
+        run(&mut original, &[0.2, 0.4, 0.45], 0.7);
+        original.frame(3 * FRAME, &[at(2, 0.8, 0.3)]);
+        let text = serde_json::to_string(&original.snapshot()).unwrap();
+        let layout = original.layout().clone();
+        let mut copy = Counter::restored(
+            layout.clone(),
+            2_000_000_000,
+            &serde_json::from_str(&text).unwrap(),
+        )
+        .unwrap();
+        // The rest of the path: the half-way object crosses once, in both.
+        for (i, x) in [0.6, 0.8].iter().enumerate() {
+            let frame = [at(1, *x, 0.7), at(2, 0.95, 0.3)];
+            let t = (4 + i as u64) * FRAME;
+            assert_eq!(copy.frame(t, &frame), original.frame(t, &frame));
+        }
+        assert_eq!(copy.line_counts[0].crossed_in, 1);
+        assert_eq!(copy.zone_counts, original.zone_counts);
+
+        let other = parse_properties("gate:0.4,0,0.4,1", "").unwrap();
+        let err = Counter::restored(other, 1, &original.snapshot()).unwrap_err();
+        assert!(err.contains("other lines"), "{err}");
+        assert!(Counter::restored(layout, 1, &serde_json::json!({"tracks": []})).is_err());
     }
 
     #[test]

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub x: f64,
     pub y: f64,
@@ -51,14 +51,14 @@ pub fn segments_meet(p1: Point, p2: Point, q1: Point, q2: Point) -> bool {
     on(q1, q2, p1) || on(q1, q2, p2) || on(p1, p2, q1) || on(p1, p2, q2)
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Line {
     pub name: String,
     pub a: Point,
     pub b: Point,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Zone {
     pub name: String,
     pub corners: Vec<Point>,
@@ -83,7 +83,7 @@ impl Zone {
 }
 
 /// The lines and zones of one camera.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Layout {
     pub lines: Vec<Line>,
     pub zones: Vec<Zone>,

@@ -18,7 +18,19 @@
  * centre (`anchor=center`).
  *
  * `lines` and `zones` apply to every camera; `config-file` (JSON) can give each camera
- * (record key) its own. Tracks and counts are kept per camera.
+ * (record key) its own. Tracks and counts are kept per camera. Time is the frames' capture
+ * time when they came through Kafka (the same on every worker), else their PTS.
+ *
+ * Every event carries an `event_id` derived from the camera, the frame (its record's
+ * stream and sequence number) and the line or zone, direction and track: computed again
+ * from the same frames, on any worker, the same crossing has the same id, so consumers
+ * count events once by id.
+ *
+ * With `state-topic` (set on `objecttrack` too), each camera's sides, zone visits and
+ * counts are saved with its tracks to that compacted Kafka topic, one record per camera,
+ * and restored by the next worker that reads the camera: a worker killed mid-crossing
+ * loses no count and adds none. A camera without frames for `idle-timeout` is saved and
+ * dropped from memory.
  *
  * ## Example
  * ```sh
@@ -39,11 +51,16 @@ use gst_base::subclass::prelude::*;
 use kafkavision::detections::SourceRecord;
 use kafkavision::detections::meta as detections_meta;
 use kafkavision::events::{self, Event, EventKind};
+use kafkavision::identity::event_id;
 use kafkavision::meta::{RecordMeta, capture_time};
 use kafkavision::per_run::PerRun;
 
 use super::counting::{Counter, Sighting};
 use super::geometry::{self, Layouts, Point};
+use crate::camera_state::element::{Checkpoint, StateSettings, Sweeper, Verdict, sweep_period};
+use crate::camera_state::store::{Membership, StoreStats};
+
+const PART: &str = "crossingcount";
 
 const DEFAULT_ANCHOR: Anchor = Anchor::Bottom;
 const DEFAULT_TRACK_TIMEOUT_MS: u32 = 2000;
@@ -94,18 +111,30 @@ struct State {
     anchor: Anchor,
     track_timeout_ns: u64,
     counters: HashMap<String, Counter>,
+    /// Per camera (beside its counter): where its saved state stands, and its frames.
+    checkpoints: HashMap<String, (Checkpoint, u64)>,
     frame_size: (f64, f64),
+    membership: Option<Membership>,
+    /// Names this run's frames that have no Kafka record, for their event ids.
+    origin: String,
 }
 
 #[derive(Default)]
 struct Stats {
     frames: AtomicU64,
     events: AtomicU64,
+    already_included: AtomicU64,
+    cameras_retired: AtomicU64,
+    unusable_parts: AtomicU64,
+    /// The store's counters, kept after stop for `stats`.
+    store: Mutex<Option<std::sync::Arc<StoreStats>>>,
 }
 
 #[derive(Default)]
 pub struct CrossingCount {
     settings: Mutex<Settings>,
+    state_settings: Mutex<StateSettings>,
+    sweeper: Mutex<Option<Sweeper>>,
     state: Mutex<Option<State>>,
     stats: PerRun<Stats>,
 }
@@ -128,7 +157,7 @@ impl ObjectSubclass for CrossingCount {
 impl ObjectImpl for CrossingCount {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            let mut properties = vec![
                 glib::ParamSpecString::builder("lines")
                     .nick("Lines")
                     .blurb(
@@ -193,16 +222,28 @@ impl ObjectImpl for CrossingCount {
                     .blurb(
                         "Frames, events, and per camera and line the crossings in and out \
                          (lines: array of line structures), per camera and zone the entries, \
-                         exits and objects inside now (zones: array of zone structures).",
+                         exits and objects inside now (zones: array of zone structures), \
+                         cameras retired, frames a restored state already included, and camera \
+                         states saved, restored and skipped as unusable.",
                     )
                     .read_only()
                     .build(),
-            ]
+            ];
+            properties.extend(StateSettings::properties());
+            properties
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self
+            .state_settings
+            .lock()
+            .unwrap()
+            .set_property(pspec.name(), value)
+        {
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "lines" => settings.lines = value.get::<Option<String>>().unwrap().unwrap_or_default(),
@@ -217,6 +258,9 @@ impl ObjectImpl for CrossingCount {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self.state_settings.lock().unwrap().property(pspec.name()) {
+            return value;
+        }
         let settings = self.settings.lock().unwrap();
         match pspec.name() {
             "lines" => settings.lines.to_value(),
@@ -315,9 +359,21 @@ impl CrossingCount {
             }
         }
         let stats = self.stats.current();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let store = stats.store.lock().unwrap().clone();
+        let store_count =
+            |pick: fn(&StoreStats) -> &AtomicU64| store.as_deref().map_or(0, |s| load(pick(s)));
         gst::Structure::builder("crossingcount-stats")
-            .field("frames", stats.frames.load(Ordering::Relaxed))
-            .field("events", stats.events.load(Ordering::Relaxed))
+            .field("frames", load(&stats.frames))
+            .field("events", load(&stats.events))
+            .field("cameras-retired", load(&stats.cameras_retired))
+            .field("already-included", load(&stats.already_included))
+            .field("state-saved", store_count(|s| &s.saved))
+            .field("state-restored", store_count(|s| &s.restored))
+            .field(
+                "state-unusable",
+                store_count(|s| &s.unusable) + load(&stats.unusable_parts),
+            )
             .field("lines", gst::Array::new(lines))
             .field("zones", gst::Array::new(zones))
             .build()
@@ -388,19 +444,43 @@ impl BaseTransformImpl for CrossingCount {
         {
             gst::warning!(CAT, imp = self, "No lines or zones: nothing to count");
         }
+        let state_settings = self.state_settings.lock().unwrap().clone();
+        let membership = state_settings.join(PART)?;
+        *self.stats.current().store.lock().unwrap() =
+            membership.as_ref().map(|m| m.store.stats.clone());
         *self.state.lock().unwrap() = Some(State {
             layouts,
             camera: settings.camera,
             anchor: settings.anchor,
             track_timeout_ns: settings.track_timeout_ms as u64 * 1_000_000,
             counters: HashMap::new(),
+            checkpoints: HashMap::new(),
             frame_size: (0.0, 0.0),
+            membership,
+            origin: format!("run-{}", kafkavision::clock::random_suffix()),
+        });
+        *self.sweeper.lock().unwrap() = state_settings.idle_timeout().map(|idle| {
+            let element = self.obj().downgrade();
+            Sweeper::every(sweep_period(idle), move || {
+                let Some(element) = element.upgrade() else {
+                    return false;
+                };
+                element.imp().retire_idle(idle);
+                true
+            })
         });
         Ok(())
     }
 
-    /// The counts stay readable in `stats` until the next start.
+    /// The counts stay readable in `stats` until the next start; frames held for a save
+    /// that will not come are released without commit (kafkasrc discards releases while
+    /// its pipeline shuts down).
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.sweeper.lock().unwrap().take();
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.checkpoints.clear();
+            state.membership = None;
+        }
         gst::info!(CAT, imp = self, "Stopped: {:?}", self.stats());
         Ok(())
     }
@@ -456,20 +536,57 @@ impl BaseTransformImpl for CrossingCount {
                 })
             })
             .collect();
-        let layouts = &state.layouts;
-        let timeout_ns = state.track_timeout_ns;
-        let counter = state
-            .counters
-            .entry(camera.clone())
-            .or_insert_with(|| Counter::new(layouts.for_camera(&camera).clone(), timeout_ns));
+        if !state.counters.contains_key(&camera) {
+            let layout = state.layouts.for_camera(&camera).clone();
+            let mut checkpoint = Checkpoint::default();
+            let timeout_ns = state.track_timeout_ns;
+            let restored = checkpoint.restore(state.membership.as_ref(), &camera, PART);
+            let counter = match restored
+                .map(|saved| Counter::restored(layout.clone(), timeout_ns, &saved))
+            {
+                Some(Ok(counter)) => counter,
+                Some(Err(why)) => {
+                    stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
+                    checkpoint.discard_restored();
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Camera {camera:?}: saved counts skipped ({why}); counting starts afresh"
+                    );
+                    Counter::new(layout, timeout_ns)
+                }
+                None => Counter::new(layout, timeout_ns),
+            };
+            state.counters.insert(camera.clone(), counter);
+            state.checkpoints.insert(camera.clone(), (checkpoint, 0));
+        }
+        let (checkpoint, frames) = state.checkpoints.entry(camera.clone()).or_default();
+        if let Verdict::AlreadyIncluded = checkpoint.verdict(record.as_ref()) {
+            stats.already_included.fetch_add(1, Ordering::Relaxed);
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        *frames += 1;
+        let (origin, seq) = match &record {
+            Some(r) => (r.stream.clone(), r.seq),
+            None => (state.origin.clone(), *frames),
+        };
+        let capture = capture_time(buffer);
         let pts = buffer.pts().map(|t| t.nseconds());
-        let happened = counter.frame(pts.unwrap_or(0), &sightings);
+        let counter = state.counters.get_mut(&camera).unwrap();
+        let happened = counter.frame(capture.or(pts).unwrap_or(0), &sightings);
+        checkpoint.processed(
+            state.membership.as_ref(),
+            &camera,
+            PART,
+            buffer,
+            record.as_ref(),
+            || counter.snapshot(),
+        );
         drop(guard);
         if happened.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
 
-        let capture = capture_time(buffer);
         let source = record.map(SourceRecord::from);
         let events: Vec<Event> = happened
             .into_iter()
@@ -481,6 +598,15 @@ impl BaseTransformImpl for CrossingCount {
                     _ => event.zone = Some(h.place),
                 }
                 event.direction = h.direction;
+                event.event_id = Some(event_id(
+                    &camera,
+                    &origin,
+                    seq,
+                    h.kind,
+                    event.place(),
+                    h.direction,
+                    h.track_id,
+                ));
                 event.dwell_ms = h.dwell_ms;
                 event.pts_ns = pts;
                 event.capture_time_ns = capture;
@@ -507,5 +633,40 @@ impl BaseTransformImpl for CrossingCount {
         }
         events::meta::add(buffer, &events);
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl CrossingCount {
+    /// Saves and drops the cameras without a frame for `idle` (run by the sweeper).
+    fn retire_idle(&self, idle: std::time::Duration) {
+        let mut guard = self.state.lock().unwrap();
+        let state = match &mut *guard {
+            Some(state) => state,
+            None => return,
+        };
+        let gone: Vec<String> = state
+            .checkpoints
+            .iter()
+            .filter(|(_, (c, _))| c.idle_for(idle))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for camera in gone {
+            let (checkpoint, _) = state.checkpoints.remove(&camera).unwrap();
+            let Some(counter) = state.counters.remove(&camera) else {
+                continue;
+            };
+            gst::info!(
+                CAT,
+                imp = self,
+                "Camera {camera:?} idle for {idle:?}: retired"
+            );
+            checkpoint.retire(state.membership.as_ref(), &camera, PART, || {
+                counter.snapshot()
+            });
+            self.stats
+                .current()
+                .cameras_retired
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

@@ -16,11 +16,28 @@
  * published with `partitioner=round-robin`, spread over a group of workers) are warned
  * about once and counted in `stats`.
  *
+ * Track ids never repeat across cameras, workers and restarts: an id is derived from the
+ * camera and the frame where its track was confirmed (its record's stream and sequence
+ * number; frames without a Kafka record use a random name per run), below 2^53 so
+ * JavaScript reads it exactly. The same frames give the same ids on any worker.
+ *
+ * With `state-topic`, each camera's tracks are saved to that compacted Kafka topic (with
+ * `crossingcount`'s state, in one record per camera) and restored by the next worker that
+ * reads the camera, which goes on with the same tracks and ids; a camera without frames
+ * for `idle-timeout` is saved and dropped from memory.
+ *
  * ## Example
  * ```sh
  * gst-launch-1.0 kafkasrc brokers=127.0.0.1:9092 topic=frames group-id=trackers ! \
  *     kafkadecodebin ! videoconvert ! yolodetect model-location=yolov8n.onnx ! \
  *     objecttrack ! detectionsconvert ! \
+ *     kafkasink brokers=127.0.0.1:9092 topic=tracks key-from=record
+ * ```
+ * Tracks that survive the worker (the state topic created with `cleanup.policy=compact`):
+ * ```sh
+ * gst-launch-1.0 kafkasrc brokers=127.0.0.1:9092 topic=frames group-id=trackers ! \
+ *     kafkadecodebin ! videoconvert ! yolodetect model-location=yolov8n.onnx ! \
+ *     objecttrack state-topic=camera-state state-brokers=127.0.0.1:9092 ! detectionsconvert ! \
  *     kafkasink brokers=127.0.0.1:9092 topic=tracks key-from=record
  * ```
  */
@@ -33,10 +50,17 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use kafkavision::detections::meta as detections_meta;
+use kafkavision::identity::track_id;
 use kafkavision::meta::RecordMeta;
 use kafkavision::per_run::PerRun;
 
+use crate::camera_state::store::StoreStats;
+
 use super::sort::{BoxPx, Observation, Tracker, TrackerConfig};
+use crate::camera_state::element::{Checkpoint, StateSettings, Sweeper, Verdict, sweep_period};
+use crate::camera_state::store::Membership;
+
+const PART: &str = "objecttrack";
 
 const DEFAULT_MAX_AGE: u32 = 30;
 const DEFAULT_MIN_HITS: u32 = 3;
@@ -44,31 +68,41 @@ const DEFAULT_IOU_THRESHOLD: f64 = 0.3;
 /// Frames of a camera seen before its sequence gaps are judged.
 const ORDER_SAMPLE: u64 = 20;
 
-/// A camera's tracker and what its frames' order looked like.
+/// A camera's tracker, what its frames' order looked like, and where its saved state
+/// stands.
 struct Camera {
     tracker: Tracker,
     last_seq: Option<u64>,
     frames: u64,
     gaps: u64,
+    checkpoint: Checkpoint,
 }
 
 #[derive(Default)]
 struct State {
     cameras: HashMap<String, Camera>,
-    next_id: u64,
     warned_order: bool,
+    membership: Option<Membership>,
+    /// Names this run's frames that have no Kafka record, for their track ids.
+    origin: String,
 }
 
 #[derive(Default)]
 struct Stats {
     frames: AtomicU64,
     tracked: AtomicU64,
+    track_ids: AtomicU64,
     sequence_gaps: AtomicU64,
+    already_included: AtomicU64,
+    cameras_retired: AtomicU64,
+    unusable_parts: AtomicU64,
 }
 
 pub struct ObjectTrack {
     config: Mutex<TrackerConfig>,
+    state_settings: Mutex<StateSettings>,
     state: Mutex<State>,
+    sweeper: Mutex<Option<Sweeper>>,
     stats: PerRun<Stats>,
 }
 
@@ -80,7 +114,9 @@ impl Default for ObjectTrack {
                 min_hits: DEFAULT_MIN_HITS,
                 iou_threshold: DEFAULT_IOU_THRESHOLD,
             }),
+            state_settings: Mutex::new(StateSettings::default()),
             state: Mutex::new(State::default()),
+            sweeper: Mutex::new(None),
             stats: PerRun::default(),
         }
     }
@@ -104,7 +140,7 @@ impl ObjectSubclass for ObjectTrack {
 impl ObjectImpl for ObjectTrack {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            let mut properties = vec![
                 glib::ParamSpecUInt::builder("max-age")
                     .nick("Max age")
                     .blurb(
@@ -139,17 +175,28 @@ impl ObjectImpl for ObjectTrack {
                     .nick("Statistics")
                     .blurb(
                         "Frames seen, detections given a track id, track ids handed out, \
-                         tracks alive, cameras, and frames that skipped sequence numbers of \
-                         their camera.",
+                         tracks alive, cameras, cameras retired, frames that skipped sequence \
+                         numbers of their camera, frames a restored state already included, \
+                         and camera states saved, restored and skipped as unusable.",
                     )
                     .read_only()
                     .build(),
-            ]
+            ];
+            properties.extend(StateSettings::properties());
+            properties
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self
+            .state_settings
+            .lock()
+            .unwrap()
+            .set_property(pspec.name(), value)
+        {
+            return;
+        }
         let mut config = self.config.lock().unwrap();
         match pspec.name() {
             "max-age" => config.max_age = value.get().unwrap(),
@@ -160,6 +207,9 @@ impl ObjectImpl for ObjectTrack {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self.state_settings.lock().unwrap().property(pspec.name()) {
+            return value;
+        }
         match pspec.name() {
             "max-age" => self.config.lock().unwrap().max_age.to_value(),
             "min-hits" => self.config.lock().unwrap().min_hits.to_value(),
@@ -168,10 +218,14 @@ impl ObjectImpl for ObjectTrack {
                 let state = self.state.lock().unwrap();
                 let stats = self.stats.current();
                 let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                let store = state.membership.as_ref().map(|m| m.store.stats.clone());
+                let store_count = |pick: fn(&StoreStats) -> &AtomicU64| {
+                    store.as_deref().map_or(0, |s| load(pick(s)))
+                };
                 gst::Structure::builder("objecttrack-stats")
                     .field("frames", load(&stats.frames))
                     .field("tracked-detections", load(&stats.tracked))
-                    .field("track-ids", state.next_id)
+                    .field("track-ids", load(&stats.track_ids))
                     .field(
                         "tracks-alive",
                         state
@@ -181,7 +235,15 @@ impl ObjectImpl for ObjectTrack {
                             .sum::<u64>(),
                     )
                     .field("cameras", state.cameras.len() as u32)
+                    .field("cameras-retired", load(&stats.cameras_retired))
                     .field("sequence-gaps", load(&stats.sequence_gaps))
+                    .field("already-included", load(&stats.already_included))
+                    .field("state-saved", store_count(|s| &s.saved))
+                    .field("state-restored", store_count(|s| &s.restored))
+                    .field(
+                        "state-unusable",
+                        store_count(|s| &s.unusable) + load(&stats.unusable_parts),
+                    )
                     .build()
                     .to_value()
             }
@@ -271,6 +333,30 @@ impl BaseTransformImpl for ObjectTrack {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         self.stats.restart();
+        let settings = self.state_settings.lock().unwrap().clone();
+        let membership = settings.join(PART)?;
+        *self.state.lock().unwrap() = State {
+            membership,
+            origin: format!("run-{}", kafkavision::clock::random_suffix()),
+            ..State::default()
+        };
+        *self.sweeper.lock().unwrap() = settings.idle_timeout().map(|idle| {
+            let element = self.obj().downgrade();
+            Sweeper::every(sweep_period(idle), move || {
+                let Some(element) = element.upgrade() else {
+                    return false;
+                };
+                element.imp().retire_idle(idle);
+                true
+            })
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.sweeper.lock().unwrap().take();
+        // Frames held for a save that will not come are released without commit: kafkasrc
+        // discards releases while its pipeline shuts down.
         *self.state.lock().unwrap() = State::default();
         Ok(())
     }
@@ -298,36 +384,69 @@ impl BaseTransformImpl for ObjectTrack {
             })
             .collect();
 
+        let stats = self.stats.current();
         let mut guard = self.state.lock().unwrap();
         let state = &mut *guard;
         if !state.cameras.contains_key(&camera) {
             gst::info!(CAT, imp = self, "New camera {camera:?}");
+            let mut checkpoint = Checkpoint::default();
+            let restored = checkpoint.restore(state.membership.as_ref(), &camera, PART);
+            let tracker = match restored.map(|saved| Tracker::restored(config, &saved)) {
+                Some(Ok(tracker)) => tracker,
+                Some(Err(why)) => {
+                    stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
+                    checkpoint.discard_restored();
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Camera {camera:?}: saved tracks skipped ({why}); tracking starts afresh"
+                    );
+                    Tracker::new(config)
+                }
+                None => Tracker::new(config),
+            };
             state.cameras.insert(
                 camera.clone(),
                 Camera {
-                    tracker: Tracker::new(config),
+                    tracker,
                     last_seq: None,
                     frames: 0,
                     gaps: 0,
+                    checkpoint,
                 },
             );
         }
-        self.check_order(state, &camera, record.map(|r| r.seq));
-        let next_id = &mut state.next_id;
-        let ids =
-            state
-                .cameras
-                .get_mut(&camera)
-                .unwrap()
-                .tracker
-                .update(&observations, &mut || {
-                    *next_id += 1;
-                    *next_id
-                });
+        stats.frames.fetch_add(1, Ordering::Relaxed);
+        let entry = state.cameras.get_mut(&camera).unwrap();
+        if let Verdict::AlreadyIncluded = entry.checkpoint.verdict(record.as_ref()) {
+            stats.already_included.fetch_add(1, Ordering::Relaxed);
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        self.check_order(state, &camera, record.as_ref().map(|r| r.seq));
+        let entry = state.cameras.get_mut(&camera).unwrap();
+        // Ids from where the track was confirmed: the same frames give the same ids on any
+        // worker, and no two frames give the same.
+        let (origin, seq) = match &record {
+            Some(r) => (r.stream.as_str(), r.seq),
+            None => (state.origin.as_str(), entry.frames),
+        };
+        let mut nth = 0;
+        let ids = entry.tracker.update(&observations, &mut || {
+            nth += 1;
+            track_id(&camera, origin, seq, nth)
+        });
+        stats.track_ids.fetch_add(u64::from(nth), Ordering::Relaxed);
+        let tracker = &entry.tracker;
+        entry.checkpoint.processed(
+            state.membership.as_ref(),
+            &camera,
+            PART,
+            buffer,
+            record.as_ref(),
+            || tracker.snapshot(),
+        );
         drop(guard);
 
-        let stats = self.stats.current();
-        stats.frames.fetch_add(1, Ordering::Relaxed);
         let mut tracked = 0;
         for (detection, id) in detections.iter_mut().zip(ids) {
             detection.track_id = id;
@@ -342,5 +461,38 @@ impl BaseTransformImpl for ObjectTrack {
         );
         detections_meta::replace(buffer, &detections);
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl ObjectTrack {
+    /// Saves and drops the cameras without a frame for `idle` (run by the sweeper).
+    fn retire_idle(&self, idle: std::time::Duration) {
+        let mut guard = self.state.lock().unwrap();
+        let state = &mut *guard;
+        let gone: Vec<String> = state
+            .cameras
+            .iter()
+            .filter(|(_, c)| c.checkpoint.idle_for(idle))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for camera in gone {
+            let Camera {
+                tracker,
+                checkpoint,
+                ..
+            } = state.cameras.remove(&camera).unwrap();
+            gst::info!(
+                CAT,
+                imp = self,
+                "Camera {camera:?} idle for {idle:?}: retired"
+            );
+            checkpoint.retire(state.membership.as_ref(), &camera, PART, || {
+                tracker.snapshot()
+            });
+            self.stats
+                .current()
+                .cameras_retired
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

@@ -6,6 +6,11 @@
 //! short miss keeps its id; a tentative one dies at its first miss. Plain Rust, no
 //! GStreamer.
 
+use serde::{Deserialize, Serialize};
+
+/// Most tracks a restored state may hold: more is not a state this tracker wrote.
+const MAX_RESTORED_TRACKS: usize = 10_000;
+
 /// A box in pixels: top-left corner and size.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BoxPx {
@@ -47,7 +52,7 @@ pub struct TrackerConfig {
 /// A constant-velocity Kalman filter of one coordinate (position and velocity, one frame a
 /// step). The box's four coordinates are filtered independently: with diagonal noise the
 /// joint filter of SORT splits into these four exactly.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 struct Kalman1 {
     x: [f64; 2],
     p: [[f64; 2]; 2],
@@ -91,7 +96,7 @@ impl Kalman1 {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Track {
     /// Set once confirmed.
     id: Option<u64>,
@@ -167,6 +172,35 @@ impl Tracker {
             config,
             tracks: Vec::new(),
         }
+    }
+
+    /// Every track with its filters, as JSON for a saved camera state.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({ "tracks": self.tracks })
+    }
+
+    /// A tracker continuing from `snapshot`; the error says why it is not one.
+    pub fn restored(config: TrackerConfig, snapshot: &serde_json::Value) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Snapshot {
+            tracks: Vec<Track>,
+        }
+        let snapshot = Snapshot::deserialize(snapshot).map_err(|e| format!("tracks: {e}"))?;
+        if snapshot.tracks.len() > MAX_RESTORED_TRACKS {
+            return Err(format!("{} tracks", snapshot.tracks.len()));
+        }
+        let finite = |f: &Kalman1| {
+            f.x.iter()
+                .chain(f.p.iter().flatten())
+                .all(|v| v.is_finite())
+        };
+        if !snapshot.tracks.iter().all(|t| t.filters.iter().all(finite)) {
+            return Err("a track's filter holds a number that is not finite".into());
+        }
+        Ok(Tracker {
+            config,
+            tracks: snapshot.tracks,
+        })
     }
 
     /// Tracks alive now, confirmed or not.
@@ -435,6 +469,33 @@ mod tests {
             got = tracker.update(&[at(50.0, 50.0)], &mut ids);
         }
         assert_eq!(got, vec![Some(2)]);
+    }
+
+    #[test]
+    fn a_restored_tracker_continues_exactly_as_the_saved_one() {
+        let mut original = Tracker::new(config());
+        let mut ids = counter();
+        for frame in 0..6 {
+            original.update(&[at(10.0 + 7.0 * frame as f64, 50.0)], &mut ids);
+        }
+        let snapshot = original.snapshot();
+        let text = serde_json::to_string(&snapshot).unwrap();
+        let mut copy = Tracker::restored(config(), &serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(copy.tracks, original.tracks);
+        let mut copy_ids = || 1000;
+        let mut original_ids = || 1000;
+        for frame in 6..12 {
+            let seen = [at(10.0 + 7.0 * frame as f64, 50.0)];
+            assert_eq!(
+                copy.update(&seen, &mut copy_ids),
+                original.update(&seen, &mut original_ids)
+            );
+        }
+        assert_eq!(copy.tracks, original.tracks);
+        assert!(Tracker::restored(config(), &serde_json::json!({"tracks": 3})).is_err());
+        let mut bad = serde_json::to_value(&original.tracks).unwrap();
+        bad[0]["filters"][0]["x"][0] = serde_json::json!("far");
+        assert!(Tracker::restored(config(), &serde_json::json!({ "tracks": bad })).is_err());
     }
 
     #[test]

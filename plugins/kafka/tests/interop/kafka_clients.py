@@ -16,7 +16,7 @@ by other clients, and that kafkasrc reads what other clients write.
       {"partition":P,"offset":O,"size":S,"headers":{"name":"utf-8 value"}}
       Exits 1 with a message on stderr when N records did not come within S seconds
       (the lines of the records that did come are printed first).
-  create-topic --brokers B --topic T [--partitions N]
+  create-topic --brokers B --topic T [--partitions N] [--config K=V ...]
       Creates T (replication factor 1); fine if it exists. tansu does not auto-create.
 
 stdout carries only the JSON; diagnostics go to stderr.
@@ -272,14 +272,21 @@ def cmd_create_topic(args):
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    config = {}
+    for entry in args.config or []:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            fail(f"--config {entry!r}: expected KEY=VALUE, e.g. cleanup.policy=compact")
+        config[key] = value
     admin = AdminClient({"bootstrap.servers": args.brokers})
     fut = admin.create_topics(
-        [NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)],
+        [NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1,
+                  config=config)],
         operation_timeout=10, request_timeout=15,
     )[args.topic]
     try:
         fut.result()
-        emit({"created": args.topic, "partitions": args.partitions})
+        emit({"created": args.topic, "partitions": args.partitions, "config": config})
     except KafkaException as e:
         if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             fail(f"creating topic {args.topic!r}: {e}")
@@ -314,6 +321,8 @@ def main():
     p = sub.add_parser("create-topic")
     common(p, client=False)
     p.add_argument("--partitions", type=int, default=1)
+    p.add_argument("--config", action="append", metavar="K=V",
+                   help="a topic setting, e.g. cleanup.policy=compact (repeatable)")
     p.set_defaults(fn=cmd_create_topic)
 
     args = ap.parse_args()
