@@ -308,7 +308,7 @@ fn run(prefix: &str, churn: Churn) -> Outcome {
             wait_for_partitions(&mut [&mut first], 2);
             first.wait_for_stderr("new camera", 1, Duration::from_secs(60));
             std::thread::sleep(after);
-            let mut second = worker("second", &topics, &group);
+            let second = worker("second", &topics, &group);
             // The first worker keeps running; the rebalance gives each one camera.
             let deadline = Instant::now() + Duration::from_secs(90);
             while (first.partitions_held(), second.partitions_held()) != (1, 1) {

@@ -103,7 +103,7 @@ fn ids(events: &[(u64, Event)]) -> BTreeSet<String> {
         .collect()
 }
 
-fn stat(h: &Harness, element: &str, field: &str) -> u64 {
+fn stat(h: &mut Harness, element: &str, field: &str) -> u64 {
     h.find_element(element)
         .unwrap()
         .property::<gst::Structure>("stats")
@@ -112,7 +112,7 @@ fn stat(h: &Harness, element: &str, field: &str) -> u64 {
 }
 
 /// Waits until the elements' store wrote `n` states (its writes are asynchronous).
-fn wait_for_saves(h: &Harness, n: u64) {
+fn wait_for_saves(h: &mut Harness, n: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while stat(h, "crossingcount", "state-saved") < n {
         assert!(std::time::Instant::now() < deadline, "states not saved");
@@ -136,17 +136,17 @@ fn a_run_resumed_from_the_saved_state_gives_the_same_events_with_the_same_ids() 
     let state_topic = new_compacted_topic("state-resume", 1);
     let mut first = harness(&state_topic, "gate:0.5,0,0.5,1");
     let before = push(&mut first, "cam1", 0..34);
-    wait_for_saves(&first, 4);
+    wait_for_saves(&mut first, 4);
     drop(first);
     let mut second = harness(&state_topic, "gate:0.5,0,0.5,1");
     let after = push(&mut second, "cam1", 21..FRAMES);
-    assert_eq!(stat(&second, "objecttrack", "state-restored"), 1);
+    assert_eq!(stat(&mut second, "objecttrack", "state-restored"), 1);
     assert_eq!(
-        stat(&second, "objecttrack", "already-included"),
+        stat(&mut second, "objecttrack", "already-included"),
         10,
         "frames 21..=30"
     );
-    assert_eq!(stat(&second, "crossingcount", "already-included"), 10);
+    assert_eq!(stat(&mut second, "crossingcount", "already-included"), 10);
     assert!(
         after.iter().all(|(seq, _)| *seq > 30),
         "nothing from frames the saved state includes: {after:?}"
@@ -172,7 +172,7 @@ fn unusable_states_are_skipped_counted_and_counting_starts_afresh() {
     // A valid state of another layout, made by a run with another line.
     let mut other = harness(&state_topic, "gate:0.3,0,0.3,1");
     push(&mut other, "layout", 0..11);
-    wait_for_saves(&other, 2);
+    wait_for_saves(&mut other, 2);
     drop(other);
     let newer = br#"{"schema":"gkv.camera-state","version":99,"camera":"newer","position":{"topic":"frames","partition":0,"offset":1,"stream":"s","seq":1},"saved_at_ms":1,"parts":{}}"#;
     let foreign = br#"{"schema":"gkv.camera-state","version":1,"camera":"someone-else","position":{"topic":"frames","partition":0,"offset":1020,"stream":"foreign-stream","seq":20},"saved_at_ms":1,"parts":{}}"#;
@@ -194,9 +194,9 @@ fn unusable_states_are_skipped_counted_and_counting_starts_afresh() {
     }
     // Three records unusable for both elements; the layout record is fine for the tracker
     // and refused by the counter.
-    assert_eq!(stat(&h, "objecttrack", "state-unusable"), 3);
-    assert_eq!(stat(&h, "crossingcount", "state-unusable"), 4);
-    assert_eq!(stat(&h, "crossingcount", "state-restored"), 1);
+    assert_eq!(stat(&mut h, "objecttrack", "state-unusable"), 3);
+    assert_eq!(stat(&mut h, "crossingcount", "state-unusable"), 4);
+    assert_eq!(stat(&mut h, "crossingcount", "state-restored"), 1);
 }
 
 #[test]
