@@ -296,6 +296,22 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
+    /// Calls `retire(element, idle)` every [`sweep_period`] while `element` lives.
+    pub fn retiring<E: ObjectType + Send + Sync>(
+        element: &E,
+        idle: Duration,
+        retire: fn(&E, Duration),
+    ) -> Sweeper {
+        let element = element.downgrade();
+        Sweeper::every(sweep_period(idle), move || {
+            let Some(element) = element.upgrade() else {
+                return false;
+            };
+            retire(&element, idle);
+            true
+        })
+    }
+
     pub fn every(period: Duration, mut sweep: impl FnMut() -> bool + Send + 'static) -> Sweeper {
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let signal = stop.clone();

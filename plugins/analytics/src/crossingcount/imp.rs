@@ -57,7 +57,7 @@ use kafkavision::per_run::PerRun;
 
 use super::counting::{Counter, Sighting};
 use super::geometry::{self, Layouts, Point};
-use crate::camera_state::element::{Checkpoint, StateSettings, Sweeper, Verdict, sweep_period};
+use crate::camera_state::element::{Checkpoint, StateSettings, Sweeper, Verdict};
 use crate::camera_state::store::{Membership, StoreStats};
 
 const PART: &str = "crossingcount";
@@ -460,13 +460,8 @@ impl BaseTransformImpl for CrossingCount {
             origin: format!("run-{}", kafkavision::clock::random_suffix()),
         });
         *self.sweeper.lock().unwrap() = state_settings.idle_timeout().map(|idle| {
-            let element = self.obj().downgrade();
-            Sweeper::every(sweep_period(idle), move || {
-                let Some(element) = element.upgrade() else {
-                    return false;
-                };
-                element.imp().retire_idle(idle);
-                true
+            Sweeper::retiring(&*self.obj(), idle, |element, idle| {
+                element.imp().retire_idle(idle)
             })
         });
         Ok(())

@@ -57,7 +57,7 @@ use kafkavision::per_run::PerRun;
 use crate::camera_state::store::StoreStats;
 
 use super::sort::{BoxPx, Observation, Tracker, TrackerConfig};
-use crate::camera_state::element::{Checkpoint, StateSettings, Sweeper, Verdict, sweep_period};
+use crate::camera_state::element::{Checkpoint, StateSettings, Sweeper, Verdict};
 use crate::camera_state::store::Membership;
 
 const PART: &str = "objecttrack";
@@ -341,13 +341,8 @@ impl BaseTransformImpl for ObjectTrack {
             ..State::default()
         };
         *self.sweeper.lock().unwrap() = settings.idle_timeout().map(|idle| {
-            let element = self.obj().downgrade();
-            Sweeper::every(sweep_period(idle), move || {
-                let Some(element) = element.upgrade() else {
-                    return false;
-                };
-                element.imp().retire_idle(idle);
-                true
+            Sweeper::retiring(&*self.obj(), idle, |element, idle| {
+                element.imp().retire_idle(idle)
             })
         });
         Ok(())
