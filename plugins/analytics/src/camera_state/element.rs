@@ -184,9 +184,12 @@ pub struct Checkpoint {
 
 /// What an element does with a frame of a camera.
 pub enum Verdict {
-    /// The camera's restored state includes it: update nothing, emit nothing.
+    /// The camera's state includes it: update nothing, emit nothing.
     AlreadyIncluded,
     Process,
+    /// The camera was away on another worker, which saved a newer state than this
+    /// element's: the caller drops its state and restores the camera afresh.
+    Outdated,
 }
 
 impl Checkpoint {
@@ -215,21 +218,52 @@ impl Checkpoint {
         self.replaying_until = None;
     }
 
-    /// Whether `record`'s frame is to be processed.
-    pub fn verdict(&mut self, record: Option<&RecordMeta>) -> Verdict {
+    /// Whether `buffer`'s frame (its Kafka record `record`) is to be processed.
+    pub fn verdict(
+        &mut self,
+        membership: Option<&Membership>,
+        camera: &str,
+        buffer: &gst::BufferRef,
+        record: Option<&RecordMeta>,
+    ) -> Verdict {
         self.last_frame = Some(Instant::now());
-        match (&self.replaying_until, record) {
-            (Some(saved), Some(record)) if saved.covers(record) => Verdict::AlreadyIncluded,
-            _ => {
-                self.replaying_until = None;
-                Verdict::Process
+        let Some(record) = record else {
+            return Verdict::Process;
+        };
+        if let Some(saved) = &self.replaying_until {
+            if saved.covers(record) {
+                return Verdict::AlreadyIncluded;
             }
+            self.replaying_until = None;
         }
+        let Some(last) = &self.last_position else {
+            return Verdict::Process;
+        };
+        if last.covers(record) {
+            // Read again: its partition was revoked and given back to this process, which
+            // resumes from the last commit. The state here includes the frame but may not
+            // be saved yet, so its record is held like the ones processed since the save.
+            if membership.is_some() {
+                self.holds.extend(RecordHold::of(buffer));
+            }
+            return Verdict::AlreadyIncluded;
+        }
+        // A gap in the camera's frames: another worker may have had them (the partition
+        // went away and came back). Its saved state is then newer than this one.
+        if record.stream == last.stream
+            && record.seq > last.seq + 1
+            && let Some(membership) = membership
+            && membership.store.saved_after(camera, last)
+        {
+            membership.store.forget(camera);
+            return Verdict::Outdated;
+        }
+        Verdict::Process
     }
 
-    /// After a processed frame: holds its record and saves the state (`snapshot`) when the
-    /// frame is a save point. Frames without a Kafka record have no position: nothing to
-    /// save them at.
+    /// After a processed frame: remembers its position (a frame read again is not counted
+    /// twice), holds its record and saves the state (`snapshot`) when the frame is a save
+    /// point. Frames without a Kafka record have no position: nothing to save them at.
     pub fn processed(
         &mut self,
         membership: Option<&Membership>,
@@ -239,7 +273,11 @@ impl Checkpoint {
         record: Option<&RecordMeta>,
         snapshot: impl FnOnce() -> serde_json::Value,
     ) {
-        let (Some(membership), Some(record)) = (membership, record) else {
+        let Some(record) = record else {
+            return;
+        };
+        let Some(membership) = membership else {
+            self.last_position = Some(Position::of(record));
             return;
         };
         let capture_ms = kafkavision::meta::capture_time(buffer).map(|ns| ns / 1_000_000);
@@ -275,8 +313,11 @@ impl Checkpoint {
         let Some(membership) = membership else {
             return;
         };
+        // A camera that moved to another worker, which saved it since, keeps that newer
+        // state: this element's is out of date and must not replace it.
         if let Some(position) = self.last_position.take()
             && !self.holds.is_empty()
+            && !membership.store.saved_after(camera, &position)
         {
             let holds = std::mem::take(&mut self.holds);
             membership
@@ -354,4 +395,53 @@ impl Drop for Sweeper {
 /// of its idle time, at most once a second.
 pub fn sweep_period(idle: Duration) -> Duration {
     (idle / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(offset: i64, seq: u64) -> RecordMeta {
+        RecordMeta {
+            topic: "frames".into(),
+            partition: 0,
+            offset,
+            key: Some("cam".into()),
+            stream: "s1".into(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn frames_read_again_after_a_rebalance_are_already_included() {
+        gst::init().unwrap();
+        let buffer = gst::Buffer::new();
+        let mut checkpoint = Checkpoint::default();
+        for (offset, seq) in [(10, 1), (12, 2), (13, 3)] {
+            let record = frame(offset, seq);
+            assert!(matches!(
+                checkpoint.verdict(None, "cam", &buffer, Some(&record)),
+                Verdict::Process
+            ));
+            checkpoint.processed(None, "cam", "part", &buffer, Some(&record), || {
+                serde_json::Value::Null
+            });
+        }
+        // The partition came back: the records after the last commit come again.
+        for (offset, seq) in [(12, 2), (13, 3)] {
+            assert!(matches!(
+                checkpoint.verdict(None, "cam", &buffer, Some(&frame(offset, seq))),
+                Verdict::AlreadyIncluded
+            ));
+        }
+        assert!(matches!(
+            checkpoint.verdict(None, "cam", &buffer, Some(&frame(15, 4))),
+            Verdict::Process
+        ));
+        // Without a Kafka record there is no position to compare.
+        assert!(matches!(
+            checkpoint.verdict(None, "cam", &buffer, None),
+            Verdict::Process
+        ));
+    }
 }

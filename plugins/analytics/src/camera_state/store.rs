@@ -455,6 +455,20 @@ impl StateStore {
         }
     }
 
+    /// True when the topic, read to its end now, holds a state of `camera` saved after
+    /// `position` (by another worker that had the camera since).
+    pub fn saved_after(&self, camera: &str, position: &Position) -> bool {
+        match self.latest(camera) {
+            Ok(Some(bytes)) => StateRecord::from_json(&bytes, camera)
+                .is_ok_and(|saved| saved.position.is_after(position)),
+            Ok(None) => false,
+            Err(e) => {
+                gst::warning!(*CAT, "Camera {camera:?}: {e}");
+                false
+            }
+        }
+    }
+
     /// Forgets what was restored for a camera this process no longer serves.
     pub fn forget(&self, camera: &str) {
         self.shared.lock().unwrap().restored.remove(camera);

@@ -531,35 +531,51 @@ impl BaseTransformImpl for CrossingCount {
                 })
             })
             .collect();
-        if !state.counters.contains_key(&camera) {
-            let layout = state.layouts.for_camera(&camera).clone();
-            let mut checkpoint = Checkpoint::default();
-            let timeout_ns = state.track_timeout_ns;
-            let restored = checkpoint.restore(state.membership.as_ref(), &camera, PART);
-            let counter = match restored
-                .map(|saved| Counter::restored(layout.clone(), timeout_ns, &saved))
-            {
-                Some(Ok(counter)) => counter,
-                Some(Err(why)) => {
-                    stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
-                    checkpoint.discard_restored();
-                    gst::warning!(
+        // Twice at most: a camera found out of date is restored afresh.
+        let verdict = loop {
+            if !state.counters.contains_key(&camera) {
+                let layout = state.layouts.for_camera(&camera).clone();
+                let mut checkpoint = Checkpoint::default();
+                let timeout_ns = state.track_timeout_ns;
+                let restored = checkpoint.restore(state.membership.as_ref(), &camera, PART);
+                let counter = match restored
+                    .map(|saved| Counter::restored(layout.clone(), timeout_ns, &saved))
+                {
+                    Some(Ok(counter)) => counter,
+                    Some(Err(why)) => {
+                        stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
+                        checkpoint.discard_restored();
+                        gst::warning!(
+                            CAT,
+                            imp = self,
+                            "Camera {camera:?}: saved counts skipped ({why}); counting starts afresh"
+                        );
+                        Counter::new(layout, timeout_ns)
+                    }
+                    None => Counter::new(layout, timeout_ns),
+                };
+                state.counters.insert(camera.clone(), counter);
+                state.checkpoints.insert(camera.clone(), (checkpoint, 0));
+            }
+            let (checkpoint, _) = state.checkpoints.entry(camera.clone()).or_default();
+            match checkpoint.verdict(state.membership.as_ref(), &camera, buffer, record.as_ref()) {
+                Verdict::Outdated => {
+                    gst::info!(
                         CAT,
                         imp = self,
-                        "Camera {camera:?}: saved counts skipped ({why}); counting starts afresh"
+                        "Camera {camera:?} is back with a newer saved state"
                     );
-                    Counter::new(layout, timeout_ns)
+                    state.counters.remove(&camera);
+                    state.checkpoints.remove(&camera);
                 }
-                None => Counter::new(layout, timeout_ns),
-            };
-            state.counters.insert(camera.clone(), counter);
-            state.checkpoints.insert(camera.clone(), (checkpoint, 0));
-        }
-        let (checkpoint, frames) = state.checkpoints.entry(camera.clone()).or_default();
-        if let Verdict::AlreadyIncluded = checkpoint.verdict(record.as_ref()) {
+                verdict => break verdict,
+            }
+        };
+        if let Verdict::AlreadyIncluded = verdict {
             stats.already_included.fetch_add(1, Ordering::Relaxed);
             return Ok(gst::FlowSuccess::Ok);
         }
+        let (checkpoint, frames) = state.checkpoints.get_mut(&camera).unwrap();
         *frames += 1;
         let (origin, seq) = match &record {
             Some(r) => (r.stream.clone(), r.seq),

@@ -382,38 +382,57 @@ impl BaseTransformImpl for ObjectTrack {
         let stats = self.stats.current();
         let mut guard = self.state.lock().unwrap();
         let state = &mut *guard;
-        if !state.cameras.contains_key(&camera) {
-            gst::info!(CAT, imp = self, "New camera {camera:?}");
-            let mut checkpoint = Checkpoint::default();
-            let restored = checkpoint.restore(state.membership.as_ref(), &camera, PART);
-            let tracker = match restored.map(|saved| Tracker::restored(config, &saved)) {
-                Some(Ok(tracker)) => tracker,
-                Some(Err(why)) => {
-                    stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
-                    checkpoint.discard_restored();
-                    gst::warning!(
+        // Twice at most: a camera found out of date is restored afresh.
+        let verdict = loop {
+            if !state.cameras.contains_key(&camera) {
+                gst::info!(CAT, imp = self, "New camera {camera:?}");
+                let mut checkpoint = Checkpoint::default();
+                let restored = checkpoint.restore(state.membership.as_ref(), &camera, PART);
+                let tracker = match restored.map(|saved| Tracker::restored(config, &saved)) {
+                    Some(Ok(tracker)) => tracker,
+                    Some(Err(why)) => {
+                        stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
+                        checkpoint.discard_restored();
+                        gst::warning!(
+                            CAT,
+                            imp = self,
+                            "Camera {camera:?}: saved tracks skipped ({why}); tracking starts afresh"
+                        );
+                        Tracker::new(config)
+                    }
+                    None => Tracker::new(config),
+                };
+                state.cameras.insert(
+                    camera.clone(),
+                    Camera {
+                        tracker,
+                        last_seq: None,
+                        frames: 0,
+                        gaps: 0,
+                        checkpoint,
+                    },
+                );
+            }
+            let entry = state.cameras.get_mut(&camera).unwrap();
+            match entry.checkpoint.verdict(
+                state.membership.as_ref(),
+                &camera,
+                buffer,
+                record.as_ref(),
+            ) {
+                Verdict::Outdated => {
+                    gst::info!(
                         CAT,
                         imp = self,
-                        "Camera {camera:?}: saved tracks skipped ({why}); tracking starts afresh"
+                        "Camera {camera:?} is back with a newer saved state"
                     );
-                    Tracker::new(config)
+                    state.cameras.remove(&camera);
                 }
-                None => Tracker::new(config),
-            };
-            state.cameras.insert(
-                camera.clone(),
-                Camera {
-                    tracker,
-                    last_seq: None,
-                    frames: 0,
-                    gaps: 0,
-                    checkpoint,
-                },
-            );
-        }
+                verdict => break verdict,
+            }
+        };
         stats.frames.fetch_add(1, Ordering::Relaxed);
-        let entry = state.cameras.get_mut(&camera).unwrap();
-        if let Verdict::AlreadyIncluded = entry.checkpoint.verdict(record.as_ref()) {
+        if let Verdict::AlreadyIncluded = verdict {
             stats.already_included.fetch_add(1, Ordering::Relaxed);
             return Ok(gst::FlowSuccess::Ok);
         }
