@@ -228,7 +228,11 @@ fn outcome(topics: &Topics, stopped_worker: Option<&str>) -> Outcome {
         );
         for record in detections.iter().filter(|r| r.is_buffer()) {
             let frame = FrameDetections::from_json(&record.value).unwrap();
-            if frame.stream.starts_with(&format!("{name}-"))
+            // The detections record's own stream (its `gkv-stream` header) names the
+            // worker that wrote it: `NAME-PID-CAMERA`.
+            if record
+                .header(kafkavision::envelope::header::STREAM)
+                .is_some_and(|stream| stream.starts_with(&format!("{name}-")))
                 && let (Some(camera), Some(source)) = (frame.camera, frame.source)
             {
                 let last = stopped_at.entry(camera).or_insert(0);

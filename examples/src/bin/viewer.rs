@@ -72,6 +72,9 @@ const BOUNDARY: &str = "gkvframe";
 const KEEPALIVE: Duration = Duration::from_secs(5);
 /// Frames/s is counted over this window.
 const FPS_WINDOW: Duration = Duration::from_secs(2);
+/// A camera without a frame for this long leaves the page (and memory): cameras come and
+/// go, and a viewer runs for months.
+const CAMERA_IDLE: Duration = Duration::from_secs(600);
 
 struct Camera {
     /// Frames seen so far; also the number of the latest one.
@@ -298,6 +301,11 @@ impl Shared {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap();
         state.frames += 1;
+        if state.frames.is_multiple_of(1000) {
+            state
+                .cameras
+                .retain(|_, cam| now.duration_since(cam.last_arrival) < CAMERA_IDLE);
+        }
         let cam = state.cameras.entry(camera).or_insert_with(|| Camera {
             frames: 0,
             jpeg: Arc::new(Vec::new()),

@@ -96,3 +96,47 @@ fn a_camera_spread_over_workers_is_warned_about_once() {
     let stats = h.element().unwrap().property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u64>("sequence-gaps"), Ok(39), "{stats}");
 }
+
+/// Like [`frame`], without a Kafka record (frames straight from a camera).
+fn frame_without_record(x: f64) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_slice(vec![0u8; 16]);
+    let bbox = Rect {
+        x,
+        y: 100.0,
+        width: 60.0,
+        height: 60.0,
+    };
+    detections_meta::attach(
+        buffer.get_mut().unwrap(),
+        &Detection::new("car", 2, 0.9, true, bbox, 640, 480),
+    );
+    buffer
+}
+
+#[test]
+fn a_hundred_restarts_never_reuse_a_track_id() {
+    // Each run is a worker (re)started on a camera: it sees a new object on the camera's
+    // next frames (records), and a new object on frames without records, whose numbering
+    // starts again at every start.
+    let mut first_run_of: std::collections::HashMap<u64, usize> = Default::default();
+    for run in 0..100 {
+        let mut h = harness();
+        let mut ids = std::collections::BTreeSet::new();
+        for i in 0..5u64 {
+            let x = 100.0 + 5.0 * i as f64;
+            h.push(frame("cam1", run as u64 * 5 + i, x)).unwrap();
+            ids.extend(track_of(&h.pull().unwrap()));
+            h.push(frame_without_record(x)).unwrap();
+            ids.extend(track_of(&h.pull().unwrap()));
+        }
+        assert_eq!(ids.len(), 2, "run {run}: one track per object: {ids:?}");
+        for id in ids {
+            let first = *first_run_of.entry(id).or_insert(run);
+            assert_eq!(
+                first, run,
+                "track id {id} of run {first} again in run {run}"
+            );
+        }
+    }
+    assert_eq!(first_run_of.len(), 200);
+}

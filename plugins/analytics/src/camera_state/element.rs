@@ -139,7 +139,7 @@ impl StateSettings {
             return Ok(None);
         }
         let fail =
-            |message: String| gst::error_msg!(gst::ResourceError::OpenReadWrite, ["{}", message]);
+            |message: String| gst::error_msg!(gst::ResourceError::OpenReadWrite, ("{}", message));
         if self.brokers.is_empty() {
             return Err(fail(format!(
                 "state-topic '{}' is set but state-brokers is empty: name the Kafka brokers",
@@ -362,6 +362,11 @@ impl Sweeper {
                 let (stopped, wake) = &*signal;
                 let mut stopped = stopped.lock().unwrap();
                 loop {
+                    // Checked before waiting too: a stop that came while this thread was
+                    // starting or sweeping notified no one, and would cost a whole period.
+                    if *stopped {
+                        return;
+                    }
                     stopped = wake.wait_timeout(stopped, period).unwrap().0;
                     if *stopped {
                         return;

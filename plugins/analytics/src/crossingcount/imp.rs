@@ -369,6 +369,7 @@ impl CrossingCount {
             .field("cameras-retired", load(&stats.cameras_retired))
             .field("already-included", load(&stats.already_included))
             .field("state-saved", store_count(|s| &s.saved))
+            .field("state-saved-bytes", store_count(|s| &s.saved_bytes))
             .field("state-restored", store_count(|s| &s.restored))
             .field(
                 "state-unusable",

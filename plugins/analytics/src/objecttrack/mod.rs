@@ -6,6 +6,8 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+#[cfg(test)]
+mod scenes;
 pub mod sort;
 
 glib::wrapper! {

@@ -3,7 +3,17 @@
 //! filter with constant velocity, detections are matched to the predictions by IoU with an
 //! optimal assignment (Hungarian method), and a track gets its id once it was matched
 //! `min_hits` times. A confirmed track survives `max_age` frames without a match, so a
-//! short miss keeps its id; a tentative one dies at its first miss. Plain Rust, no
+//! short miss keeps its id; a tentative one dies at its first miss.
+//!
+//! With `observation_centric` (OC-SORT, Cao et al. 2023), three additions keep identities
+//! through occlusions and crossing paths: the match cost also weighs whether a detection
+//! lies in the direction the track's observations were moving (a person crossing another
+//! keeps going the same way); tracks left unmatched get a second chance against their last
+//! observed box rather than a prediction that drifted; and a track found again after a gap
+//! re-runs its filter along a straight path between its last observation and the new one,
+//! so the velocity it guessed while unseen does not linger. Two more keep a hidden track
+//! within reach: tracks seen on the last frame are matched first (DeepSORT's matching
+//! cascade), and an unseen track's predicted size stays as it was. Plain Rust, no
 //! GStreamer.
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +22,7 @@ use serde::{Deserialize, Serialize};
 const MAX_RESTORED_TRACKS: usize = 10_000;
 
 /// A box in pixels: top-left corner and size.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BoxPx {
     pub x: f64,
     pub y: f64,
@@ -47,7 +57,16 @@ pub struct TrackerConfig {
     pub min_hits: u32,
     /// Least IoU between a prediction and a detection for them to match.
     pub iou_threshold: f64,
+    /// OC-SORT's direction term, second association and re-update (see the module).
+    pub observation_centric: bool,
 }
+
+/// Weight of the direction term beside IoU in a match's score (OC-SORT's λ).
+const DIRECTION_WEIGHT: f64 = 0.2;
+/// Frames between the two observations a track's direction is measured over.
+const DIRECTION_SPAN: u32 = 3;
+/// Observations a track keeps for its direction.
+const KEPT_OBSERVATIONS: usize = DIRECTION_SPAN as usize + 1;
 
 /// A constant-velocity Kalman filter of one coordinate (position and velocity, one frame a
 /// step). The box's four coordinates are filtered independently: with diagonal noise the
@@ -105,24 +124,57 @@ struct Track {
     filters: [Kalman1; 4],
     hits: u32,
     misses: u32,
+    /// Frames since the track began.
+    #[serde(default)]
+    age: u32,
+    /// The last observations (frame of the track, box), oldest first.
+    #[serde(default)]
+    observed: Vec<(u32, BoxPx)>,
+    /// The filters just after the last observation, to re-run from after a gap.
+    #[serde(default)]
+    filters_observed: Option<[Kalman1; 4]>,
+}
+
+fn centre(b: &BoxPx) -> [f64; 2] {
+    [b.x + b.width / 2.0, b.y + b.height / 2.0]
 }
 
 impl Track {
     fn new(observation: &Observation) -> Track {
         let b = observation.bbox;
         let scale = b.height.max(b.width).max(1.0);
+        let filters = [
+            Kalman1::new(b.x + b.width / 2.0, scale),
+            Kalman1::new(b.y + b.height / 2.0, scale),
+            Kalman1::new(b.width, scale),
+            Kalman1::new(b.height, scale),
+        ];
         Track {
             id: None,
             class_id: observation.class_id,
-            filters: [
-                Kalman1::new(b.x + b.width / 2.0, scale),
-                Kalman1::new(b.y + b.height / 2.0, scale),
-                Kalman1::new(b.width, scale),
-                Kalman1::new(b.height, scale),
-            ],
+            filters,
             hits: 1,
             misses: 0,
+            age: 0,
+            observed: vec![(0, b)],
+            filters_observed: Some(filters),
         }
+    }
+
+    fn last_observed(&self) -> Option<&BoxPx> {
+        self.observed.last().map(|(_, b)| b)
+    }
+
+    /// The unit vector of the track's motion between two of its observations at least
+    /// [`DIRECTION_SPAN`] frames apart, if it has them and moved.
+    fn direction(&self) -> Option<[f64; 2]> {
+        let (last_frame, last) = self.observed.last()?;
+        let (_, earlier) = self
+            .observed
+            .iter()
+            .rev()
+            .find(|(frame, _)| last_frame - frame >= DIRECTION_SPAN)?;
+        unit(centre(earlier), centre(last))
     }
 
     fn scale(&self) -> f64 {
@@ -147,16 +199,54 @@ impl Track {
         }
     }
 
-    fn update(&mut self, observation: &Observation) {
+    fn update(&mut self, observation: &Observation, observation_centric: bool) {
         let b = observation.bbox;
+        if observation_centric
+            && self.misses > 0
+            && let (Some(filters), Some(last)) = (self.filters_observed, self.last_observed())
+        {
+            // Re-update: from the filters as they were at the last observation, along a
+            // straight path to this one, one virtual observation per unseen frame.
+            let last = *last;
+            let steps = self.misses + 1;
+            self.filters = filters;
+            for step in 1..steps {
+                let t = f64::from(step) / f64::from(steps);
+                let lerp = |a: f64, b: f64| a + (b - a) * t;
+                let virtual_box = BoxPx {
+                    x: lerp(last.x, b.x),
+                    y: lerp(last.y, b.y),
+                    width: lerp(last.width, b.width),
+                    height: lerp(last.height, b.height),
+                };
+                self.predict();
+                self.correct(&virtual_box);
+            }
+            self.predict();
+        }
+        self.correct(&b);
+        self.filters_observed = Some(self.filters);
+        self.observed.push((self.age, b));
+        if self.observed.len() > KEPT_OBSERVATIONS {
+            self.observed.remove(0);
+        }
+        self.hits += 1;
+        self.misses = 0;
+    }
+
+    fn correct(&mut self, b: &BoxPx) {
         let scale = self.scale();
         let measured = [b.x + b.width / 2.0, b.y + b.height / 2.0, b.width, b.height];
         for (f, m) in self.filters.iter_mut().zip(measured) {
             f.update(m, scale);
         }
-        self.hits += 1;
-        self.misses = 0;
     }
+}
+
+fn unit(from: [f64; 2], to: [f64; 2]) -> Option<[f64; 2]> {
+    let (dx, dy) = (to[0] - from[0], to[1] - from[1]);
+    let length = dx.hypot(dy);
+    (length > 1e-6).then(|| [dx / length, dy / length])
 }
 
 /// The tracks of one camera.
@@ -216,16 +306,48 @@ impl Tracker {
         next_id: &mut impl FnMut() -> u64,
     ) -> Vec<Option<u64>> {
         for track in &mut self.tracks {
+            if self.config.observation_centric && track.misses > 0 {
+                // A hidden object keeps its size: a size velocity guessed from noisy boxes
+                // would otherwise shrink or swell its prediction out of reach.
+                track.filters[2].x[1] = 0.0;
+                track.filters[3].x[1] = 0.0;
+            }
             track.predict();
+            track.age += 1;
         }
         let mut ids = vec![None; observations.len()];
         let mut detection_matched = vec![false; observations.len()];
         let mut track_matched = vec![false; self.tracks.len()];
-        for (detection, track) in self.associate(observations) {
+        let pairs = if self.config.observation_centric {
+            // Tracks seen on the last frame choose first (as DeepSORT's matching cascade):
+            // where two people overlap completely, the one still in sight keeps the
+            // detection, the hidden one waits.
+            let unseen: Vec<bool> = self.tracks.iter().map(|t| t.misses > 0).collect();
+            let mut pairs = self.associate(observations, &detection_matched, &unseen, false);
+            for &(detection, track) in &pairs {
+                detection_matched[detection] = true;
+                track_matched[track] = true;
+            }
+            let more = self.associate(observations, &detection_matched, &track_matched, false);
+            for &(detection, track) in &more {
+                detection_matched[detection] = true;
+                track_matched[track] = true;
+            }
+            pairs.extend(more);
+            // Second chance for what is left: a track's last observed box, not its
+            // prediction, which drifts while the track is unseen.
+            let recovered = self.associate(observations, &detection_matched, &track_matched, true);
+            pairs.extend(recovered);
+            pairs
+        } else {
+            self.associate(observations, &detection_matched, &track_matched, false)
+        };
+        let observation_centric = self.config.observation_centric;
+        for (detection, track) in pairs {
             detection_matched[detection] = true;
             track_matched[track] = true;
             let t = &mut self.tracks[track];
-            t.update(&observations[detection]);
+            t.update(&observations[detection], observation_centric);
             if t.id.is_none() && t.hits >= self.config.min_hits {
                 t.id = Some(next_id());
             }
@@ -255,35 +377,82 @@ impl Tracker {
         ids
     }
 
-    /// (detection, track) pairs: the assignment of highest total IoU, each pair at least
-    /// `iou_threshold` and of the same class.
-    fn associate(&self, observations: &[Observation]) -> Vec<(usize, usize)> {
-        if observations.is_empty() || self.tracks.is_empty() {
+    /// (detection, track) pairs among the detections and tracks not matched yet: the
+    /// assignment of highest total score, each pair of the same class with an IoU of at
+    /// least `iou_threshold`. The IoU is with the track's prediction, or with its last
+    /// observed box when `last_observed`; with `observation_centric`, the score adds how
+    /// well the detection lies in the direction the track was moving.
+    fn associate(
+        &self,
+        observations: &[Observation],
+        detection_taken: &[bool],
+        track_taken: &[bool],
+        last_observed: bool,
+    ) -> Vec<(usize, usize)> {
+        let detections: Vec<usize> = (0..observations.len())
+            .filter(|&d| !detection_taken[d])
+            .collect();
+        let tracks: Vec<usize> = (0..self.tracks.len())
+            .filter(|&t| !track_taken[t])
+            .collect();
+        if detections.is_empty() || tracks.is_empty() {
             return Vec::new();
         }
-        let iou: Vec<Vec<f64>> = observations
+        let iou: Vec<Vec<f64>> = detections
             .iter()
-            .map(|o| {
-                self.tracks
+            .map(|&d| {
+                let o = &observations[d];
+                tracks
                     .iter()
-                    .map(|t| {
-                        if t.class_id == o.class_id {
-                            o.bbox.iou(&t.predicted())
+                    .map(|&t| {
+                        let track = &self.tracks[t];
+                        let reference = if last_observed {
+                            track.last_observed().copied()
                         } else {
-                            0.0
+                            Some(track.predicted())
+                        };
+                        match reference {
+                            Some(b) if track.class_id == o.class_id => o.bbox.iou(&b),
+                            _ => 0.0,
                         }
                     })
                     .collect()
             })
             .collect();
-        let cost: Vec<Vec<f64>> = iou
+        let cost: Vec<Vec<f64>> = detections
             .iter()
-            .map(|row| row.iter().map(|v| 1.0 - v).collect())
+            .zip(&iou)
+            .map(|(&d, row)| {
+                tracks
+                    .iter()
+                    .zip(row)
+                    .map(|(&t, iou)| {
+                        1.0 - iou - self.direction_score(&self.tracks[t], &observations[d])
+                    })
+                    .collect()
+            })
             .collect();
         assign(&cost)
             .into_iter()
             .filter(|&(d, t)| iou[d][t] >= self.config.iou_threshold)
+            .map(|(d, t)| (detections[d], tracks[t]))
             .collect()
+    }
+
+    /// OC-SORT's direction consistency, weighted: from +λ/2 for a detection straight
+    /// ahead of the track's motion to -λ/2 straight behind; 0 without a direction.
+    fn direction_score(&self, track: &Track, observation: &Observation) -> f64 {
+        if !self.config.observation_centric {
+            return 0.0;
+        }
+        let (Some(moving), Some(last)) = (track.direction(), track.last_observed()) else {
+            return 0.0;
+        };
+        let Some(towards) = unit(centre(last), centre(&observation.bbox)) else {
+            return 0.0;
+        };
+        let cos = (moving[0] * towards[0] + moving[1] * towards[1]).clamp(-1.0, 1.0);
+        DIRECTION_WEIGHT * (std::f64::consts::FRAC_PI_2 - cos.acos()) / std::f64::consts::PI
     }
 }
 
@@ -371,6 +540,7 @@ mod tests {
             max_age: 5,
             min_hits: 3,
             iou_threshold: 0.3,
+            observation_centric: true,
         }
     }
 
