@@ -76,6 +76,10 @@ struct Shared {
 /// The latest record of every camera in the topic, as far as it was read.
 struct Reader {
     consumer: BaseConsumer,
+    /// Asks for the topic's end offsets. A client of its own: on the reading consumer's
+    /// connection the question waits behind a fetch the broker holds open for new records
+    /// (up to fetch.wait.max.ms, 500 ms), for every camera restored.
+    ends: BaseConsumer,
     partitions: Vec<i32>,
     /// Per partition, the next offset to read.
     next: HashMap<i32, i64>,
@@ -261,11 +265,15 @@ impl StateStore {
                 .map_err(|e| e.to_string())?;
         }
         consumer.assign(&assignment).map_err(|e| e.to_string())?;
+        let ends: BaseConsumer = client(&[("enable.auto.commit", "false")])
+            .create()
+            .map_err(|e| format!("state-config: {e}"))?;
         Ok(StateStore {
             settings: settings.clone(),
             producer,
             reader: Mutex::new(Reader {
                 consumer,
+                ends,
                 next: partitions.iter().map(|p| (*p, 0)).collect(),
                 partitions,
                 latest: HashMap::new(),
@@ -329,7 +337,7 @@ impl StateStore {
         let mut ends = HashMap::new();
         for p in reader.partitions.clone() {
             let (_, high) = reader
-                .consumer
+                .ends
                 .fetch_watermarks(topic, p, self.settings.timeout)
                 .map_err(|e| format!("could not read state-topic '{topic}': {e}"))?;
             ends.insert(p, high);
