@@ -19,6 +19,7 @@ const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 480.0;
 /// Frames of the path: a car crosses the line at frame 25 (in), another at frame 65 (out).
 const FRAMES: u64 = 90;
+const LINE: &str = "gate:0.5,0,0.5,1";
 
 fn init() {
     testkit::init(&[gstgkvanalytics::plugin_register_static]);
@@ -28,6 +29,12 @@ fn init() {
 /// their properties when they start, and a harness starts what it is given: the bin is
 /// made whole first.
 fn harness(state_topic: &str, lines: &str) -> Harness {
+    harness_on(state_topic, lines, &brokers())
+}
+
+/// [`harness`] reaching the broker as `brokers`. The elements of one process share a store
+/// per (brokers, topic): another spelling of the same broker makes a second worker's.
+fn harness_on(state_topic: &str, lines: &str, brokers: &str) -> Harness {
     init();
     let track = gst::ElementFactory::make("objecttrack").build().unwrap();
     let count = gst::ElementFactory::make("crossingcount")
@@ -36,7 +43,7 @@ fn harness(state_topic: &str, lines: &str) -> Harness {
         .unwrap();
     for element in [&track, &count] {
         element.set_property("state-topic", state_topic);
-        element.set_property("state-brokers", brokers());
+        element.set_property("state-brokers", brokers);
         element.set_property("state-interval", 10u32);
         element.set_property("state-interval-ms", 0u32);
     }
@@ -174,6 +181,40 @@ fn a_run_resumed_from_the_saved_state_gives_the_same_events_with_the_same_ids() 
     let mut resumed = tracks(&before);
     resumed.extend(tracks(&after));
     assert_eq!(resumed, tracks(&reference));
+}
+
+#[test]
+fn a_camera_back_from_another_worker_goes_on_from_that_workers_newer_state() {
+    let reference = push(
+        &mut harness(&new_compacted_topic("state-whole", 1), LINE),
+        "cam1",
+        0..FRAMES,
+    );
+    // Worker A has the camera up to frame 20 (saved at 10 and 20), worker B from 21 to 50
+    // (restored from A's state, saved at 30, 40, 50), then the camera comes back to A, which
+    // still remembers frame 20: its frames skip to 51.
+    let state_topic = new_compacted_topic("state-away", 1);
+    let mut a = harness(&state_topic, LINE);
+    let other_spelling = brokers().replace("127.0.0.1", "localhost");
+    let mut b = harness_on(&state_topic, LINE, &other_spelling);
+    let mut events = push(&mut a, "cam1", 0..21);
+    wait_for_saves(&mut a, 2);
+    events.extend(push(&mut b, "cam1", 21..51));
+    wait_for_saves(&mut b, 3);
+    events.extend(push(&mut a, "cam1", 51..FRAMES));
+    // Each of A's elements found its state out of date and restored B's.
+    assert_eq!(
+        stat(&mut a, "objecttrack", "state-restored"),
+        2,
+        "A restored B's state"
+    );
+    // Counted by id, exactly the reference, with the reference's track ids: A did not go on
+    // from its own out-of-date tracks and sides.
+    assert_eq!(ids(&events), ids(&reference));
+    let tracks = |events: &[(u64, Event)]| -> BTreeMap<u64, u64> {
+        events.iter().map(|(s, e)| (*s, e.track_id)).collect()
+    };
+    assert_eq!(tracks(&events), tracks(&reference));
 }
 
 #[test]
