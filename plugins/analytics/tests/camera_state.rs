@@ -250,6 +250,22 @@ fn unusable_states_are_skipped_counted_and_counting_starts_afresh() {
     assert_eq!(stat(&mut h, "crossingcount", "state-restored"), 1);
 }
 
+/// The error `element` posts when it cannot start: its message and debug text.
+fn start_error(element: &gst::Element) -> String {
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    assert!(element.set_state(gst::State::Paused).is_err());
+    bus.iter_filtered(&[gst::MessageType::Error])
+        .next()
+        .map(|m| match m.view() {
+            gst::MessageView::Error(e) => {
+                format!("{} {}", e.error(), e.debug().unwrap_or_default())
+            }
+            _ => unreachable!(),
+        })
+        .unwrap()
+}
+
 #[test]
 fn a_state_topic_without_brokers_or_that_does_not_exist_fails_at_start_naming_the_property() {
     init();
@@ -257,19 +273,7 @@ fn a_state_topic_without_brokers_or_that_does_not_exist_fails_at_start_naming_th
         .property("state-topic", "nowhere")
         .build()
         .unwrap();
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    assert!(element.set_state(gst::State::Paused).is_err());
-    let error = bus
-        .iter_filtered(&[gst::MessageType::Error])
-        .next()
-        .map(|m| match m.view() {
-            gst::MessageView::Error(e) => {
-                format!("{} {}", e.error(), e.debug().unwrap_or_default())
-            }
-            _ => unreachable!(),
-        })
-        .unwrap();
+    let error = start_error(&element);
     assert!(error.contains("state-brokers"), "{error}");
 
     let element = gst::ElementFactory::make("objecttrack")
@@ -277,19 +281,7 @@ fn a_state_topic_without_brokers_or_that_does_not_exist_fails_at_start_naming_th
         .property("state-brokers", brokers())
         .build()
         .unwrap();
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    assert!(element.set_state(gst::State::Paused).is_err());
-    let error = bus
-        .iter_filtered(&[gst::MessageType::Error])
-        .next()
-        .map(|m| match m.view() {
-            gst::MessageView::Error(e) => {
-                format!("{} {}", e.error(), e.debug().unwrap_or_default())
-            }
-            _ => unreachable!(),
-        })
-        .unwrap();
+    let error = start_error(&element);
     assert!(
         error.contains("does not exist") && error.contains("cleanup.policy=compact"),
         "{error}"
