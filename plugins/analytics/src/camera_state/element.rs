@@ -193,9 +193,33 @@ pub enum Verdict {
 }
 
 impl Checkpoint {
+    /// A camera's first frame in this element: its checkpoint and its state, made by
+    /// `restore` from its saved `part` or by `fresh` when there is none, or when `restore`
+    /// refuses it (the reason is returned for the caller to count and warn about).
+    pub fn start<T>(
+        membership: Option<&Membership>,
+        camera: &str,
+        part: &str,
+        restore: impl FnOnce(&serde_json::Value) -> Result<T, String>,
+        fresh: impl FnOnce() -> T,
+    ) -> (Checkpoint, T, Option<String>) {
+        let mut checkpoint = Checkpoint::default();
+        match checkpoint
+            .restore(membership, camera, part)
+            .map(|saved| restore(&saved))
+        {
+            Some(Ok(state)) => (checkpoint, state, None),
+            Some(Err(why)) => {
+                checkpoint.discard_restored();
+                (checkpoint, fresh(), Some(why))
+            }
+            None => (checkpoint, fresh(), None),
+        }
+    }
+
     /// A camera's first frame in this element: its saved state's `part`, if there is one
     /// (the caller starts from scratch otherwise; an unusable one was warned about).
-    pub fn restore(
+    fn restore(
         &mut self,
         membership: Option<&Membership>,
         camera: &str,
@@ -212,9 +236,9 @@ impl Checkpoint {
         }
     }
 
-    /// Gives up a restored state that did not fit (the caller says why, once): the camera's
-    /// frames are processed from here on.
-    pub fn discard_restored(&mut self) {
+    /// Gives up a restored state that did not fit: the camera's frames are processed from
+    /// here on.
+    fn discard_restored(&mut self) {
         self.replaying_until = None;
     }
 

@@ -536,25 +536,22 @@ impl BaseTransformImpl for CrossingCount {
         let verdict = loop {
             if !state.counters.contains_key(&camera) {
                 let layout = state.layouts.for_camera(&camera).clone();
-                let mut checkpoint = Checkpoint::default();
                 let timeout_ns = state.track_timeout_ns;
-                let restored = checkpoint.restore(state.membership.as_ref(), &camera, PART);
-                let counter = match restored
-                    .map(|saved| Counter::restored(layout.clone(), timeout_ns, &saved))
-                {
-                    Some(Ok(counter)) => counter,
-                    Some(Err(why)) => {
-                        stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
-                        checkpoint.discard_restored();
-                        gst::warning!(
-                            CAT,
-                            imp = self,
-                            "Camera {camera:?}: saved counts skipped ({why}); counting starts afresh"
-                        );
-                        Counter::new(layout, timeout_ns)
-                    }
-                    None => Counter::new(layout, timeout_ns),
-                };
+                let (checkpoint, counter, unusable) = Checkpoint::start(
+                    state.membership.as_ref(),
+                    &camera,
+                    PART,
+                    |saved| Counter::restored(layout.clone(), timeout_ns, saved),
+                    || Counter::new(layout.clone(), timeout_ns),
+                );
+                if let Some(why) = unusable {
+                    stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Camera {camera:?}: saved counts skipped ({why}); counting starts afresh"
+                    );
+                }
                 state.counters.insert(camera.clone(), counter);
                 state.checkpoints.insert(camera.clone(), (checkpoint, 0));
             }

@@ -409,22 +409,21 @@ impl BaseTransformImpl for ObjectTrack {
         let verdict = loop {
             if !state.cameras.contains_key(&camera) {
                 gst::info!(CAT, imp = self, "New camera {camera:?}");
-                let mut checkpoint = Checkpoint::default();
-                let restored = checkpoint.restore(state.membership.as_ref(), &camera, PART);
-                let tracker = match restored.map(|saved| Tracker::restored(config, &saved)) {
-                    Some(Ok(tracker)) => tracker,
-                    Some(Err(why)) => {
-                        stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
-                        checkpoint.discard_restored();
-                        gst::warning!(
-                            CAT,
-                            imp = self,
-                            "Camera {camera:?}: saved tracks skipped ({why}); tracking starts afresh"
-                        );
-                        Tracker::new(config)
-                    }
-                    None => Tracker::new(config),
-                };
+                let (checkpoint, tracker, unusable) = Checkpoint::start(
+                    state.membership.as_ref(),
+                    &camera,
+                    PART,
+                    |saved| Tracker::restored(config, saved),
+                    || Tracker::new(config),
+                );
+                if let Some(why) = unusable {
+                    stats.unusable_parts.fetch_add(1, Ordering::Relaxed);
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Camera {camera:?}: saved tracks skipped ({why}); tracking starts afresh"
+                    );
+                }
                 state.cameras.insert(
                     camera.clone(),
                     Camera {
