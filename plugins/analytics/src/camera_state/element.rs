@@ -170,6 +170,10 @@ impl StateSettings {
     }
 }
 
+/// Least time without frames of a camera before a gap in them is taken for the camera
+/// having been on another worker: a partition moving away and back takes two rebalances.
+pub const AWAY_AT_LEAST: Duration = Duration::from_millis(500);
+
 /// Where one camera's saved state stands in one element.
 #[derive(Default)]
 pub struct Checkpoint {
@@ -250,6 +254,7 @@ impl Checkpoint {
         buffer: &gst::BufferRef,
         record: Option<&RecordMeta>,
     ) -> Verdict {
+        let quiet_for = self.last_frame.map(|t| t.elapsed());
         self.last_frame = Some(Instant::now());
         let Some(record) = record else {
             return Verdict::Process;
@@ -272,10 +277,13 @@ impl Checkpoint {
             }
             return Verdict::AlreadyIncluded;
         }
-        // A gap in the camera's frames: another worker may have had them (the partition
-        // went away and came back). Its saved state is then newer than this one.
+        // A gap in the camera's frames after a quiet spell: another worker may have had
+        // them (the partition went away and came back, which takes a rebalance). Its saved
+        // state is then newer than this one. Gaps without a pause (a camera spread over
+        // workers, frames dropped upstream) ask the topic nothing.
         if record.stream == last.stream
             && record.seq > last.seq + 1
+            && quiet_for.is_some_and(|quiet| quiet >= AWAY_AT_LEAST)
             && let Some(membership) = membership
             && membership.store.saved_after(camera, last)
         {
