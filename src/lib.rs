@@ -13,6 +13,8 @@
 //! - [`identity`]: ids that come out the same when the same thing is computed again
 //!   (an event's `event_id`, track ids), on every machine.
 //! - [`per_run`]: the counters behind an element's `stats`, fresh at each start.
+//! - [`frames_wanted`] (feature `gst`): how often a stage downstream uses a camera's
+//!   frames, so that a decoder upstream decodes no more than that.
 //! - [`meta`] (feature `gst`): typed accessors of the metas the elements share: where a
 //!   buffer's record came from, and the Kafka headers that ride with it.
 
@@ -21,6 +23,8 @@ pub mod clock;
 pub mod detections;
 pub mod envelope;
 pub mod events;
+#[cfg(feature = "gst")]
+pub mod frames_wanted;
 pub mod identity;
 #[cfg(feature = "gst")]
 pub mod meta;

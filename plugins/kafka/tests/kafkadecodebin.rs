@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! `kafkadecodebin`: three H.264 cameras interleaved in one partition, decoded by one
 //! `kafkasrc ! kafkadecodebin` line. Every frame decodes, and none crosses streams: each
-//! camera has its own size and colour, and every decoded frame has its camera's.
+//! camera has its own size and colour, and every decoded frame has its camera's. The
+//! `decode` policies hand out exactly the frames they promise and commit the others;
+//! with `parallel` the cameras decode in threads of their own.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
@@ -23,7 +27,14 @@ const CAMERAS: [(&str, i32, i32, [u8; 3]); 3] = [
     ("cam3", 240, 160, [0, 0, 255]),
 ];
 
+/// The default encoder: no B-frames, a keyframe a second.
+const ENCODER: &str = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15";
+
 fn publish_cameras(topic: &str) {
+    publish_cameras_with(topic, ENCODER);
+}
+
+fn publish_cameras_with(topic: &str, encoder: &str) {
     init();
     // Live cameras running at once: their records interleave in the one partition.
     let cameras: Vec<gst::Pipeline> = CAMERAS
@@ -34,7 +45,7 @@ fn publish_cameras(topic: &str) {
                 "videotestsrc is-live=true num-buffers={FRAMES} pattern=solid-color \
                  foreground-color={argb} ! \
                  video/x-raw,width={width},height={height},framerate=15/1 ! \
-                 x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! h264parse ! \
+                 {encoder} ! h264parse ! \
                  video/x-h264,stream-format=byte-stream,alignment=au ! \
                  kafkasink brokers={} topic={topic} key={key}",
                 brokers()
@@ -140,5 +151,304 @@ fn stats_count_from_the_last_start() {
             "run {run}: {}",
             stats(&decode)
         );
+    }
+}
+
+/// Each camera's buffer records in topic order: (key, seq, flags, pts).
+fn camera_records(topic: &str) -> Vec<(String, u64, String, u64)> {
+    consume_raw(topic, 1, 3 * (FRAMES as usize + 1), Duration::from_secs(20))
+        .iter()
+        .filter(|r| r.header("gkv-kind") == Some("buffer"))
+        .map(|r| {
+            (
+                r.key_text(),
+                r.header("gkv-seq").unwrap().parse().unwrap(),
+                r.header("gkv-flags").unwrap_or_default().to_string(),
+                r.header("gkv-pts").unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Decodes the topic as group `group` with `properties` on the bin; returns each camera's
+/// decoded seqs in output order and the bin's stats. Checks the group committed it all.
+fn decode_with(
+    topic: &str,
+    group: &str,
+    properties: &str,
+) -> (BTreeMap<String, Vec<u64>>, gst::Structure) {
+    let pipeline = launch(&format!(
+        "kafkasrc brokers={} topic={topic} group-id={group} stop-on-eos=true ! \
+         kafkadecodebin name=decode {properties} ! appsink name=out sync=false",
+        brokers()
+    ));
+    let samples = collect_samples(&pipeline, "out");
+    let decode = pipeline.by_name("decode").unwrap();
+    let ended = run_until_end(&pipeline, Duration::from_secs(60));
+    assert!(matches!(ended, Ended::Eos), "{ended:?}");
+    let stats = stats(&decode);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let mut frames = BTreeMap::<String, Vec<u64>>::new();
+    for sample in samples.lock().unwrap().iter() {
+        let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
+        frames
+            .entry(record.key.unwrap())
+            .or_default()
+            .push(record.seq);
+    }
+    // Skipped frames are released like decoded ones: nothing is left for the group.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while group_lag(&brokers(), topic, 1, group) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{group} left {} records uncommitted",
+            group_lag(&brokers(), topic, 1, group)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (frames, stats)
+}
+
+#[test]
+fn keyframes_only_hands_out_exactly_the_keyframes_in_order_and_commits_the_rest() {
+    let topic = new_topic("decodebin-keyframes", 1);
+    publish_cameras_with(
+        &topic,
+        "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=7",
+    );
+    let records = camera_records(&topic);
+    let (frames, stats) = decode_with(&topic, &unique_name("keyframes"), "decode=keyframes");
+    let mut keyframes = 0;
+    for (key, ..) in CAMERAS {
+        let expected: Vec<u64> = records
+            .iter()
+            .filter(|(k, _, flags, _)| k == key && !flags.contains("delta-unit"))
+            .map(|(_, seq, ..)| *seq)
+            .collect();
+        assert!(expected.len() >= 5, "{key}: {expected:?}");
+        assert_eq!(
+            frames.get(key),
+            Some(&expected),
+            "{key}: the keyframes, in order"
+        );
+        keyframes += expected.len() as u64;
+    }
+    assert_eq!(
+        stats.get::<u64>("frames-skipped").unwrap(),
+        3 * FRAMES - keyframes,
+        "{stats}"
+    );
+}
+
+#[test]
+fn reference_skips_exactly_the_b_frames_no_frame_refers_to() {
+    let topic = new_topic("decodebin-reference", 1);
+    // Two B-frames between references, none of them a reference (no B-pyramid).
+    publish_cameras_with(
+        &topic,
+        "x264enc speed-preset=ultrafast bframes=2 b-adapt=false b-pyramid=false key-int-max=15",
+    );
+    let records = camera_records(&topic);
+    let (frames, stats) = decode_with(&topic, &unique_name("reference"), "decode=reference");
+    let mut skipped = 0;
+    for (key, ..) in CAMERAS {
+        // In decode order a B-frame shows before a frame decoded earlier: its PTS is below
+        // the highest so far.
+        let mut highest = 0;
+        let mut expected = Vec::new();
+        for (_, seq, _, pts) in records.iter().filter(|(k, ..)| k == key) {
+            if *pts >= highest {
+                expected.push(*seq);
+                highest = *pts;
+            } else {
+                skipped += 1;
+            }
+        }
+        assert!(
+            expected.len() < FRAMES as usize / 2,
+            "{key}: B-frames: {expected:?}"
+        );
+        // The decoder shows frames in display order, which is decode order without the Bs.
+        assert_eq!(frames.get(key), Some(&expected), "{key}");
+    }
+    assert_eq!(
+        stats.get::<u64>("frames-skipped").unwrap(),
+        skipped,
+        "{stats}"
+    );
+}
+
+/// `auto` asks downstream how often it uses frames; here a probe answers for the sink as
+/// yolodetect would with `max-rate=0.9`. Keyframes come every second: from the second
+/// keyframe on (the first spacing measured) only keyframes are decoded.
+#[test]
+fn auto_decodes_keyframes_only_once_they_come_as_often_as_downstream_uses_frames() {
+    let topic = new_topic("decodebin-auto", 1);
+    publish_cameras(&topic);
+    let records = camera_records(&topic);
+    let group = unique_name("auto");
+    let pipeline = launch(&format!(
+        "kafkasrc brokers={} topic={topic} group-id={group} stop-on-eos=true ! \
+         kafkadecodebin name=decode decode=auto ! appsink name=out sync=false",
+        brokers()
+    ));
+    let sink = pipeline.by_name("out").unwrap();
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+            let Some(gst::PadProbeData::Query(query)) = &mut info.data else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let wanted = kafkavision::frames_wanted::FramesWanted {
+                max_rate: 0.9,
+                interval: 1,
+            };
+            if wanted.answer(query) {
+                gst::PadProbeReturn::Handled
+            } else {
+                gst::PadProbeReturn::Ok
+            }
+        });
+    let samples = collect_samples(&pipeline, "out");
+    let decode = pipeline.by_name("decode").unwrap();
+    let ended = run_until_end(&pipeline, Duration::from_secs(60));
+    assert!(matches!(ended, Ended::Eos), "{ended:?}");
+    let stats = stats(&decode);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let mut frames = BTreeMap::<String, Vec<u64>>::new();
+    for sample in samples.lock().unwrap().iter() {
+        let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
+        frames
+            .entry(record.key.unwrap())
+            .or_default()
+            .push(record.seq);
+    }
+    let mut skipped = 0;
+    for (key, ..) in CAMERAS {
+        let keyframes: Vec<u64> = records
+            .iter()
+            .filter(|(k, _, flags, _)| k == key && !flags.contains("delta-unit"))
+            .map(|(_, seq, ..)| *seq)
+            .collect();
+        let expected: Vec<u64> = (0..=keyframes[1])
+            .chain(keyframes[2..].iter().copied())
+            .collect();
+        assert_eq!(frames.get(key), Some(&expected), "{key}");
+        skipped += FRAMES - expected.len() as u64;
+    }
+    assert_eq!(
+        stats.get::<u64>("frames-skipped").unwrap(),
+        skipped,
+        "{stats}"
+    );
+    assert_eq!(group_lag(&brokers(), &topic, 1, &group), 0);
+}
+
+/// cam1's decoder is slow (each frame waits 40 ms before it): with `parallel`, cam2's
+/// frames come out while cam1's decoder waits; decoding in the source's thread
+/// (`parallel=false`) none can. Each camera is decoded in a thread of its own, and its
+/// frames come out complete and in order.
+#[test]
+fn parallel_cameras_decode_at_once_in_threads_of_their_own_and_in_order() {
+    let topic = new_topic("decodebin-parallel", 1);
+    publish_cameras(&topic);
+    for parallel in [true, false] {
+        let pipeline = launch(&format!(
+            "kafkasrc brokers={} topic={topic} stop-on-eos=true ! \
+             kafkadecodebin name=decode parallel={parallel} ! appsink name=out sync=false",
+            brokers()
+        ));
+        let samples = collect_samples(&pipeline, "out");
+        let cam1_waiting = Arc::new(AtomicBool::new(false));
+        let cam2_while_cam1_waits = Arc::new(AtomicUsize::new(0));
+        {
+            let (waiting, counted) = (cam1_waiting.clone(), cam2_while_cam1_waits.clone());
+            pipeline
+                .by_name("out")
+                .unwrap()
+                .static_pad("sink")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if waiting.load(Ordering::SeqCst)
+                        && let Some(buffer) = info.buffer()
+                        && gstkafka::RecordMeta::of(buffer)
+                            .and_then(|r| r.key)
+                            .as_deref()
+                            == Some("cam2")
+                    {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+        }
+        let threads = Arc::new(Mutex::new(BTreeMap::<String, HashSet<String>>::new()));
+        let (waiting, seen) = (cam1_waiting.clone(), threads.clone());
+        pipeline.connect_deep_element_added(move |_, _, element| {
+            if !element.name().starts_with("decode-src_") {
+                return;
+            }
+            let (waiting, seen) = (waiting.clone(), seen.clone());
+            element.static_pad("sink").unwrap().add_probe(
+                gst::PadProbeType::BUFFER,
+                move |_, info| {
+                    let Some(key) = info
+                        .buffer()
+                        .and_then(|b| gstkafka::RecordMeta::of(b))
+                        .and_then(|r| r.key)
+                    else {
+                        return gst::PadProbeReturn::Ok;
+                    };
+                    let thread = format!("{:?}", std::thread::current().id());
+                    seen.lock()
+                        .unwrap()
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(thread);
+                    if key == "cam1" {
+                        waiting.store(true, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(40));
+                        waiting.store(false, Ordering::SeqCst);
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        });
+        let ended = run_until_end(&pipeline, Duration::from_secs(60));
+        assert!(
+            matches!(ended, Ended::Eos),
+            "parallel={parallel}: {ended:?}"
+        );
+        pipeline.set_state(gst::State::Null).unwrap();
+        let overlapped = cam2_while_cam1_waits.load(Ordering::SeqCst);
+        let threads = threads.lock().unwrap();
+        let all: HashSet<&String> = threads.values().flatten().collect();
+        if parallel {
+            assert!(
+                overlapped >= 10,
+                "cam2 decoded while cam1's decoder waited: {overlapped} frames"
+            );
+            assert!(
+                threads.values().all(|t| t.len() == 1) && all.len() == 3,
+                "a thread per camera: {threads:?}"
+            );
+        } else {
+            assert_eq!(overlapped, 0, "one after the other");
+            assert_eq!(all.len(), 1, "one thread: {threads:?}");
+        }
+        let mut frames = BTreeMap::<String, Vec<u64>>::new();
+        for sample in samples.lock().unwrap().iter() {
+            let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
+            frames
+                .entry(record.key.unwrap())
+                .or_default()
+                .push(record.seq);
+        }
+        for (key, ..) in CAMERAS {
+            assert_eq!(
+                frames.get(key).cloned().unwrap_or_default(),
+                (0..FRAMES).collect::<Vec<_>>(),
+                "parallel={parallel}, {key}: every frame once, in order"
+            );
+        }
     }
 }

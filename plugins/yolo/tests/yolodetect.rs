@@ -1382,3 +1382,33 @@ fn at_most_1024_streams_are_kept_the_least_recently_seen_go_first() {
     assert_eq!(stats.get::<u64>("streams-retired"), Ok(6), "{stats}");
     assert_eq!(stats.get::<u64>("skipped"), Ok(1030), "{stats}");
 }
+
+/// A decoder upstream (`kafkadecodebin decode=auto`) asks how often frames are used: the
+/// answer is `max-rate` and `interval` as set, through elements in between.
+#[test]
+fn it_tells_a_decoder_upstream_how_often_it_uses_frames() {
+    init();
+    let pipeline = launch(
+        "videotestsrc name=src ! videoconvert ! yolodetect name=detect max-rate=2.5 interval=3 ! \
+         fakesink",
+    );
+    let src = pipeline.by_name("src").unwrap().static_pad("src").unwrap();
+    assert_eq!(
+        kafkavision::frames_wanted::FramesWanted::ask(&src),
+        Some(kafkavision::frames_wanted::FramesWanted {
+            max_rate: 2.5,
+            interval: 3
+        })
+    );
+    let detect = pipeline.by_name("detect").unwrap();
+    detect.set_property("max-rate", 0.0);
+    detect.set_property("interval", 1u32);
+    assert_eq!(
+        kafkavision::frames_wanted::FramesWanted::ask(&src).map(|w| (w.max_rate, w.interval)),
+        Some((0.0, 1))
+    );
+    // Nothing downstream that uses frames: no answer.
+    let plain = launch("videotestsrc name=src ! fakesink");
+    let src = plain.by_name("src").unwrap().static_pad("src").unwrap();
+    assert_eq!(kafkavision::frames_wanted::FramesWanted::ask(&src), None);
+}

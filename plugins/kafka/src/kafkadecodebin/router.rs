@@ -12,10 +12,14 @@ use std::time::{Duration, Instant};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use kafkavision::meta::RecordMeta;
+use kafkavision::frames_wanted::FramesWanted;
+use kafkavision::meta::{RecordMeta, capture_time};
 use kafkavision::per_run::PerRun;
 
+use super::DecodePolicy;
+use super::h264::Framing;
 use super::imp::CAT;
+use super::policy::{Frame, StreamPolicy};
 
 /// Stream id of buffers that carry no record meta (not from `kafkasrc`).
 const UNKNOWN_STREAM: &str = "unknown";
@@ -28,6 +32,7 @@ struct Branch {
     /// False until the branch's first keyframe: a new decoder cannot start on a delta unit.
     synced: bool,
     last_seen: Instant,
+    policy: StreamPolicy,
 }
 
 #[derive(Default)]
@@ -40,6 +45,9 @@ struct RouterState {
     stream_start: Option<gst::Event>,
     next_pad: u32,
     idle_timeout: Option<Duration>,
+    policy: DecodePolicy,
+    /// How the current caps delimit H.264 NAL units (`reference` reads them).
+    framing: Option<Framing>,
     /// Where EOS goes when no branch exists to carry it (the bin's output).
     output: Option<gst::Pad>,
 }
@@ -49,6 +57,8 @@ pub struct Counters {
     pub started: AtomicU64,
     pub retired: AtomicU64,
     pub delta_units_skipped: AtomicU64,
+    /// Frames the `decode` policy kept from the decoders.
+    pub frames_skipped: AtomicU64,
 }
 
 pub struct StreamRouter {
@@ -167,6 +177,20 @@ impl Router {
     pub fn active_streams(&self) -> usize {
         self.imp().state.lock().unwrap().branches.len()
     }
+
+    pub fn set_policy(&self, policy: DecodePolicy) {
+        self.imp().state.lock().unwrap().policy = policy;
+    }
+
+    /// Streams that `decode=auto` decodes keyframes of only, as of their last frame.
+    pub fn keyframes_only_streams(&self) -> usize {
+        let state = self.imp().state.lock().unwrap();
+        state
+            .branches
+            .values()
+            .filter(|b| b.policy.keyframes_only)
+            .count()
+    }
 }
 
 impl StreamRouter {
@@ -179,7 +203,9 @@ impl StreamRouter {
         let stream = record
             .as_ref()
             .map_or_else(|| UNKNOWN_STREAM.to_string(), |r| r.stream.clone());
-        let key = record.and_then(|r| r.key);
+        let key = record.as_ref().and_then(|r| r.key.clone());
+        let seq = record.as_ref().map(|r| r.seq);
+        let wanted = self.ask_if_new(&stream);
 
         let mut retire = Vec::new();
         let (pad, events) = {
@@ -237,6 +263,7 @@ impl StreamRouter {
                         caps: None,
                         synced: false,
                         last_seen: now,
+                        policy: StreamPolicy::new(wanted),
                     },
                 );
                 self.counters
@@ -255,6 +282,24 @@ impl StreamRouter {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 branch.synced = true;
+            }
+            let data = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            let frame = Frame {
+                keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                time_ns: capture_time(&buffer).or(buffer.pts().map(|t| t.nseconds())),
+                seq,
+                data: &data,
+                framing: state.framing,
+            };
+            let decode = branch.policy.decode(state.policy, &frame);
+            drop(data);
+            if !decode {
+                // Dropping the buffer releases its record: committed like a decoded one.
+                self.counters
+                    .current()
+                    .frames_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(gst::FlowSuccess::Ok);
             }
             let mut events = Vec::new();
             if branch.pad.parent().is_none() {
@@ -289,6 +334,24 @@ impl StreamRouter {
             pad.push_event(event);
         }
         pad.push(buffer)
+    }
+
+    /// For `decode=auto`, what the stage downstream uses of a new stream's frames.
+    fn ask_if_new(&self, stream: &str) -> Option<FramesWanted> {
+        let output = {
+            let state = self.state.lock().unwrap();
+            if state.policy != DecodePolicy::Auto || state.branches.contains_key(stream) {
+                return None;
+            }
+            state.output.clone()?
+        };
+        let wanted = FramesWanted::ask(&output);
+        gst::info!(
+            CAT,
+            imp = self,
+            "Stream {stream:?}: downstream wants {wanted:?}"
+        );
+        wanted
     }
 
     /// Drains a branch's decoder (EOS) and removes its pad; the bin tears the decoder down.
@@ -331,6 +394,7 @@ impl StreamRouter {
             match event.view() {
                 // Sent to each branch before its next buffer.
                 gst::EventView::Caps(caps) => {
+                    state.framing = Framing::of(caps.caps());
                     state.caps = Some(caps.caps_owned());
                     return true;
                 }

@@ -62,6 +62,7 @@ use super::postprocess::{self, Detection, Filter};
 use super::streams::{MAX_STREAMS, Pace, Streams};
 use kafkavision::detections::Rect;
 use kafkavision::detections::meta as detections_meta;
+use kafkavision::frames_wanted::FramesWanted;
 use kafkavision::meta::{RecordMeta, capture_time};
 use kafkavision::per_run::PerRun;
 
@@ -737,6 +738,22 @@ impl BaseTransformImpl for YoloDetect {
         gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        // A decoder upstream asks how often frames are used, to decode no more than that.
+        if direction == gst::PadDirection::Sink {
+            let settings = self.settings.lock().unwrap();
+            let wanted = FramesWanted {
+                max_rate: settings.max_rate,
+                interval: settings.interval.max(1),
+            };
+            drop(settings);
+            if wanted.answer(query) {
+                return true;
+            }
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let stats = self.stats.restart();
