@@ -459,3 +459,81 @@ fn parallel_cameras_decode_at_once_in_threads_of_their_own_and_in_order() {
         }
     }
 }
+
+/// With `parallel`, a decoder still starting when the read ends (its only frame came last,
+/// and it takes its time) gets its frame out before the output ends, and a stream retired
+/// before its decoder made any output (a camera restarted after one frame) has its frame
+/// decoded before its decoder goes. Each JPEG decoder waits 500 ms before its first frame,
+/// while the H.264 cameras' frames decode in a few ms.
+#[test]
+fn parallel_decoders_still_starting_finish_before_the_output_ends() {
+    let topic = new_topic("decodebin-late-start", 1);
+    let snapshots = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            // Two streams of one key near the cameras' end: the second retires the first.
+            std::thread::sleep(Duration::from_secs(2));
+            for _ in 0..2 {
+                let snapshot = launch(&format!(
+                    "videotestsrc is-live=true num-buffers=1 ! \
+                     video/x-raw,width=64,height=48,framerate=15/1 ! jpegenc ! \
+                     kafkasink brokers={} topic={topic} key=snap",
+                    brokers()
+                ));
+                snapshot.set_state(gst::State::Playing).unwrap();
+                assert!(matches!(
+                    run_until_end(&snapshot, Duration::from_secs(30)),
+                    Ended::Eos
+                ));
+                snapshot.set_state(gst::State::Null).unwrap();
+            }
+        })
+    };
+    publish_cameras(&topic);
+    snapshots.join().unwrap();
+
+    let pipeline = launch(&format!(
+        "kafkasrc brokers={} topic={topic} stop-on-eos=true ! \
+         kafkadecodebin name=decode parallel=true ! appsink name=out sync=false",
+        brokers()
+    ));
+    let samples = collect_samples(&pipeline, "out");
+    pipeline.connect_deep_element_added(|_, _, element| {
+        if element.factory().is_some_and(|f| f.name() == "jpegdec") {
+            let first = AtomicBool::new(true);
+            element
+                .static_pad("sink")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    if first.swap(false, Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+        }
+    });
+    let ended = run_until_end(&pipeline, Duration::from_secs(60));
+    assert!(matches!(ended, Ended::Eos), "{ended:?}");
+    let retired = stat_u64(&pipeline.by_name("decode").unwrap(), "streams-retired");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let mut frames = BTreeMap::<String, Vec<u64>>::new();
+    for sample in samples.lock().unwrap().iter() {
+        let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
+        frames
+            .entry(record.key.unwrap())
+            .or_default()
+            .push(record.seq);
+    }
+    assert_eq!(
+        frames.remove("snap").unwrap_or_default(),
+        vec![0, 0],
+        "both snapshot streams' frame, the retired one's too (retired: {retired})"
+    );
+    for (key, ..) in CAMERAS {
+        assert_eq!(
+            frames.get(key).cloned().unwrap_or_default(),
+            (0..FRAMES).collect::<Vec<_>>(),
+            "{key}: every frame once, in order"
+        );
+    }
+}

@@ -70,8 +70,8 @@ struct Branch {
     /// The stream's own thread in front of its decoder (`parallel`).
     queue: Option<gst::Element>,
     decoder: gst::Element,
-    /// The funnel's pad the decoder's output is linked to, once it has one.
-    funnel_pad: Option<gst::Pad>,
+    /// The funnel's pad the decoder's output is linked to once it makes one.
+    funnel_pad: gst::Pad,
     /// The decoder let the end-of-stream of a retirement out.
     drained: Arc<AtomicBool>,
 }
@@ -456,16 +456,34 @@ impl KafkaDecodeBin {
         } else {
             None
         };
-        let funnel = self.inner().funnel.clone();
+        // The funnel's pad is taken now, not when the decoder makes its output: the funnel
+        // ends the output once all its pads ended, and a decoder still starting (typefinding,
+        // holding its first frames) at the end of a bounded read would otherwise have its
+        // frames arrive after that end.
+        let Some(funnel_pad) = self.inner().funnel.request_pad_simple("sink_%u") else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Pad,
+                ("Could not add an input to the merge for stream pad {}", pad.name())
+            );
+            return;
+        };
         let ending = self.inner().ending.clone();
         let drained = Arc::new(AtomicBool::new(false));
         let weak = obj.downgrade();
         let router_pad = pad.name().to_string();
         let drained_flag = drained.clone();
+        let output = funnel_pad.clone();
         decoder.connect_pad_added(move |_, decoded| {
-            let Some(funnel_pad) = funnel.request_pad_simple("sink_%u") else {
+            if output.is_linked() {
+                // A Kafka stream carries one elementary stream: decodebin makes one output.
+                gst::warning!(
+                    CAT,
+                    "Stream pad {router_pad}: ignoring a second decoded output {}",
+                    decoded.name()
+                );
                 return;
-            };
+            }
             // A decoder drained for retirement ends only its branch, not the output; once
             // its end comes out, every frame it was given is decoded and it can go.
             let ending = ending.clone();
@@ -489,19 +507,8 @@ impl KafkaDecodeBin {
                     _ => gst::PadProbeReturn::Ok,
                 },
             );
-            if let Err(err) = decoded.link(&funnel_pad) {
+            if let Err(err) = decoded.link(&output) {
                 gst::warning!(CAT, "Could not link {}: {err:?}", decoded.name());
-            }
-            if let Some(bin) = weak.upgrade()
-                && let Some(branch) = bin
-                    .imp()
-                    .inner()
-                    .branches
-                    .lock()
-                    .unwrap()
-                    .get_mut(&router_pad)
-            {
-                branch.funnel_pad = Some(funnel_pad);
             }
         });
         let elements: Vec<&gst::Element> = queue.iter().chain([&decoder]).collect();
@@ -514,6 +521,7 @@ impl KafkaDecodeBin {
                 gst::CoreError::StateChange,
                 ("Could not start a decoder for stream pad {}", pad.name())
             );
+            self.inner().funnel.release_request_pad(&funnel_pad);
             return;
         }
         if let Err(err) = pad.link(&elements[0].static_pad("sink").unwrap()) {
@@ -525,6 +533,7 @@ impl KafkaDecodeBin {
                     pad.name()
                 )
             );
+            self.inner().funnel.release_request_pad(&funnel_pad);
             return;
         }
         self.inner().branches.lock().unwrap().insert(
@@ -532,15 +541,16 @@ impl KafkaDecodeBin {
             Branch {
                 queue,
                 decoder,
-                funnel_pad: None,
+                funnel_pad,
                 drained,
             },
         );
     }
 
-    /// The router retired a stream: its end-of-stream is on the way to the decoder. A
-    /// decoder that has output waits for it to come out (`drained`); one that never had
-    /// any holds no decodable frame and goes now.
+    /// The router retired a stream: its end-of-stream is on the way to the decoder, which
+    /// is torn down once that end comes out (`drained`), every frame it holds decoded.
+    /// A decoder still starting makes its output at the end-of-stream, so it waits too
+    /// (the router gives a decoder its first frame before the bin sees its pad).
     fn remove_branch(&self, pad: &gst::Pad) {
         let branch = self
             .inner()
@@ -552,7 +562,7 @@ impl KafkaDecodeBin {
         // Under the lock `drained` takes: either it finds the branch here, or the flag
         // says it already came out.
         let mut retiring = self.inner().retiring.lock().unwrap();
-        if branch.funnel_pad.is_some() && !branch.drained.load(Ordering::SeqCst) {
+        if !branch.drained.load(Ordering::SeqCst) {
             retiring.insert(pad.name().to_string(), branch);
         } else {
             drop(retiring);
@@ -574,8 +584,8 @@ impl KafkaDecodeBin {
             let _ = element.set_state(gst::State::Null);
             let _ = self.obj().remove(element);
         }
-        if let Some(funnel_pad) = branch.funnel_pad {
-            self.inner().funnel.release_request_pad(&funnel_pad);
-        }
+        self.inner()
+            .funnel
+            .release_request_pad(&branch.funnel_pad);
     }
 }
