@@ -170,24 +170,8 @@ fn camera_records(topic: &str) -> Vec<(String, u64, String, u64)> {
         .collect()
 }
 
-/// Decodes the topic as group `group` with `properties` on the bin; returns each camera's
-/// decoded seqs in output order and the bin's stats. Checks the group committed it all.
-fn decode_with(
-    topic: &str,
-    group: &str,
-    properties: &str,
-) -> (BTreeMap<String, Vec<u64>>, gst::Structure) {
-    let pipeline = launch(&format!(
-        "kafkasrc brokers={} topic={topic} group-id={group} stop-on-eos=true ! \
-         kafkadecodebin name=decode {properties} ! appsink name=out sync=false",
-        brokers()
-    ));
-    let samples = collect_samples(&pipeline, "out");
-    let decode = pipeline.by_name("decode").unwrap();
-    let ended = run_until_end(&pipeline, Duration::from_secs(60));
-    assert!(matches!(ended, Ended::Eos), "{ended:?}");
-    let stats = stats(&decode);
-    pipeline.set_state(gst::State::Null).unwrap();
+/// Each camera's decoded seqs in output order.
+fn seqs_by_key(samples: &Mutex<Vec<gst::Sample>>) -> BTreeMap<String, Vec<u64>> {
     let mut frames = BTreeMap::<String, Vec<u64>>::new();
     for sample in samples.lock().unwrap().iter() {
         let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
@@ -196,6 +180,38 @@ fn decode_with(
             .or_default()
             .push(record.seq);
     }
+    frames
+}
+
+/// Decodes the topic as group `group` with `properties` on the bin; returns each camera's
+/// decoded seqs in output order and the bin's stats. Checks the group committed it all.
+fn decode_with(
+    topic: &str,
+    group: &str,
+    properties: &str,
+) -> (BTreeMap<String, Vec<u64>>, gst::Structure) {
+    decode_prepared(topic, group, properties, |_| {})
+}
+
+/// `decode_with`, with `prepare` given the pipeline before it starts.
+fn decode_prepared(
+    topic: &str,
+    group: &str,
+    properties: &str,
+    prepare: impl FnOnce(&gst::Pipeline),
+) -> (BTreeMap<String, Vec<u64>>, gst::Structure) {
+    let pipeline = launch(&format!(
+        "kafkasrc brokers={} topic={topic} group-id={group} stop-on-eos=true ! \
+         kafkadecodebin name=decode {properties} ! appsink name=out sync=false",
+        brokers()
+    ));
+    let samples = collect_samples(&pipeline, "out");
+    prepare(&pipeline);
+    let decode = pipeline.by_name("decode").unwrap();
+    let ended = run_until_end(&pipeline, Duration::from_secs(60));
+    assert!(matches!(ended, Ended::Eos), "{ended:?}");
+    let stats = stats(&decode);
+    pipeline.set_state(gst::State::Null).unwrap();
     // Skipped frames are released like decoded ones: nothing is left for the group.
     let deadline = Instant::now() + Duration::from_secs(20);
     while group_lag(&brokers(), topic, 1, group) > 0 {
@@ -206,7 +222,7 @@ fn decode_with(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    (frames, stats)
+    (seqs_by_key(&samples), stats)
 }
 
 #[test]
@@ -293,43 +309,25 @@ fn auto_decodes_keyframes_only_once_they_come_as_often_as_downstream_uses_frames
     let topic = new_topic("decodebin-auto", 1);
     publish_cameras(&topic);
     let records = camera_records(&topic);
-    let group = unique_name("auto");
-    let pipeline = launch(&format!(
-        "kafkasrc brokers={} topic={topic} group-id={group} stop-on-eos=true ! \
-         kafkadecodebin name=decode decode=auto ! appsink name=out sync=false",
-        brokers()
-    ));
-    let sink = pipeline.by_name("out").unwrap();
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
-            let Some(gst::PadProbeData::Query(query)) = &mut info.data else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let wanted = kafkavision::frames_wanted::FramesWanted {
-                max_rate: 0.9,
-                interval: 1,
-            };
-            if wanted.answer(query) {
-                gst::PadProbeReturn::Handled
-            } else {
-                gst::PadProbeReturn::Ok
-            }
-        });
-    let samples = collect_samples(&pipeline, "out");
-    let decode = pipeline.by_name("decode").unwrap();
-    let ended = run_until_end(&pipeline, Duration::from_secs(60));
-    assert!(matches!(ended, Ended::Eos), "{ended:?}");
-    let stats = stats(&decode);
-    pipeline.set_state(gst::State::Null).unwrap();
-    let mut frames = BTreeMap::<String, Vec<u64>>::new();
-    for sample in samples.lock().unwrap().iter() {
-        let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
-        frames
-            .entry(record.key.unwrap())
-            .or_default()
-            .push(record.seq);
-    }
+    let (frames, stats) = decode_prepared(&topic, &unique_name("auto"), "decode=auto", |pipeline| {
+        let sink = pipeline.by_name("out").unwrap();
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+                let Some(gst::PadProbeData::Query(query)) = &mut info.data else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let wanted = kafkavision::frames_wanted::FramesWanted {
+                    max_rate: 0.9,
+                    interval: 1,
+                };
+                if wanted.answer(query) {
+                    gst::PadProbeReturn::Handled
+                } else {
+                    gst::PadProbeReturn::Ok
+                }
+            });
+    });
     let mut skipped = 0;
     for (key, ..) in CAMERAS {
         let keyframes: Vec<u64> = records
@@ -348,7 +346,6 @@ fn auto_decodes_keyframes_only_once_they_come_as_often_as_downstream_uses_frames
         skipped,
         "{stats}"
     );
-    assert_eq!(group_lag(&brokers(), &topic, 1, &group), 0);
 }
 
 /// cam1's decoder is slow (each frame waits 40 ms before it): with `parallel`, cam2's
@@ -442,14 +439,7 @@ fn parallel_cameras_decode_at_once_in_threads_of_their_own_and_in_order() {
             assert_eq!(overlapped, 0, "one after the other");
             assert_eq!(all.len(), 1, "one thread: {threads:?}");
         }
-        let mut frames = BTreeMap::<String, Vec<u64>>::new();
-        for sample in samples.lock().unwrap().iter() {
-            let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
-            frames
-                .entry(record.key.unwrap())
-                .or_default()
-                .push(record.seq);
-        }
+        let frames = seqs_by_key(&samples);
         for (key, ..) in CAMERAS {
             assert_eq!(
                 frames.get(key).cloned().unwrap_or_default(),
@@ -492,42 +482,31 @@ fn parallel_decoders_still_starting_finish_before_the_output_ends() {
     publish_cameras(&topic);
     snapshots.join().unwrap();
 
-    let pipeline = launch(&format!(
-        "kafkasrc brokers={} topic={topic} stop-on-eos=true ! \
-         kafkadecodebin name=decode parallel=true ! appsink name=out sync=false",
-        brokers()
-    ));
-    let samples = collect_samples(&pipeline, "out");
-    pipeline.connect_deep_element_added(|_, _, element| {
-        if element.factory().is_some_and(|f| f.name() == "jpegdec") {
-            let first = AtomicBool::new(true);
-            element
-                .static_pad("sink")
-                .unwrap()
-                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                    if first.swap(false, Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                    gst::PadProbeReturn::Ok
-                });
-        }
-    });
-    let ended = run_until_end(&pipeline, Duration::from_secs(60));
-    assert!(matches!(ended, Ended::Eos), "{ended:?}");
-    let retired = stat_u64(&pipeline.by_name("decode").unwrap(), "streams-retired");
-    pipeline.set_state(gst::State::Null).unwrap();
-    let mut frames = BTreeMap::<String, Vec<u64>>::new();
-    for sample in samples.lock().unwrap().iter() {
-        let record = gstkafka::RecordMeta::of(sample.buffer().unwrap()).unwrap();
-        frames
-            .entry(record.key.unwrap())
-            .or_default()
-            .push(record.seq);
-    }
+    let (mut frames, stats) = decode_prepared(
+        &topic,
+        &unique_name("late-start"),
+        "parallel=true",
+        |pipeline| {
+            pipeline.connect_deep_element_added(|_, _, element| {
+                if element.factory().is_some_and(|f| f.name() == "jpegdec") {
+                    let first = AtomicBool::new(true);
+                    element.static_pad("sink").unwrap().add_probe(
+                        gst::PadProbeType::BUFFER,
+                        move |_, _| {
+                            if first.swap(false, Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(500));
+                            }
+                            gst::PadProbeReturn::Ok
+                        },
+                    );
+                }
+            });
+        },
+    );
     assert_eq!(
         frames.remove("snap").unwrap_or_default(),
         vec![0, 0],
-        "both snapshot streams' frame, the retired one's too (retired: {retired})"
+        "both snapshot streams' frame, the retired one's too: {stats}"
     );
     for (key, ..) in CAMERAS {
         assert_eq!(

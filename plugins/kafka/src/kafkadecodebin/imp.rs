@@ -15,9 +15,10 @@
  * another worker). Frames of different cameras may differ in size: the output renegotiates
  * caps whenever it switches to a camera with other caps.
  *
- * With `parallel=true` each stream decodes in a thread of its own, behind a short queue,
- * and a queue after the merge hands frames downstream from another thread: a worker
- * decodes on every core while its detector runs (off by default: see the plugin README). `decode` keeps frames downstream does not need from the
+ * Each stream decodes in a thread of its own, behind a short queue, and a queue after the
+ * merge hands frames downstream from another thread: a worker decodes on every core while
+ * its detector runs (`parallel=false`: every stream in the source's thread). `decode`
+ * keeps frames downstream does not need from the
  * decoders (H.264 non-reference frames, or all but keyframes, or `auto`: keyframes only
  * while they serve the rate the stage downstream asks for); their records are released
  * and committed like the rest, and counted in `stats`.
@@ -49,7 +50,7 @@ use super::DecodePolicy;
 use super::router::Router;
 
 const DEFAULT_IDLE_TIMEOUT_MS: u32 = 30_000;
-const DEFAULT_PARALLEL: bool = false;
+const DEFAULT_PARALLEL: bool = true;
 /// Encoded frames waiting for a stream's decoder thread: about half a second of a
 /// 15 frames/s camera, a few hundred KB of H.264.
 const STREAM_QUEUE_FRAMES: u32 = 8;
