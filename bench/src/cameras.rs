@@ -16,13 +16,15 @@
 //! Usage: `cameras-bench --brokers HOST:PORT --model M [--int8-model M] [--ort-library L]
 //! [--rate 2] [--seconds 20] [--warmup 10] [--max-cameras 64] [--only NAME,...]
 //! [--cameras N]` (`scripts/bench cameras` passes the broker, the models and ONNX Runtime).
+//! With `CAMERAS_BENCH_TRACE` set, every detections record of the window goes to stderr as
+//! `trace SECONDS-INTO-THE-WINDOW LAG-MS`, to see when lag grew.
 
 mod harness;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gst::prelude::*;
@@ -169,138 +171,93 @@ struct Setup {
     int8: bool,
 }
 
+/// What a setup is unless it says otherwise: the default worker.
+const DEFAULT_SETUP: Setup = Setup {
+    name: "",
+    what: "",
+    parallel: true,
+    decode: "all",
+    rate_factor: 1.0,
+    stream: Stream::Ball,
+    motion_threshold: 0.0,
+    threads: 0,
+    workers: 1,
+    int8: false,
+};
+
 const SETUPS: [Setup; 11] = [
     Setup {
         name: "serial",
         what: "every camera decoded in the source's thread (parallel=false, before)",
         parallel: false,
-        decode: "all",
-        rate_factor: 1.0,
-        stream: Stream::Ball,
-        motion_threshold: 0.0,
-        threads: 0,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "parallel",
         what: "a decoding thread per camera (parallel=true)",
-        parallel: true,
-        decode: "all",
-        rate_factor: 1.0,
-        stream: Stream::Ball,
-        motion_threshold: 0.0,
-        threads: 0,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "parallel-one-thread",
         what: "parallel=true, yolodetect threads=1 (decoders keep the other core)",
-        parallel: true,
-        decode: "all",
-        rate_factor: 1.0,
-        stream: Stream::Ball,
-        motion_threshold: 0.0,
         threads: 1,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "two-workers",
         what: "two workers in one group (a core each: parallel=false, yolodetect threads=1)",
         parallel: false,
-        decode: "all",
-        rate_factor: 1.0,
-        stream: Stream::Ball,
-        motion_threshold: 0.0,
         threads: 1,
         workers: 2,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "two-workers-int8",
         what: "two workers as above, the model quantized to INT8",
         parallel: false,
-        decode: "all",
-        rate_factor: 1.0,
-        stream: Stream::Ball,
-        motion_threshold: 0.0,
         threads: 1,
         workers: 2,
         int8: true,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "textured-serial",
         what: "a 3 Mbit/s textured stream, decoded in the source's thread (parallel=false)",
         parallel: false,
-        decode: "all",
-        rate_factor: 1.0,
         stream: Stream::Textured,
-        motion_threshold: 0.0,
-        threads: 0,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "textured-parallel",
         what: "the textured stream, a decoding thread per camera (parallel=true)",
-        parallel: true,
-        decode: "all",
-        rate_factor: 1.0,
         stream: Stream::Textured,
-        motion_threshold: 0.0,
-        threads: 0,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "half-rate",
         what: "parallel=true, detecting at half the rate, decode=all",
-        parallel: true,
-        decode: "all",
         rate_factor: 0.5,
-        stream: Stream::Ball,
-        motion_threshold: 0.0,
-        threads: 0,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "half-rate-keyframes",
         what: "parallel=true, detecting at half the rate, decode=auto (keyframes only)",
-        parallel: true,
         decode: "auto",
         rate_factor: 0.5,
-        stream: Stream::Ball,
-        motion_threshold: 0.0,
-        threads: 0,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "scene",
         what: "parallel=true, the scripted scene",
-        parallel: true,
-        decode: "all",
-        rate_factor: 1.0,
         stream: Stream::Scene,
-        motion_threshold: 0.0,
-        threads: 0,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
     Setup {
         name: "scene-motion",
         what: "parallel=true, the scripted scene, motion-threshold=0.002",
-        parallel: true,
-        decode: "all",
-        rate_factor: 1.0,
         stream: Stream::Scene,
         motion_threshold: 0.002,
-        threads: 0,
-        workers: 1,
-        int8: false,
+        ..DEFAULT_SETUP
     },
 ];
 

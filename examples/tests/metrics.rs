@@ -259,7 +259,9 @@ fn a_stalled_worker_with_records_waiting_turns_unhealthy() {
     // no frame to wait for.
     assert_eq!(
         source("records_in_flight"),
-        source("records_received").zip(source("eos_records")).map(|(r, e)| r - e),
+        source("records_received")
+            .zip(source("eos_records"))
+            .map(|(r, e)| r - e),
         "every frame record received waits: {metrics:?}"
     );
     assert!(source("records_in_flight") > Some(0.0), "{metrics:?}");

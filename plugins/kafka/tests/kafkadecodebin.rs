@@ -309,25 +309,27 @@ fn auto_decodes_keyframes_only_once_they_come_as_often_as_downstream_uses_frames
     let topic = new_topic("decodebin-auto", 1);
     publish_cameras(&topic);
     let records = camera_records(&topic);
-    let (frames, stats) = decode_prepared(&topic, &unique_name("auto"), "decode=auto", |pipeline| {
-        let sink = pipeline.by_name("out").unwrap();
-        sink.static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
-                let Some(gst::PadProbeData::Query(query)) = &mut info.data else {
-                    return gst::PadProbeReturn::Ok;
-                };
-                let wanted = kafkavision::frames_wanted::FramesWanted {
-                    max_rate: 0.9,
-                    interval: 1,
-                };
-                if wanted.answer(query) {
-                    gst::PadProbeReturn::Handled
-                } else {
-                    gst::PadProbeReturn::Ok
-                }
-            });
-    });
+    let (frames, stats) =
+        decode_prepared(&topic, &unique_name("auto"), "decode=auto", |pipeline| {
+            let sink = pipeline.by_name("out").unwrap();
+            sink.static_pad("sink").unwrap().add_probe(
+                gst::PadProbeType::QUERY_DOWNSTREAM,
+                |_, info| {
+                    let Some(gst::PadProbeData::Query(query)) = &mut info.data else {
+                        return gst::PadProbeReturn::Ok;
+                    };
+                    let wanted = kafkavision::frames_wanted::FramesWanted {
+                        max_rate: 0.9,
+                        interval: 1,
+                    };
+                    if wanted.answer(query) {
+                        gst::PadProbeReturn::Handled
+                    } else {
+                        gst::PadProbeReturn::Ok
+                    }
+                },
+            );
+        });
     let mut skipped = 0;
     for (key, ..) in CAMERAS {
         let keyframes: Vec<u64> = records

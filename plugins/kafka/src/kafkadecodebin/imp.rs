@@ -465,7 +465,10 @@ impl KafkaDecodeBin {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Pad,
-                ("Could not add an input to the merge for stream pad {}", pad.name())
+                (
+                    "Could not add an input to the merge for stream pad {}",
+                    pad.name()
+                )
             );
             return;
         };
@@ -585,8 +588,6 @@ impl KafkaDecodeBin {
             let _ = element.set_state(gst::State::Null);
             let _ = self.obj().remove(element);
         }
-        self.inner()
-            .funnel
-            .release_request_pad(&branch.funnel_pad);
+        self.inner().funnel.release_request_pad(&branch.funnel_pad);
     }
 }
