@@ -59,6 +59,8 @@ fn readme_examples_run_as_written() {
     let dir = std::env::temp_dir().join(unique_name("readme"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut topics: HashMap<String, String> = HashMap::new();
+    // Clip examples name times of the README's writing: their window becomes this run's.
+    let began_ms = unix_now_ms();
     let mut ran = 0;
     for original in &pipelines {
         // Runs until stopped and needs a display: documented as such.
@@ -78,9 +80,20 @@ fn readme_examples_run_as_written() {
             .replace(
                 "location=frame-",
                 &format!("location={}/frame-", dir.display()),
+            )
+            .replace(
+                "location=clip-",
+                &format!("location={}/clip-", dir.display()),
             );
         let words: Vec<String> = description.split_whitespace().map(String::from).collect();
         for word in words {
+            if word.starts_with("start-from=20") {
+                description = description.replace(&word, &format!("start-from={began_ms}"));
+            }
+            if word.starts_with("stop-at=") {
+                let now_ms = unix_now_ms();
+                description = description.replace(&word, &format!("stop-at={now_ms}"));
+            }
             if let Some(name) = word.strip_prefix("topic=") {
                 let topic = topics
                     .entry(name.to_string())
@@ -102,10 +115,27 @@ fn readme_examples_run_as_written() {
         ran += 1;
     }
     assert_eq!(ran, pipelines.len() - 1);
-    let frames = std::fs::read_dir(&dir).unwrap().count();
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let frames = files
+        .iter()
+        .filter(|name| name.starts_with("frame-"))
+        .count();
     assert_eq!(
         frames, 300,
         "the archive example saved every published frame"
     );
+    // The clip holds the h264 example's 300 frames: every one was captured in its window.
+    let clip = dir.join("clip-cam1.mp4");
+    assert_eq!(mp4_video_frames(&clip), Some(300), "{}", clip.display());
     std::fs::remove_dir_all(dir).ok();
+}
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

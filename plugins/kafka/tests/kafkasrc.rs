@@ -553,13 +553,14 @@ fn unreachable_broker_fails_within_connect_timeout() {
 }
 
 #[test]
-fn invalid_start_from_and_missing_topic_are_reported() {
+fn invalid_start_from_stop_at_and_missing_topic_are_reported() {
     init();
     for (props, expected) in [
         (
             "topic=frames start-from=yesterday",
             "start-from='yesterday'",
         ),
+        ("topic=frames stop-at=tomorrow", "stop-at='tomorrow'"),
         ("topic=no-such-topic-at-all", "does not exist"),
     ] {
         let pipeline = launch(&format!(

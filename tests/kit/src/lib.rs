@@ -10,6 +10,7 @@
 //! file registers the plugins it uses: `testkit::init(&[gstkafka::plugin_register_static])`.
 
 mod broker;
+mod cameras;
 mod http;
 mod own_broker;
 mod pipelines;
@@ -19,6 +20,7 @@ mod proxy;
 mod records;
 
 pub use broker::*;
+pub use cameras::*;
 pub use http::*;
 pub use own_broker::*;
 pub use pipelines::*;

@@ -137,3 +137,37 @@ pub fn reference_timestamp(buffer: &gst::BufferRef, caps_name: &str) -> Option<g
         })
         .map(|m| m.timestamp())
 }
+
+/// The frames of an MP4 file's video track, counted by demuxing it; `None` when it does
+/// not demux to its end.
+pub fn mp4_video_frames(path: &std::path::Path) -> Option<usize> {
+    let pipeline = gst::Pipeline::new();
+    let source = gst::ElementFactory::make("filesrc")
+        .property("location", path)
+        .build()
+        .ok()?;
+    let demux = gst::ElementFactory::make("qtdemux").build().ok()?;
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("signal-handoffs", true)
+        .build()
+        .ok()?;
+    pipeline.add_many([&source, &demux, &sink]).ok()?;
+    source.link(&demux).ok()?;
+    let sink_pad = sink.static_pad("sink")?;
+    demux.connect_pad_added(move |_, pad| {
+        if !sink_pad.is_linked() {
+            let _ = pad.link(&sink_pad);
+        }
+    });
+    let frames = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = frames.clone();
+    sink.connect("handoff", false, move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        None
+    });
+    match run_until_end(&pipeline, Duration::from_secs(60)) {
+        Ended::Eos => Some(frames.load(std::sync::atomic::Ordering::Relaxed)),
+        _ => None,
+    }
+}

@@ -237,11 +237,20 @@ pub fn produce_raw(topic: &str, partition: Option<i32>, records: &[ProducedRecor
 
 /// Writes keyed records with a bare producer: (key, value, headers).
 pub fn produce_keyed(topic: &str, records: &[KeyedRecord]) {
+    produce_keyed_at(topic, records.iter().map(|record| (record, None)));
+}
+
+/// Writes keyed records with a bare producer, each with the Kafka timestamp (Unix ms)
+/// given, or the producer's clock for `None`: records that look written long ago.
+pub fn produce_keyed_at<'r, 'a: 'r>(
+    topic: &str,
+    records: impl IntoIterator<Item = (&'r KeyedRecord<'a>, Option<i64>)>,
+) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
         .unwrap();
-    for (key, value, headers) in records {
+    for ((key, value, headers), timestamp_ms) in records {
         let mut owned = OwnedHeaders::new();
         for (k, v) in headers {
             owned = owned.insert(Header {
@@ -249,10 +258,13 @@ pub fn produce_keyed(topic: &str, records: &[KeyedRecord]) {
                 value: Some(v.as_slice()),
             });
         }
-        let record = BaseRecord::to(topic)
+        let mut record = BaseRecord::to(topic)
             .key(*key)
             .payload(value.as_slice())
             .headers(owned);
+        if let Some(ms) = timestamp_ms {
+            record = record.timestamp(ms);
+        }
         producer.send(record).map_err(|(e, _)| e).unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();

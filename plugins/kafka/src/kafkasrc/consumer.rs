@@ -21,6 +21,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 use super::imp::{CAT, CommitAfter};
 use super::streams::Record;
+use super::window::{Scanned, keyframe_start};
 use crate::client::{ClientLog, ClientSettings, StartConfig};
 use crate::release::OffsetTracker;
 
@@ -43,20 +44,48 @@ impl FromStr for StartFrom {
             "committed" => Ok(StartFrom::Committed),
             "earliest" => Ok(StartFrom::Earliest),
             "latest" => Ok(StartFrom::Latest),
-            other => {
-                if let Ok(ms) = other.parse::<i64>() {
-                    return Ok(StartFrom::Time(ms));
-                }
-                glib::DateTime::from_iso8601(other, None)
-                    .map(|t| StartFrom::Time(t.to_unix() * 1000 + t.microsecond() as i64 / 1000))
-                    .map_err(|_| {
-                        format!(
-                            "start-from='{other}' is not committed, earliest, latest, a Unix time \
-                             in ms (e.g. 1763700000000) or an ISO-8601 time (e.g. \
-                             2026-11-21T10:00:00Z)"
-                        )
-                    })
-            }
+            other => parse_time_ms(other).map(StartFrom::Time).ok_or_else(|| {
+                format!(
+                    "start-from='{other}' is not committed, earliest, latest, a Unix time in ms \
+                     (e.g. 1763700000000) or an ISO-8601 time (e.g. 2026-11-21T10:00:00Z)"
+                )
+            }),
+        }
+    }
+}
+
+/// A time as Unix ms (`1763700000000`) or ISO-8601 (`2026-11-21T10:00:00Z`).
+fn parse_time_ms(text: &str) -> Option<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Some(ms);
+    }
+    glib::DateTime::from_iso8601(text, None)
+        .ok()
+        .map(|t| t.to_unix() * 1000 + t.microsecond() as i64 / 1000)
+}
+
+/// The `stop-at` property as set, and the time it says, parsed when set like
+/// `start-from`; empty for no stop time.
+#[derive(Debug, Clone)]
+pub struct StopAtSetting {
+    pub text: Option<String>,
+    pub parsed: Result<Option<i64>, String>,
+}
+
+impl StopAtSetting {
+    pub fn new(text: Option<&str>) -> StopAtSetting {
+        let text = text.map(str::trim).filter(|t| !t.is_empty());
+        StopAtSetting {
+            text: text.map(str::to_string),
+            parsed: match text {
+                None => Ok(None),
+                Some(text) => parse_time_ms(text).map(Some).ok_or_else(|| {
+                    format!(
+                        "stop-at='{text}' is not a Unix time in ms (e.g. 1763700000000) or an \
+                         ISO-8601 time (e.g. 2026-11-21T10:00:30Z)"
+                    )
+                }),
+            },
         }
     }
 }
@@ -87,6 +116,10 @@ pub struct Stats {
     pub bad_records: AtomicU64,
     pub eos_records: AtomicU64,
     pub sequence_gaps: AtomicU64,
+    /// Skipped for not having the `key` asked for.
+    pub records_other_key: AtomicU64,
+    /// Skipped for being past `stop-at`.
+    pub records_past_stop: AtomicU64,
     pub rebalances: AtomicU64,
     pub partitions_assigned: AtomicU32,
 }
@@ -259,6 +292,9 @@ pub struct OpenSettings<'a> {
     pub start: &'a StartConfig,
     pub group_id: Option<&'a str>,
     pub start_from: StartFrom,
+    /// With a start time: each stream starts at its last keyframe at or before it, among
+    /// records of this key when there is one.
+    pub keyframe_before: Option<Option<&'a [u8]>>,
     pub commit_after: CommitAfter,
 }
 
@@ -274,6 +310,7 @@ impl TopicConsumer {
             start,
             group_id,
             start_from,
+            keyframe_before,
             commit_after,
         } = settings;
         let topic = start.topic.clone();
@@ -331,8 +368,19 @@ impl TopicConsumer {
             },
         )
         .map_err(|err| open_read(&err))?;
-        let offsets = start_offsets(&consumer, &topic, partitions, start_from, timeout)
+        let mut offsets = start_offsets(&consumer, &topic, partitions, start_from, timeout)
             .map_err(|err| open_read(&err))?;
+        if let (StartFrom::Time(time_ms), Some(key)) = (start_from, keyframe_before) {
+            let search = KeyframeSearch {
+                client,
+                start,
+                time_ms,
+                key,
+            };
+            search
+                .move_back(&mut offsets)
+                .map_err(|err| open_read(&err))?;
+        }
 
         if grouped {
             *consumer.context().first_offsets.lock().unwrap() = Some(offsets);
@@ -502,6 +550,152 @@ fn start_offsets(
                 .collect()
         }
     })
+}
+
+/// Records read before the first record at the start time, at first; the span grows
+/// fourfold while a stream open at the time has no keyframe in it.
+const FIRST_SPAN: i64 = 256;
+/// Records are read this far past the start time: a frame captured before it may reach
+/// the broker after frames of other cameras captured after it.
+const LATE_MS: i64 = 5_000;
+/// A stream whose keyframes are further apart than this is not searched further back: it
+/// starts at its first keyframe after the time, as without the search.
+const SEARCH_BACK_MS: i64 = 60_000;
+
+/// Moves start offsets back from the first record at a start time to each stream's last
+/// keyframe at or before it (`start-keyframe=previous`). Kafka's time lookup finds the
+/// first record at or after a time, and a stream joined there waits for its next
+/// keyframe, up to a GOP late: the search reads the records just before, with a consumer
+/// of its own, growing the span until every stream open at the time has a keyframe.
+struct KeyframeSearch<'a> {
+    client: &'a ClientSettings,
+    start: &'a StartConfig,
+    time_ms: i64,
+    /// Only this key's streams are searched for.
+    key: Option<&'a [u8]>,
+}
+
+impl KeyframeSearch<'_> {
+    fn move_back(&self, offsets: &mut HashMap<i32, Offset>) -> Result<(), String> {
+        let group = format!("gst-kafka-vision-search-{}", std::process::id());
+        let defaults = [
+            ("group.id", group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("fetch.wait.max.ms", "20"),
+        ];
+        let searcher: BaseConsumer = self
+            .client
+            .rdkafka_config(self.start, &defaults)
+            .create()
+            .map_err(|err| format!("Invalid Kafka consumer configuration: {err}"))?;
+        for (&partition, offset) in offsets.iter_mut() {
+            if let Some(found) = self.search(&searcher, partition, *offset)? {
+                gst::debug!(
+                    CAT,
+                    "Partition {partition}: starting at offset {found}, a keyframe at or \
+                     before {} ms (the time lookup gave {offset:?})",
+                    self.time_ms
+                );
+                *offset = Offset::Offset(found);
+            }
+        }
+        Ok(())
+    }
+
+    /// The offset to start `partition` at, when it is before the time lookup's `first`.
+    fn search(
+        &self,
+        searcher: &BaseConsumer,
+        partition: i32,
+        first: Offset,
+    ) -> Result<Option<i64>, String> {
+        let topic = &self.start.topic;
+        let timeout = self.start.connect_timeout;
+        let (low, high) = searcher
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|err| format!("Could not read partition {partition} of '{topic}': {err}"))?;
+        let until = match first {
+            Offset::Offset(o) => o.min(high),
+            _ => high,
+        };
+        let mut span = FIRST_SPAN;
+        loop {
+            let from = until.saturating_sub(span).max(low);
+            let (records, earliest_ms) = self.read(searcher, partition, from, high)?;
+            let found = keyframe_start(&records, self.time_ms);
+            let searched_back =
+                from == low || earliest_ms.is_some_and(|t| t < self.time_ms - SEARCH_BACK_MS);
+            if found.complete || searched_back {
+                return Ok(found.offset.filter(|o| *o < until));
+            }
+            span = span.saturating_mul(4);
+        }
+    }
+
+    /// The records of the key from `from` until the first one past the time (plus
+    /// `LATE_MS`) or the end, `high`; and the time of the first record read.
+    fn read(
+        &self,
+        searcher: &BaseConsumer,
+        partition: i32,
+        from: i64,
+        high: i64,
+    ) -> Result<(Vec<Scanned>, Option<i64>), String> {
+        let topic = &self.start.topic;
+        let unreadable = |err: &dyn std::fmt::Display| {
+            format!("Could not read partition {partition} of '{topic}': {err}")
+        };
+        let mut records = Vec::new();
+        let mut earliest_ms = None;
+        if from >= high {
+            return Ok((records, earliest_ms));
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(from))
+            .map_err(|err| unreadable(&err))?;
+        searcher.assign(&tpl).map_err(|err| unreadable(&err))?;
+        let mut last_record = Instant::now();
+        loop {
+            let message = match searcher.poll(Duration::from_millis(100)) {
+                None if last_record.elapsed() > self.start.connect_timeout => {
+                    return Err(unreadable(&format!(
+                        "no record within {} s while searching offsets {from}..{high} for a \
+                         keyframe",
+                        self.start.connect_timeout.as_secs()
+                    )));
+                }
+                None => continue,
+                Some(Err(err)) => return Err(unreadable(&err)),
+                Some(Ok(message)) => message,
+            };
+            last_record = Instant::now();
+            let record = record_of(&message);
+            earliest_ms = earliest_ms.or(record.timestamp_ms);
+            if record
+                .timestamp_ms
+                .is_some_and(|t| t > self.time_ms + LATE_MS)
+            {
+                break;
+            }
+            if self.key.is_none_or(|key| record.key == Some(key)) {
+                let envelope = crate::record::split_headers(record.headers.iter().copied())
+                    .map(|(envelope, _)| envelope)
+                    .map_err(|_| ());
+                records.extend(Scanned::of(
+                    record.offset,
+                    partition,
+                    envelope,
+                    record.timestamp_ms,
+                ));
+            }
+            if record.offset >= high - 1 {
+                break;
+            }
+        }
+        searcher.unassign().map_err(|err| unreadable(&err))?;
+        Ok((records, earliest_ms))
+    }
 }
 
 /// The record a consumed message holds, for [`super::streams::Streams::read`].

@@ -52,9 +52,11 @@ use gst_base::subclass::prelude::*;
 use rdkafka::message::BorrowedMessage;
 
 use super::consumer::{
-    self, NoRecord, OpenSettings, SrcContext, StartFromSetting, Stats, TopicConsumer,
+    self, NoRecord, OpenSettings, SrcContext, StartFrom, StartFromSetting, Stats, StopAtSetting,
+    TopicConsumer,
 };
-use super::streams::{Outcome, Streams};
+use super::streams::{Outcome, Streams, Window};
+use super::window::StopAt;
 use crate::client::{ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
 use crate::release::OffsetTracker;
 use crate::stats::kafkasrc as fields;
@@ -64,6 +66,10 @@ const DEFAULT_STOP_ON_EOS: bool = false;
 const DEFAULT_ON_BAD_RECORD: BadRecordPolicy = BadRecordPolicy::Skip;
 const DEFAULT_COMMIT_AFTER: CommitAfter = CommitAfter::Release;
 const DEFAULT_LATENCY_MS: u32 = 200;
+const DEFAULT_START_KEYFRAME: StartKeyframe = StartKeyframe::Next;
+/// Past `stop-at` by this much, with no record kept for as long, the read ends without a
+/// record past it: the camera went away, or nothing of the key is left to read.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long one `poll` may block; `unlock` is noticed within this time.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 /// How long `stop` waits for the final commit and group leave before giving up on them.
@@ -99,11 +105,31 @@ pub enum CommitAfter {
     Push = 1,
 }
 
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSrcStartKeyframe")]
+pub enum StartKeyframe {
+    #[enum_value(
+        name = "Each stream starts at its first keyframe at or after the time",
+        nick = "next"
+    )]
+    Next = 0,
+    #[enum_value(
+        name = "Each stream starts at its last keyframe at or before the time (pre-roll for \
+                clips)",
+        nick = "previous"
+    )]
+    Previous = 1,
+}
+
 #[derive(Debug, Clone)]
 struct Settings {
     client: ClientSettings,
     group_id: Option<String>,
     start_from: StartFromSetting,
+    start_keyframe: StartKeyframe,
+    key: Option<String>,
+    stop_at: StopAtSetting,
     caps: Option<gst::Caps>,
     stop_on_eos: bool,
     on_bad_record: BadRecordPolicy,
@@ -117,6 +143,9 @@ impl Default for Settings {
             client: ClientSettings::default(),
             group_id: None,
             start_from: StartFromSetting::new(DEFAULT_START_FROM),
+            start_keyframe: DEFAULT_START_KEYFRAME,
+            key: None,
+            stop_at: StopAtSetting::new(None),
             caps: None,
             stop_on_eos: DEFAULT_STOP_ON_EOS,
             on_bad_record: DEFAULT_ON_BAD_RECORD,
@@ -130,6 +159,8 @@ struct Started {
     input: TopicConsumer,
     streams: Streams,
     on_bad_record: BadRecordPolicy,
+    /// When a record was last pushed, for ending a read whose stop time passed.
+    last_push: std::time::Instant,
 }
 
 pub struct KafkaSrc {
@@ -204,6 +235,33 @@ impl ObjectImpl for KafkaSrc {
                     .default_value(Some(DEFAULT_START_FROM))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("start-keyframe", DEFAULT_START_KEYFRAME)
+                    .nick("Start keyframe")
+                    .blurb(
+                        "With a time in start-from, where each video stream starts: next (its \
+                         first keyframe at or after the time) or previous (its last keyframe at \
+                         or before the time, found by reading the records just before it).",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("key")
+                    .nick("Key")
+                    .blurb(
+                        "Read only records with this Kafka key, e.g. a camera's cam1; others are \
+                         skipped and counted (records-other-key). Unset: every record.",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("stop-at")
+                    .nick("Stop at")
+                    .blurb(
+                        "End with EOS at the first record (of key, when set) captured after this \
+                         time, as Unix ms or ISO-8601; without key, once every partition has one. \
+                         Waits for it when the time is still to come; 5 s after it, with no \
+                         record kept for 5 s, ends anyway. Unset: no stop time.",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Caps>("caps")
                     .nick("Caps")
                     .blurb(
@@ -254,7 +312,7 @@ impl ObjectImpl for KafkaSrc {
                     .blurb(
                         "Records and bytes received, buffers pushed, delta units skipped while \
                          waiting for a keyframe, bad records, end-of-stream records, sequence \
-                         gaps, rebalances, records in flight downstream (not released yet), \
+                         gaps, records skipped for another key or past stop-at, rebalances, records in flight downstream (not released yet), \
                          records whose output failed downstream, partitions assigned, how long \
                          no broker has been reachable (broker-down-ms) and the lag per partition \
                          (consumer-lag: newest minus committed offset), from librdkafka's \
@@ -289,6 +347,19 @@ impl ObjectImpl for KafkaSrc {
                     gst::error!(CAT, imp = self, "{err}");
                 }
             }
+            "start-keyframe" => settings.start_keyframe = value.get().unwrap(),
+            "key" => {
+                settings.key = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|k| !k.is_empty())
+            }
+            "stop-at" => {
+                settings.stop_at = StopAtSetting::new(value.get::<Option<&str>>().unwrap());
+                if let Err(err) = &settings.stop_at.parsed {
+                    gst::error!(CAT, imp = self, "{err}");
+                }
+            }
             "caps" => settings.caps = value.get().unwrap(),
             "stop-on-eos" => settings.stop_on_eos = value.get().unwrap(),
             "on-bad-record" => settings.on_bad_record = value.get().unwrap(),
@@ -306,6 +377,9 @@ impl ObjectImpl for KafkaSrc {
         match pspec.name() {
             "group-id" => settings.group_id.to_value(),
             "start-from" => settings.start_from.text.to_value(),
+            "start-keyframe" => settings.start_keyframe.to_value(),
+            "key" => settings.key.to_value(),
+            "stop-at" => settings.stop_at.text.to_value(),
             "caps" => settings.caps.to_value(),
             "stop-on-eos" => settings.stop_on_eos.to_value(),
             "on-bad-record" => settings.on_bad_record.to_value(),
@@ -401,6 +475,8 @@ impl KafkaSrc {
             .field("bad-records", load(&stats.bad_records))
             .field("eos-records", load(&stats.eos_records))
             .field("sequence-gaps", load(&stats.sequence_gaps))
+            .field("records-other-key", load(&stats.records_other_key))
+            .field("records-past-stop", load(&stats.records_past_stop))
             .field("rebalances", load(&stats.rebalances))
             .field(fields::RECORDS_IN_FLIGHT, in_flight)
             .field("records-failed-downstream", failed_downstream)
@@ -464,14 +540,28 @@ impl BaseSrcImpl for KafkaSrc {
             .parsed
             .clone()
             .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
+        let stop_at = settings
+            .stop_at
+            .parsed
+            .clone()
+            .map_err(|err| gst::error_msg!(gst::ResourceError::Settings, ("{err}")))?;
+        let key = settings.key.as_ref().map(|k| k.as_bytes().to_vec());
+        let keyframe_before = match (start_from, settings.start_keyframe) {
+            (StartFrom::Time(_), StartKeyframe::Previous) => Some(key.as_deref()),
+            _ => None,
+        };
 
         gst::info!(
             CAT,
             imp = self,
-            "Starting: brokers={} topic={topic} group={:?} start-from={:?} config={}",
+            "Starting: brokers={} topic={topic} group={:?} start-from={:?} \
+             start-keyframe={:?} key={:?} stop-at={:?} config={}",
             settings.client.brokers,
             settings.group_id,
             start_from,
+            settings.start_keyframe,
+            settings.key,
+            stop_at,
             start.user.redacted()
         );
 
@@ -485,6 +575,7 @@ impl BaseSrcImpl for KafkaSrc {
             start: &start,
             group_id: settings.group_id.as_deref(),
             start_from,
+            keyframe_before,
             commit_after: settings.commit_after,
         };
         let (input, partitions) = TopicConsumer::open(open, context)?;
@@ -501,6 +592,10 @@ impl BaseSrcImpl for KafkaSrc {
             &topic,
             settings.caps,
             settings.stop_on_eos,
+            Window {
+                stop: stop_at.map(|at_ms| StopAt::new(at_ms, key.is_some())),
+                key,
+            },
             stats,
             self.obj().name(),
         );
@@ -509,6 +604,7 @@ impl BaseSrcImpl for KafkaSrc {
             input,
             streams,
             on_bad_record: settings.on_bad_record,
+            last_push: std::time::Instant::now(),
         });
         Ok(())
     }
@@ -588,6 +684,14 @@ impl PushSrcImpl for KafkaSrc {
             self.before_poll(state)?;
             let (partition, offset, outcome) = {
                 let Some(message) = self.poll(&mut state.input)? else {
+                    if stop_overdue(state) {
+                        gst::info!(
+                            CAT,
+                            imp = self,
+                            "Past stop-at with nothing more to read: EOS"
+                        );
+                        return Err(gst::FlowError::Eos);
+                    }
                     continue;
                 };
                 let record = consumer::record_of(&message);
@@ -604,6 +708,7 @@ impl PushSrcImpl for KafkaSrc {
                     new_caps,
                 } => {
                     state.input.hand_out(partition, offset, buffer.make_mut());
+                    state.last_push = std::time::Instant::now();
                     if let Some(caps) = new_caps {
                         drop(guard);
                         self.set_new_caps(&caps)?;
@@ -614,16 +719,36 @@ impl PushSrcImpl for KafkaSrc {
                 Outcome::Bad(why) => {
                     self.bad_record(state.on_bad_record, partition, offset, &why)?
                 }
-                Outcome::End => {
+                Outcome::End(why) => {
                     state.input.tracker().handled(partition, offset);
                     state.input.store_commit_points();
-                    gst::info!(CAT, imp = self, "Every stream has ended: EOS");
+                    gst::info!(CAT, imp = self, "End of the read ({why}): EOS");
                     return Err(gst::FlowError::Eos);
                 }
             }
             state.input.tracker().handled(partition, offset);
+            if stop_overdue(state) {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Past stop-at with no record of the key: EOS"
+                );
+                return Err(gst::FlowError::Eos);
+            }
         }
     }
+}
+
+/// `stop-at` passed on the clock by `STOP_GRACE`, and nothing was pushed for as long.
+fn stop_overdue(state: &Started) -> bool {
+    let Some(at_ms) = state.streams.stop_at_ms() else {
+        return false;
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    now_ms > at_ms.saturating_add(STOP_GRACE.as_millis() as i64)
+        && state.last_push.elapsed() > STOP_GRACE
 }
 
 impl KafkaSrc {

@@ -8,6 +8,7 @@ mod consumer;
 mod imp;
 mod payload;
 mod streams;
+mod window;
 
 pub use imp::BadRecordPolicy;
 
@@ -19,6 +20,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     // Documented with the element (gst-inspect, the plugin docs) as part of its API.
     BadRecordPolicy::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     imp::CommitAfter::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    imp::StartKeyframe::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),
         "kafkasrc",

@@ -16,6 +16,7 @@ use kafkavision::{Envelope, Flags, RecordKind};
 use super::consumer::Stats;
 use super::imp::CAT;
 use super::payload::check_payload;
+use super::window::{StopAt, StopCheck, record_time_ms};
 use crate::record::{self, Retime};
 
 /// One Kafka record as read from a partition, borrowed from the client's message.
@@ -44,8 +45,9 @@ pub enum Outcome {
     Skip,
     /// The record cannot be read, and why.
     Bad(String),
-    /// The last open stream ended and `stop-on-eos` is on.
-    End,
+    /// The read is over: the last open stream ended and `stop-on-eos` is on, or the
+    /// record is past `stop-at` and so is every partition. Why, for the log.
+    End(&'static str),
 }
 
 /// What the source knows about one stream (one `kafkasink` run) it reads.
@@ -77,9 +79,18 @@ pub struct Streams {
     /// The `caps` property: caps of records without envelope or without `gkv-caps`.
     fallback_caps: Option<gst::Caps>,
     stop_on_eos: bool,
+    window: Window,
     stats: Arc<Stats>,
     /// The element's name, for the log.
     log_id: glib::GString,
+}
+
+/// The part of a topic a source reads: records of one key, up to a stop time.
+#[derive(Debug, Default)]
+pub struct Window {
+    /// Records of other keys are skipped.
+    pub key: Option<Vec<u8>>,
+    pub stop: Option<StopAt>,
 }
 
 impl Streams {
@@ -87,6 +98,7 @@ impl Streams {
         topic: &str,
         fallback_caps: Option<gst::Caps>,
         stop_on_eos: bool,
+        window: Window,
         stats: Arc<Stats>,
         log_id: glib::GString,
     ) -> Streams {
@@ -96,6 +108,7 @@ impl Streams {
             current_caps: None,
             fallback_caps,
             stop_on_eos,
+            window,
             stats,
             log_id,
         }
@@ -121,14 +134,44 @@ impl Streams {
         self.stats
             .bytes
             .fetch_add(record.value.len() as u64, Ordering::Relaxed);
+        if let Some(key) = &self.window.key
+            && record.key != Some(key.as_slice())
+        {
+            self.stats.records_other_key.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Skip;
+        }
         let read = match record::split_headers(record.headers.iter().copied()) {
             Err(err) => Err(err.to_string()),
-            Ok((None, extra)) => self.read_plain(record, now, &extra, accepts),
-            Ok((Some(envelope), extra)) => {
-                self.read_enveloped(record, now, envelope, &extra, accepts)
-            }
+            Ok((envelope, extra)) => match self.check_stop(record, envelope.as_ref()) {
+                Some(outcome) => Ok(outcome),
+                None => match envelope {
+                    None => self.read_plain(record, now, &extra, accepts),
+                    Some(envelope) => self.read_enveloped(record, now, envelope, &extra, accepts),
+                },
+            },
         };
         read.unwrap_or_else(Outcome::Bad)
+    }
+
+    /// `stop-at`, in Unix ms, when set.
+    pub fn stop_at_ms(&self) -> Option<i64> {
+        self.window.stop.as_ref().map(|stop| stop.at_ms)
+    }
+
+    /// What to do with a record past `stop-at`; `None` for a record within it.
+    fn check_stop(&mut self, record: &Record<'_>, envelope: Option<&Envelope>) -> Option<Outcome> {
+        let stop = self.window.stop.as_mut()?;
+        let time = record_time_ms(envelope, record.timestamp_ms);
+        let assigned = self.stats.partitions_assigned.load(Ordering::Relaxed);
+        let check = stop.check(record.partition, time, assigned);
+        if check != StopCheck::Within {
+            self.stats.records_past_stop.fetch_add(1, Ordering::Relaxed);
+        }
+        match check {
+            StopCheck::Within => None,
+            StopCheck::Past => Some(Outcome::Skip),
+            StopCheck::Reached => Some(Outcome::End("a record past stop-at")),
+        }
     }
 
     /// A record without envelope (written by another client): its partition is one
@@ -210,7 +253,7 @@ impl Streams {
             );
             let all_ended = self.by_id.values().all(|s| s.ended);
             return Ok(if self.stop_on_eos && all_ended {
-                Outcome::End
+                Outcome::End("every stream has ended")
             } else {
                 Outcome::Skip
             });
@@ -417,6 +460,14 @@ mod tests {
     }
 
     fn new_streams(fallback_caps: Option<&str>, stop_on_eos: bool) -> (Streams, Arc<Stats>) {
+        windowed(fallback_caps, stop_on_eos, Window::default())
+    }
+
+    fn windowed(
+        fallback_caps: Option<&str>,
+        stop_on_eos: bool,
+        window: Window,
+    ) -> (Streams, Arc<Stats>) {
         gst::init().unwrap();
         let stats = Arc::new(Stats::default());
         let fallback_caps = fallback_caps.map(|caps| caps.parse().unwrap());
@@ -424,6 +475,7 @@ mod tests {
             "frames",
             fallback_caps,
             stop_on_eos,
+            window,
             stats.clone(),
             "kafkasrc-test".into(),
         );
@@ -494,7 +546,10 @@ mod tests {
         }
         let eos = |stream| Written::of(&Envelope::end_of_stream(stream, 1));
         assert!(matches!(read(&mut streams, &eos("cam1-a")), Outcome::Skip));
-        assert!(matches!(read(&mut streams, &eos("cam2-b")), Outcome::End));
+        assert!(matches!(
+            read(&mut streams, &eos("cam2-b")),
+            Outcome::End(_)
+        ));
         assert_eq!(count(&stats.eos_records), 2);
 
         // Without stop-on-eos the source waits for more.
@@ -521,7 +576,7 @@ mod tests {
         ));
         assert!(matches!(
             read(&mut streams, &eos("cam1-a", 3)),
-            Outcome::End
+            Outcome::End(_)
         ));
     }
 
@@ -668,5 +723,82 @@ mod tests {
                 seq: 12,
             })
         );
+    }
+
+    /// Frame `seq` of camera `key`, captured at `ms`.
+    fn keyed(key: &str, seq: u64, ms: u64) -> Written {
+        let mut envelope = frame(&format!("{key}-a"), seq, seq > 0);
+        envelope.capture_time_ns = Some(ms * 1_000_000);
+        let mut written = Written::of(&envelope);
+        written.key = Some(key.as_bytes().to_vec());
+        written
+    }
+
+    #[test]
+    fn a_key_keeps_its_records_and_counts_the_others() {
+        let window = Window {
+            key: Some(b"cam1".to_vec()),
+            stop: None,
+        };
+        let (mut streams, stats) = windowed(None, false, window);
+        let (buffer, _) = pushed(read(&mut streams, &keyed("cam1", 0, 1000)));
+        assert_eq!(
+            RecordMeta::of(&buffer).unwrap().key.as_deref(),
+            Some("cam1")
+        );
+        assert!(matches!(
+            read(&mut streams, &keyed("cam2", 0, 1000)),
+            Outcome::Skip
+        ));
+        // A record without a key is another camera's too.
+        let mut keyless = keyed("cam1", 1, 1040);
+        keyless.key = None;
+        assert!(matches!(read(&mut streams, &keyless), Outcome::Skip));
+        pushed(read(&mut streams, &keyed("cam1", 1, 1040)));
+        assert_eq!(count(&stats.records_other_key), 2);
+        assert_eq!(count(&stats.records), 4);
+        // The other camera's stream was never registered.
+        assert_eq!(streams.by_id.len(), 1);
+    }
+
+    #[test]
+    fn stop_at_ends_at_the_first_record_of_the_key_past_it() {
+        let window = Window {
+            key: Some(b"cam1".to_vec()),
+            stop: Some(StopAt::new(2000, true)),
+        };
+        let (mut streams, stats) = windowed(None, false, window);
+        assert_eq!(streams.stop_at_ms(), Some(2000));
+        pushed(read(&mut streams, &keyed("cam1", 0, 1960)));
+        pushed(read(&mut streams, &keyed("cam1", 1, 2000)));
+        // Another camera past the stop time ends nothing.
+        assert!(matches!(
+            read(&mut streams, &keyed("cam2", 9, 2500)),
+            Outcome::Skip
+        ));
+        assert!(matches!(
+            read(&mut streams, &keyed("cam1", 2, 2040)),
+            Outcome::End(_)
+        ));
+        assert_eq!(count(&stats.records_past_stop), 1);
+    }
+
+    #[test]
+    fn without_a_key_stop_at_waits_for_every_partition() {
+        let window = Window {
+            key: None,
+            stop: Some(StopAt::new(2000, false)),
+        };
+        let (mut streams, stats) = windowed(None, false, window);
+        stats.partitions_assigned.store(2, Ordering::Relaxed);
+        let mut late = keyed("cam2", 0, 2100);
+        late.partition = 1;
+        assert!(matches!(read(&mut streams, &late), Outcome::Skip));
+        pushed(read(&mut streams, &keyed("cam1", 0, 1900)));
+        assert!(matches!(
+            read(&mut streams, &keyed("cam1", 1, 2040)),
+            Outcome::End(_)
+        ));
+        assert_eq!(count(&stats.records_past_stop), 2);
     }
 }
