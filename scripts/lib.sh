@@ -26,6 +26,11 @@ KV_NISSHI_VERSION="0.8.1"
 # here so that the build is exactly what we use. TLS and SASL are not features: always in.
 KV_NISSHI_FEATURES="dynostore,libsql,postgres"
 KV_TANSU_VERSION="0.6.0"
+# How long the topics our scripts create keep records when the caller names no
+# retention.ms: a day (nisshi keeps 7 days when a topic has none, ~1.8 TB for a 30
+# frames/s camera at 100 KB a frame). A frames topic's retention is the longest clip
+# pre-roll it can give.
+KV_TOPIC_RETENTION_MS=86400000
 KV_PY_PACKAGES=(
     "confluent-kafka==2.16.1" "kafka-python==3.0.12"
     # ONNX Runtime for yolodetect (the wheel ships libonnxruntime.so), and what
@@ -41,6 +46,8 @@ KV_DEBS=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+    # gst-discoverer-1.0, which the clip tests ask what a clip holds.
+    gstreamer1.0-plugins-base-apps
     meson ninja-build pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev python3-venv
     # The web viewer's test runs the page in headless Chromium.
     chromium

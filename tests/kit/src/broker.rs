@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 /// The broker `scripts/test` started (or any Kafka cluster the caller points at).
@@ -83,6 +83,24 @@ pub fn try_create_topic_with(
         result.map_err(|(name, code)| format!("creating topic {name}: {code}"))?;
     }
     Ok(())
+}
+
+/// A topic setting as the broker describes it (e.g. `retention.ms`), `None` when unset.
+pub fn topic_setting(topic: &str, name: &str) -> Result<Option<String>, String> {
+    let admin: AdminClient<DefaultClientContext> = client_config(&brokers(), "")?
+        .create()
+        .map_err(|e| format!("an admin client: {e}"))?;
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let results = futures_executor::block_on(
+        admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options),
+    )
+    .map_err(|e| format!("describing topic {topic}: {e}"))?;
+    let resource = results
+        .into_iter()
+        .next()
+        .ok_or("no description")?
+        .map_err(|e| format!("describing topic {topic}: {e}"))?;
+    Ok(resource.get(name).and_then(|entry| entry.value.clone()))
 }
 
 /// A client configuration for `brokers` with `settings` written as the elements' `config`
