@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub mod clips;
 pub mod http;
 pub mod scene;
 
@@ -16,6 +17,27 @@ pub fn init() -> Result<(), String> {
     gstyolo::plugin_register_static().map_err(|e| e.to_string())?;
     gstgkvanalytics::plugin_register_static().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// `source ! appsink` in a new pipeline, for a program that takes records one by one. The
+/// sink holds at most `max_buffers` and keeps no last sample: a buffer it held on to would
+/// never be released, so with `commit-after=release` its record would never be committed.
+pub fn into_appsink(
+    source: &gst::Element,
+    max_buffers: u32,
+) -> Result<(gst::Pipeline, gst_app::AppSink), String> {
+    use gst::prelude::*;
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(max_buffers)
+        .enable_last_sample(false)
+        .build();
+    let pipeline = gst::Pipeline::new();
+    pipeline
+        .add_many([source, sink.upcast_ref()])
+        .and_then(|_| source.link(&sink))
+        .map_err(|e| format!("building the pipeline: {e}"))?;
+    Ok((pipeline, sink))
 }
 
 /// A flag that Ctrl-C or SIGTERM sets, so the program can stop cleanly (flush, commit);

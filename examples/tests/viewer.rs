@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use testkit::{brokers, command, create_topic, unique_name as unique};
+use testkit::{brokers, command, create_topic, headless_chromium, unique_name as unique};
 
 use gst::prelude::*;
 use kafkavision::events::{Direction, Event, EventKind, event_id};
@@ -27,24 +27,6 @@ fn http_get(address: &str, path: &str) -> String {
     let mut body = String::new();
     stream.read_to_string(&mut body).unwrap();
     body
-}
-
-fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
-    command("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            &format!("--user-data-dir={}", profile.display()),
-        ])
-        .args(args)
-        .output()
-        .expect("running chromium")
 }
 
 /// Pixels of a PNG, as RGB, decoded with GStreamer.
@@ -217,7 +199,7 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
 
     let profile = std::env::temp_dir().join(unique("chromium-profile"));
     // The page loads, lists the cameras and counts frames.
-    let dom = chromium(
+    let dom = headless_chromium(
         &[
             "--virtual-time-budget=5000",
             "--dump-dom",
@@ -240,7 +222,7 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
 
     // A screenshot shows the boxes yolodetect drew (class 32's colour, 255/56/56).
     let shot = profile.join("shot.png");
-    let output = chromium(
+    let output = headless_chromium(
         &[
             "--virtual-time-budget=5000",
             "--window-size=800,900",

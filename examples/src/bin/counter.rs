@@ -501,18 +501,7 @@ fn pipeline(
     client.configure(&source);
     // A few records ahead at most: what the counter has not taken when it stops is read
     // again by the group's next reader.
-    // No last sample kept: a buffer the sink held on to would never be released, so its
-    // record would never be committed (the lag would stay at 1).
-    let sink = gst_app::AppSink::builder()
-        .sync(false)
-        .max_buffers(4)
-        .enable_last_sample(false)
-        .build();
-    let pipeline = gst::Pipeline::new();
-    pipeline
-        .add_many([&source, sink.upcast_ref()])
-        .and_then(|_| source.link(&sink))
-        .map_err(|e| format!("building the pipeline: {e}"))?;
+    let (pipeline, sink) = gst_kafka_vision_examples::into_appsink(&source, 4)?;
     Ok((pipeline, source, sink))
 }
 

@@ -33,6 +33,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use gst_kafka_vision_examples::clips;
 use gst_kafka_vision_examples::http::{html_escape, query_param, respond, respond_text};
 use gst_kafka_vision_examples::{Args, KafkaClient, init, stop_on_signal};
 use kafkavision::detections::{self, Detection};
@@ -60,6 +61,8 @@ viewer: a web page showing a topic's annotated frames live
                         read again counts once (default 3600); make it longer than any
                         redelivery: a worker's replacement re-reading its frames, or the
                         worker pool being down
+  --clips-dir DIR       the clipper's --dir: the page lists each camera's events with
+                        their clips (the newest 200) and plays a clip in the page
 
 Prints 'viewer: http://HOST:PORT/' once it is listening and consuming."
 );
@@ -223,6 +226,8 @@ struct Shared {
     lines: Vec<gstgkvanalytics::crossingcount::geometry::Line>,
     /// `/metrics` and `/healthz` of the viewer's pipeline.
     monitor: Arc<kafkamonitor::Monitor>,
+    /// The clipper's folder, when clips are shown.
+    clips_dir: Option<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -516,6 +521,11 @@ fn handle(shared: Arc<Shared>, request: tiny_http::Request) {
                 (reasons.join("\n") + "\n").into_bytes(),
             ),
         },
+        "/clips" => match clips_json(&shared) {
+            Ok(json) => respond(request, 200, "application/json", json),
+            Err(why) => respond_text(request, 500, &format!("{why}\n")),
+        },
+        _ if path.starts_with("/clips/") => serve_clip(&shared, request, &path["/clips/".len()..]),
         "/frame.jpg" => match shared.latest(camera.as_deref()) {
             Some(jpeg) => respond(request, 200, "image/jpeg", jpeg.to_vec()),
             None => respond_text(request, 404, "no frame of that camera yet\n"),
@@ -534,6 +544,41 @@ fn handle(shared: Arc<Shared>, request: tiny_http::Request) {
             stream(shared, request, camera);
         }
         _ => respond_text(request, 404, "not found\n"),
+    }
+}
+
+/// At most this many clips are listed, the newest first.
+const CLIPS_LISTED: usize = 200;
+
+/// `{"clips": [...]}`: the newest index entries of `--clips-dir` (none without it).
+fn clips_json(shared: &Shared) -> Result<Vec<u8>, String> {
+    let mut entries = match &shared.clips_dir {
+        Some(dir) => clips::read_index(dir).map_err(|e| format!("reading the clips index: {e}"))?,
+        None => Vec::new(),
+    };
+    entries.reverse();
+    entries.truncate(CLIPS_LISTED);
+    #[derive(Serialize)]
+    struct Clips {
+        clips: Vec<clips::IndexEntry>,
+    }
+    serde_json::to_vec(&Clips { clips: entries }).map_err(|e| e.to_string())
+}
+
+/// `/clips/EVENT_ID.mp4`: a clip of `--clips-dir`. Only names the clipper gives (16 hex
+/// digits) are served, so a URL cannot reach outside the folder.
+fn serve_clip(shared: &Shared, request: tiny_http::Request, name: &str) {
+    let file = name
+        .strip_suffix(".mp4")
+        .and_then(clips::file_name)
+        .filter(|file| file == name);
+    let (Some(dir), Some(file)) = (&shared.clips_dir, file) else {
+        respond_text(request, 404, "no such clip\n");
+        return;
+    };
+    match std::fs::read(dir.join(file)) {
+        Ok(bytes) => respond(request, 200, "video/mp4", bytes),
+        Err(_) => respond_text(request, 404, "no such clip\n"),
     }
 }
 
@@ -678,18 +723,8 @@ fn main() {
         .build()
         .unwrap_or_else(|e| fail(&format!("creating kafkasrc: {e}")));
     client.configure(&source);
-    // As in the counter: a last sample kept by the sink would hold its record uncommitted.
-    let sink = gst_app::AppSink::builder()
-        .sync(false)
-        .max_buffers(4)
-        .drop(false)
-        .enable_last_sample(false)
-        .build();
-    let pipeline = gst::Pipeline::new();
-    pipeline
-        .add_many([&source, sink.upcast_ref()])
-        .and_then(|_| source.link(&sink))
-        .unwrap_or_else(|e| fail(&format!("building the pipeline: {e}")));
+    let (pipeline, sink) =
+        gst_kafka_vision_examples::into_appsink(&source, 4).unwrap_or_else(|e| fail(&e));
 
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -706,6 +741,9 @@ fn main() {
         source: source.clone(),
         lines,
         monitor: kafkamonitor::Monitor::new(&pipeline, Default::default()),
+        clips_dir: Some(args.get("clips-dir", ""))
+            .filter(|dir| !dir.is_empty())
+            .map(std::path::PathBuf::from),
     });
     if !events_topic.is_empty() {
         let shared = shared.clone();

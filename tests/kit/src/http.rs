@@ -35,3 +35,23 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_string())
 }
+
+/// Debian's Chromium, headless, with the flags this machine's closed network needs and a
+/// profile folder of the test's own; its output once it exits.
+pub fn headless_chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
+    crate::command("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.display()),
+        ])
+        .args(args)
+        .output()
+        .expect("running chromium")
+}

@@ -33,6 +33,10 @@ pub const PROGRAMS: &[(&str, Source)] = &[
     ("dpkg-query", Source::Machine),
     ("env", Source::Machine),
     ("chromium", Source::Debian("chromium")),
+    (
+        "gst-discoverer-1.0",
+        Source::Debian("gstreamer1.0-plugins-base-apps"),
+    ),
     ("gst-inspect-1.0", Source::Debian("gstreamer1.0-tools")),
     ("gst-launch-1.0", Source::Debian("gstreamer1.0-tools")),
     ("ip", Source::Debian("iproute2")),
