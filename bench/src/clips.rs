@@ -109,7 +109,7 @@ fn write_camera(options: &Options, topic: &str, first_ms: i64) -> Result<f64, St
     for seq in 0..frames {
         let capture_ms = first_ms + (seq * 1000 / options.fps) as i64;
         send_frame(&producer, options, topic, seq, capture_ms, &mut value);
-        if seq > 0 && seq % (options.fps * 600) == 0 {
+        if seq > 0 && seq.is_multiple_of(options.fps * 600) {
             eprintln!(
                 "clips-bench: {} of {} minutes written",
                 seq / options.fps / 60,
@@ -139,7 +139,7 @@ fn send_frame(
     }
     let mut envelope = Envelope::buffer("cam1-bench", seq, Some(CAPS.into()));
     envelope.pts = Some(seq * 1_000_000_000 / options.fps);
-    if seq % options.gop != 0 {
+    if !seq.is_multiple_of(options.gop) {
         envelope.flags = Flags::DELTA_UNIT;
     }
     envelope.capture_time_ns = Some(capture_ms as u64 * 1_000_000);
@@ -338,7 +338,7 @@ fn event_to_clip(options: &Options) -> Result<(), String> {
             producer.send(record).map_err(|(e, _)| e.to_string())?;
         }
         let since_ms = capture_ms - started_ms;
-        if seq % (5 * options.fps) == 0 && since_ms >= 5_000 && since_ms <= last_event_ms {
+        if seq.is_multiple_of(5 * options.fps) && since_ms >= 5_000 && since_ms <= last_event_ms {
             let id = format!("{:016x}", events.len() + 1);
             let mut event = kafkavision::events::Event::new(
                 kafkavision::events::EventKind::LineCrossed,

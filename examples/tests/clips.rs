@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use gst::prelude::*;
 use kafkavision::events::{Direction, Event, EventKind};
 use testkit::*;
 
@@ -170,6 +171,7 @@ fn events_of_an_hour_ago_get_clips_from_the_keyframe_before_their_pre_roll() {
     for (camera, at, id, _) in wanted {
         publish_event(&events, camera, first_ms + at, id);
     }
+    let clips_topic = new_topic("clips-kept", 1);
     let mut run = clipper(
         &frames,
         &events,
@@ -181,6 +183,8 @@ fn events_of_an_hour_ago_get_clips_from_the_keyframe_before_their_pre_roll() {
             "10",
             "--post",
             "10",
+            "--clips-topic",
+            &clips_topic,
         ],
     );
     wait_for_clips(&dir, wanted.len(), Duration::from_secs(120));
@@ -192,6 +196,21 @@ fn events_of_an_hour_ago_get_clips_from_the_keyframe_before_their_pre_roll() {
         assert_eq!(entry["kind"], "line-crossed");
         assert_eq!(entry["place"], "gate");
         assert_clip(&dir, entry, camera, first_ms, (at, pre, post));
+        // The clip's frames, kept in the clips topic under the event's id.
+        let kept = launch(&format!(
+            "kafkasrc name=src brokers={} topic={clips_topic} key={id} start-from=earliest \
+             stop-on-eos=true ! fakesink",
+            brokers()
+        ));
+        let source = kept.by_name("src").unwrap();
+        assert!(matches!(
+            run_until_end(&kept, Duration::from_secs(60)),
+            Ended::Eos
+        ));
+        assert_eq!(
+            stat_u64(&source, "buffers-pushed"),
+            entry["frames"].as_u64().unwrap()
+        );
     }
     the_viewer_lists_and_plays_the_clips(&dir, &wanted.map(|(_, _, id, _)| id));
     std::fs::remove_dir_all(dir).ok();
@@ -367,5 +386,38 @@ fn a_clipper_killed_mid_clip_leaves_one_complete_clip_per_event() {
     // From the camera's first frame (10 s of pre-roll reach before it) to 8 s.
     assert_eq!(entry["frames"], 8 * FPS + 1, "{entry}");
     assert!(unix_now_ms() >= live_first_ms + 8_000);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn jpeg_cameras_are_encoded_into_their_clips() {
+    gst_kafka_vision_examples::init().unwrap();
+    let frames = new_topic("clips-jpeg", 1);
+    let events = new_topic("clips-jpeg-events", 1);
+    let dir = std::env::temp_dir().join(unique_name("clips-jpeg"));
+    // Three seconds of a live JPEG camera, stamped with their capture times by kafkasink.
+    let started_ms = unix_now_ms();
+    let camera = launch(&format!(
+        "videotestsrc is-live=true num-buffers=45 pattern=ball ! \
+         video/x-raw,width=320,height=240,framerate=15/1 ! jpegenc ! \
+         kafkasink brokers={} topic={frames} key=jcam",
+        brokers()
+    ));
+    assert!(matches!(
+        run_until_end(&camera, Duration::from_secs(60)),
+        Ended::Eos
+    ));
+    publish_event(&events, "jcam", started_ms + 1_500, "00000000000000e1");
+    let mut run = clipper(&frames, &events, &dir, &["--pre", "1", "--post", "1"]);
+    wait_for_clips(&dir, 1, Duration::from_secs(60));
+    run.terminate();
+    let entry = &index(&dir)[0];
+    let frames = entry["frames"].as_u64().unwrap();
+    // Two seconds of 15 frames/s, give or take the camera's start.
+    assert!((20..=31).contains(&frames), "{entry}");
+    let path = dir.join(entry["file"].as_str().unwrap());
+    assert_eq!(mp4_video_frames(&path), Some(frames as usize));
+    let (_, width) = discover(&path);
+    assert_eq!(width, 320);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -21,6 +21,11 @@
 //! own window says). An event whose camera has no frames in its window (past retention, or
 //! a camera that was off) gets an index line with `frames` 0 and no file.
 //!
+//! With `--clips-topic` each clip's frames are also written, as they are, to a topic of
+//! their own keyed by the event id (with its own end-of-stream record): give it a longer
+//! retention than the frames topic, and clips outlive the frames. The event is committed
+//! once those records are acknowledged too.
+//!
 //! Events are clipped one after the other; a recent event's clip is done `--post` seconds
 //! after it plus the time to read the window.
 
@@ -50,6 +55,9 @@ usage: clipper --dir DIR [options]
   --dir DIR                folder of the clips and their index.jsonl (created if missing)
   --pre SECONDS            video before each event (default 10)
   --post SECONDS           video after each event (default 10)
+  --clips-topic NAME       also write each clip's frames, as they are, to this topic keyed
+                           by the event id (give it a long retention: clips then outlive
+                           the frames topic's; read one back with kafkasrc key=EVENT_ID)
   --camera-window CAM=PRE:POST,...
                            pre and post seconds for some cameras, e.g. gate=30:5
   --connect-timeout MS     how long to wait for the brokers (default 10000)
@@ -211,21 +219,23 @@ fn tail_for(caps: &gst::CapsRef) -> Result<Vec<gst::Element>, String> {
 }
 
 /// Reads `camera`'s frames from `from_ms` to `to_ms` into `path` (an MP4); what it saw.
+/// Reads `camera`'s frames from `from_ms` to `to_ms` into `path` (an MP4) and, with
+/// `--clips-topic`, as records keyed by `id` into that topic; what it saw.
 fn cut_clip(
-    client: &KafkaClient,
-    frames_topic: &str,
+    settings: &Settings,
     camera: &str,
+    id: &str,
     (from_ms, to_ms): (i64, i64),
     path: &Path,
-    connect_timeout_ms: u32,
 ) -> Result<Seen, String> {
+    let client = &settings.client;
     let source = gst::ElementFactory::make("kafkasrc")
-        .property("topic", frames_topic)
+        .property("topic", &settings.frames_topic)
         .property("key", camera)
         .property("start-from", from_ms.to_string())
         .property_from_str("start-keyframe", "previous")
         .property("stop-at", to_ms.to_string())
-        .property("connect-timeout", connect_timeout_ms)
+        .property("connect-timeout", settings.connect_timeout_ms)
         .build()
         .map_err(|e| format!("creating kafkasrc: {e}"))?;
     client.configure(&source);
@@ -242,10 +252,37 @@ fn cut_clip(
     let seen = Arc::new(Mutex::new(Seen::default()));
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let src_pad = source.static_pad("src").ok_or("kafkasrc has no src pad")?;
+    // With a clips topic the frames go there too, as they are; the MP4's branch is built
+    // on a tee pad of its own once the caps are known.
+    let branch_pad = match &settings.clips_topic {
+        None => src_pad.clone(),
+        Some(topic) => {
+            let make = |factory: &str| {
+                gst::ElementFactory::make(factory)
+                    .build()
+                    .map_err(|e| format!("creating {factory}: {e}"))
+            };
+            let (tee, queue) = (make("tee")?, make("queue")?);
+            let kafkasink = gst::ElementFactory::make("kafkasink")
+                .property("topic", topic)
+                .property("key", id)
+                .property("connect-timeout", settings.connect_timeout_ms)
+                .build()
+                .map_err(|e| format!("creating kafkasink: {e}"))?;
+            client.configure(&kafkasink);
+            pipeline
+                .add_many([&tee, &queue, &kafkasink])
+                .map_err(|e| e.to_string())?;
+            gst::Element::link_many([&source, &tee, &queue, &kafkasink])
+                .map_err(|e| e.to_string())?;
+            tee.request_pad_simple("src_%u")
+                .ok_or("tee gave no pad for the MP4")?
+        }
+    };
     {
         // The rest of the pipeline is built when the camera's caps are known.
         let (pipeline, sink, failure) = (pipeline.downgrade(), sink.clone(), failure.clone());
-        src_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+        branch_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
             let Some(gst::PadProbeData::Event(event)) = &info.data else {
                 return gst::PadProbeReturn::Ok;
             };
@@ -360,15 +397,8 @@ fn clip_event(
     let (from_ms, to_ms) = (event_ms - window.pre_ms, event_ms + window.post_ms);
     let file = clips::file_name(&id).ok_or("an event id that names no file")?;
     let part = clips.dir.join(format!("{file}.part"));
-    let seen = cut_clip(
-        &settings.client,
-        &settings.frames_topic,
-        &camera,
-        (from_ms, to_ms),
-        &part,
-        settings.connect_timeout_ms,
-    )
-    .map_err(|why| format!("clip of event {id} (camera {camera}): {why}"))?;
+    let seen = cut_clip(settings, &camera, &id, (from_ms, to_ms), &part)
+        .map_err(|why| format!("clip of event {id} (camera {camera}): {why}"))?;
     let (file, bytes) = if seen.frames == 0 {
         let _ = std::fs::remove_file(&part);
         eprintln!(
@@ -407,6 +437,8 @@ fn clip_event(
 struct Settings {
     client: KafkaClient,
     frames_topic: String,
+    /// `--clips-topic`: each clip's frames also go there, keyed by the event id.
+    clips_topic: Option<String>,
     windows: Windows,
     connect_timeout_ms: u32,
 }
@@ -426,6 +458,7 @@ fn run(args: &Args) -> Result<(), String> {
     let settings = Settings {
         client: KafkaClient::from_args(args)?,
         frames_topic: args.get("frames-topic", "frames"),
+        clips_topic: Some(args.get("clips-topic", "")).filter(|t| !t.is_empty()),
         windows: Windows::parse(
             args.number("pre", 10.0),
             args.number("post", 10.0),
