@@ -19,25 +19,129 @@ pub fn init() -> Result<(), String> {
     Ok(())
 }
 
-/// `source ! appsink` in a new pipeline, for a program that takes records one by one. The
-/// sink holds at most `max_buffers` and keeps no last sample: a buffer it held on to would
-/// never be released, so with `commit-after=release` its record would never be committed.
-pub fn into_appsink(
+/// `source ! fakesink` in a new pipeline, `on_sample` called in the streaming thread with
+/// each buffer (and its caps) as a sample. Not an appsink: appsink keeps the buffer pulled
+/// last until the next one is pulled, so with `commit-after=release` the newest record would
+/// stay uncommitted (and the consumer lag at 1) for as long as no other record comes.
+pub fn into_sample_callback(
     source: &gst::Element,
-    max_buffers: u32,
-) -> Result<(gst::Pipeline, gst_app::AppSink), String> {
+    on_sample: impl Fn(gst::Sample) + Send + Sync + 'static,
+) -> Result<gst::Pipeline, String> {
+    into_handoff_sink(source, move |_, sample| on_sample(sample))
+}
+
+/// `source ! fakesink`, `on_sample` given the sink's pad and each buffer as a sample.
+fn into_handoff_sink(
+    source: &gst::Element,
+    on_sample: impl Fn(&gst::Pad, gst::Sample) + Send + Sync + 'static,
+) -> Result<gst::Pipeline, String> {
     use gst::prelude::*;
-    let sink = gst_app::AppSink::builder()
-        .sync(false)
-        .max_buffers(max_buffers)
-        .enable_last_sample(false)
-        .build();
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("enable-last-sample", false)
+        .property("signal-handoffs", true)
+        .build()
+        .map_err(|e| format!("creating fakesink: {e}"))?;
+    sink.connect("handoff", false, move |values| {
+        let buffer = values.get(1).and_then(|v| v.get::<gst::Buffer>().ok());
+        let pad = values.get(2).and_then(|v| v.get::<gst::Pad>().ok());
+        if let (Some(buffer), Some(pad)) = (buffer, pad) {
+            let caps = pad.current_caps();
+            let sample = gst::Sample::builder()
+                .buffer(&buffer)
+                .caps_if_some(caps.as_ref())
+                .build();
+            drop(buffer);
+            on_sample(&pad, sample);
+        }
+        None
+    });
     let pipeline = gst::Pipeline::new();
     pipeline
-        .add_many([source, sink.upcast_ref()])
+        .add_many([source, &sink])
         .and_then(|_| source.link(&sink))
         .map_err(|e| format!("building the pipeline: {e}"))?;
-    Ok((pipeline, sink))
+    Ok(pipeline)
+}
+
+/// What [`into_sample_queue`]'s sink hands over.
+enum Taken {
+    Sample(gst::Sample),
+    EndOfStream,
+}
+
+/// The program's end of [`into_sample_queue`]: samples in order, then end-of-stream.
+pub struct SampleQueue {
+    receiver: std::sync::mpsc::Receiver<Taken>,
+    eos: AtomicBool,
+}
+
+impl SampleQueue {
+    /// The next sample, waiting at most `timeout`; `None` on a timeout or at the end.
+    pub fn try_pull_sample(&self, timeout: std::time::Duration) -> Option<gst::Sample> {
+        match self.receiver.recv_timeout(timeout) {
+            Ok(Taken::Sample(sample)) => Some(sample),
+            Ok(Taken::EndOfStream) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                self.eos.store(true, Ordering::SeqCst);
+                None
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+        }
+    }
+
+    /// End-of-stream reached the sink and every sample before it was pulled.
+    pub fn is_eos(&self) -> bool {
+        self.eos.load(Ordering::SeqCst)
+    }
+}
+
+/// `source ! fakesink` in a new pipeline, for a program that takes records one by one: at
+/// most `max_samples` wait for it, and the source waits while they do. A record is let go
+/// as soon as the program drops its sample (see [`into_sample_callback`]).
+pub fn into_sample_queue(
+    source: &gst::Element,
+    max_samples: usize,
+) -> Result<(gst::Pipeline, SampleQueue), String> {
+    use gst::prelude::*;
+    let (sender, receiver) = std::sync::mpsc::sync_channel(max_samples.max(1));
+    let send = move |pad: &gst::Pad, mut taken: Taken| {
+        // Waits for room, unless the pad flushes (the pipeline stops): then the sample is
+        // dropped, as a queue's would be.
+        loop {
+            match sender.try_send(taken) {
+                Ok(()) | Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+                Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                    if pad.pad_flags().contains(gst::PadFlags::FLUSHING) {
+                        return;
+                    }
+                    taken = back;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
+    };
+    let send = Arc::new(send);
+    let pipeline = {
+        let send = send.clone();
+        into_handoff_sink(source, move |pad, sample| send(pad, Taken::Sample(sample)))?
+    };
+    let sink_pad = source
+        .static_pad("src")
+        .and_then(|pad| pad.peer())
+        .ok_or("the sink is not linked")?;
+    sink_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+        if let Some(gst::PadProbeData::Event(event)) = &info.data
+            && event.type_() == gst::EventType::Eos
+        {
+            send(pad, Taken::EndOfStream);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let queue = SampleQueue {
+        receiver,
+        eos: AtomicBool::new(false),
+    };
+    Ok((pipeline, queue))
 }
 
 /// A flag that Ctrl-C or SIGTERM sets, so the program can stop cleanly (flush, commit);

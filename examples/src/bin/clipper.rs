@@ -485,7 +485,7 @@ fn run(args: &Args) -> Result<(), String> {
     settings.client.configure(&source);
     // One event at a time: an event's record is committed once its buffer is let go,
     // after its clip is on disk.
-    let (pipeline, sink) = gst_kafka_vision_examples::into_appsink(&source, 1)?;
+    let (pipeline, sink) = gst_kafka_vision_examples::into_sample_queue(&source, 1)?;
     let bus = pipeline.bus().ok_or("the pipeline has no bus")?;
     pipeline
         .set_state(gst::State::Playing)
@@ -508,7 +508,7 @@ fn run(args: &Args) -> Result<(), String> {
                 _ => break Ok(()),
             }
         }
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) else {
+        let Some(sample) = sink.try_pull_sample(std::time::Duration::from_millis(200)) else {
             if sink.is_eos() {
                 break Ok(());
             }

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gst_kafka_vision_examples::{Args, KafkaClient};
+use gst_kafka_vision_examples::{Args, KafkaClient, SampleQueue};
 use kafkavision::detections::{self, FrameDetections};
 use kafkavision::events::tally::{self, Tally};
 use kafkavision::events::{self, Event};
@@ -487,7 +487,7 @@ fn pipeline(
     group: &str,
     stop_on_eos: bool,
     connect_timeout_ms: u32,
-) -> Result<(gst::Pipeline, gst::Element, gst_app::AppSink), String> {
+) -> Result<(gst::Pipeline, gst::Element, SampleQueue), String> {
     let source = gst::ElementFactory::make("kafkasrc")
         .name("src")
         .property("topic", topic)
@@ -501,7 +501,7 @@ fn pipeline(
     client.configure(&source);
     // A few records ahead at most: what the counter has not taken when it stops is read
     // again by the group's next reader.
-    let (pipeline, sink) = gst_kafka_vision_examples::into_appsink(&source, 4)?;
+    let (pipeline, sink) = gst_kafka_vision_examples::into_sample_queue(&source, 4)?;
     Ok((pipeline, source, sink))
 }
 
@@ -651,7 +651,7 @@ fn run(args: &Args) -> Result<(), String> {
         if let Some(error) = pending_warnings_then_error(&bus) {
             break Err(error);
         }
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) else {
+        let Some(sample) = sink.try_pull_sample(Duration::from_millis(100)) else {
             if sink.is_eos() {
                 break Ok("end of stream");
             }

@@ -723,8 +723,17 @@ fn main() {
         .build()
         .unwrap_or_else(|e| fail(&format!("creating kafkasrc: {e}")));
     client.configure(&source);
-    let (pipeline, sink) =
-        gst_kafka_vision_examples::into_appsink(&source, 4).unwrap_or_else(|e| fail(&e));
+    // The frames go to `Shared`, made once the pipeline exists (its monitor watches it).
+    let receiver = Arc::new(std::sync::OnceLock::<Arc<Shared>>::new());
+    let pipeline = {
+        let receiver = receiver.clone();
+        gst_kafka_vision_examples::into_sample_callback(&source, move |sample| {
+            if let Some(shared) = receiver.get() {
+                shared.on_sample(&sample);
+            }
+        })
+        .unwrap_or_else(|e| fail(&e))
+    };
 
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -764,18 +773,7 @@ fn main() {
             })
             .unwrap_or_else(|e| fail(&format!("starting the events reader: {e}")));
     }
-    {
-        let shared = shared.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    shared.on_sample(&sample);
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    }
+    let _ = receiver.set(shared.clone());
 
     let bus = pipeline.bus().unwrap();
     if pipeline.set_state(gst::State::Playing).is_err() {
