@@ -12,6 +12,7 @@
 //!   exits) as versioned JSON, one record per event.
 //! - [`identity`]: ids that come out the same when the same thing is computed again
 //!   (an event's `event_id`, track ids), on every machine.
+//! - [`latency`]: capture-to-here latency histograms with the same bounds everywhere.
 //! - [`per_run`]: the counters behind an element's `stats`, fresh at each start.
 //! - [`frames_wanted`] (feature `gst`): how often a stage downstream uses a camera's
 //!   frames, so that a decoder upstream decodes no more than that.
@@ -26,6 +27,7 @@ pub mod events;
 #[cfg(feature = "gst")]
 pub mod frames_wanted;
 pub mod identity;
+pub mod latency;
 #[cfg(feature = "gst")]
 pub mod meta;
 pub mod per_run;

@@ -21,6 +21,18 @@ pub mod kafkasrc {
     /// A structure: per partition (fields `partition-N`, `i64`), newest minus committed
     /// offset.
     pub const CONSUMER_LAG: &str = "consumer-lag";
+    /// Frames that have not arrived (yet) in their stream's sequence, over the cameras heard
+    /// of in the last ten minutes: a gauge (a frame that arrives late is no longer missing).
+    pub const FRAMES_MISSING: &str = "frames-missing";
+    /// Frames that arrived again, and frames that arrived after later ones: counters.
+    pub const FRAMES_DUPLICATED: &str = "frames-duplicated";
+    pub const FRAMES_OUT_OF_ORDER: &str = "frames-out-of-order";
+    /// An array of structures named [`CAMERA`], one per camera (record key) heard of in the
+    /// last ten minutes: `camera` (its name), the three figures above, and [`LATENCY_MS`].
+    pub const CAMERAS: &str = "cameras";
+    pub const CAMERA: &str = "camera";
+    /// Capture to arrival, a histogram structure (`kafkavision::latency`).
+    pub const LATENCY_MS: &str = "latency-ms";
 }
 
 /// `kafkasink`'s `stats`.

@@ -120,6 +120,14 @@ pub struct Stats {
     pub records_other_key: AtomicU64,
     /// Skipped for being past `stop-at`.
     pub records_past_stop: AtomicU64,
+    /// Frames seen before in their stream, and frames that came after later ones: both
+    /// skipped (either would take its stream back in time).
+    pub frames_duplicated: AtomicU64,
+    pub frames_out_of_order: AtomicU64,
+    /// Skipped for being older than `max-age` on arrival.
+    pub records_too_old: AtomicU64,
+    /// Per camera: frames missing, duplicated, out of order, latency to arrival.
+    pub cameras: Mutex<super::sequence::Cameras>,
     pub rebalances: AtomicU64,
     pub partitions_assigned: AtomicU32,
 }

@@ -130,6 +130,7 @@ struct Settings {
     start_keyframe: StartKeyframe,
     key: Option<String>,
     stop_at: StopAtSetting,
+    max_age_ms: u32,
     caps: Option<gst::Caps>,
     stop_on_eos: bool,
     on_bad_record: BadRecordPolicy,
@@ -146,6 +147,7 @@ impl Default for Settings {
             start_keyframe: DEFAULT_START_KEYFRAME,
             key: None,
             stop_at: StopAtSetting::new(None),
+            max_age_ms: 0,
             caps: None,
             stop_on_eos: DEFAULT_STOP_ON_EOS,
             on_bad_record: DEFAULT_ON_BAD_RECORD,
@@ -262,6 +264,17 @@ impl ObjectImpl for KafkaSrc {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-age")
+                    .nick("Maximum age")
+                    .blurb(
+                        "Fresh over complete, for live consumers (a viewer, an alarm): records \
+                         captured longer ago than this many ms when they arrive are skipped \
+                         (committed, counted in records-too-old; a video stream then waits for \
+                         its next keyframe), so a consumer that fell behind catches up with now. \
+                         0: every record, however old.",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Caps>("caps")
                     .nick("Caps")
                     .blurb(
@@ -312,7 +325,10 @@ impl ObjectImpl for KafkaSrc {
                     .blurb(
                         "Records and bytes received, buffers pushed, delta units skipped while \
                          waiting for a keyframe, bad records, end-of-stream records, sequence \
-                         gaps, records skipped for another key or past stop-at, rebalances, records in flight downstream (not released yet), \
+                         gaps, frames missing, duplicated and out of order (from each stream's \
+                         gkv-seq; duplicated and out-of-order ones are skipped), records skipped \
+                         for another key, past stop-at or older than max-age, rebalances, records \
+                         in flight downstream (not released yet), \
                          records whose output failed downstream, partitions assigned, how long \
                          no broker has been reachable (broker-down-ms) and the lag per partition \
                          (consumer-lag: newest minus committed offset), from librdkafka's \
@@ -360,6 +376,7 @@ impl ObjectImpl for KafkaSrc {
                     gst::error!(CAT, imp = self, "{err}");
                 }
             }
+            "max-age" => settings.max_age_ms = value.get().unwrap(),
             "caps" => settings.caps = value.get().unwrap(),
             "stop-on-eos" => settings.stop_on_eos = value.get().unwrap(),
             "on-bad-record" => settings.on_bad_record = value.get().unwrap(),
@@ -380,6 +397,7 @@ impl ObjectImpl for KafkaSrc {
             "start-keyframe" => settings.start_keyframe.to_value(),
             "key" => settings.key.to_value(),
             "stop-at" => settings.stop_at.text.to_value(),
+            "max-age" => settings.max_age_ms.to_value(),
             "caps" => settings.caps.to_value(),
             "stop-on-eos" => settings.stop_on_eos.to_value(),
             "on-bad-record" => settings.on_bad_record.to_value(),
@@ -467,6 +485,23 @@ impl KafkaSrc {
             .as_ref()
             .map_or((0, 0), |t| t.open_records());
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (missing, cameras) = {
+            let cameras = stats.cameras.lock().unwrap();
+            let per_camera: gst::Array = cameras
+                .iter()
+                .map(|(camera, figures)| {
+                    gst::Structure::builder(fields::CAMERA)
+                        .field("camera", camera)
+                        .field(fields::FRAMES_MISSING, figures.missing)
+                        .field(fields::FRAMES_DUPLICATED, figures.duplicated)
+                        .field(fields::FRAMES_OUT_OF_ORDER, figures.out_of_order)
+                        .field(fields::LATENCY_MS, figures.latency.to_structure())
+                        .build()
+                        .to_send_value()
+                })
+                .collect();
+            (cameras.totals().0, per_camera)
+        };
         gst::Structure::builder(fields::NAME)
             .field("records-received", load(&stats.records))
             .field("bytes-received", load(&stats.bytes))
@@ -477,6 +512,11 @@ impl KafkaSrc {
             .field("sequence-gaps", load(&stats.sequence_gaps))
             .field("records-other-key", load(&stats.records_other_key))
             .field("records-past-stop", load(&stats.records_past_stop))
+            .field("records-too-old", load(&stats.records_too_old))
+            .field(fields::FRAMES_MISSING, missing)
+            .field(fields::FRAMES_DUPLICATED, load(&stats.frames_duplicated))
+            .field(fields::FRAMES_OUT_OF_ORDER, load(&stats.frames_out_of_order))
+            .field(fields::CAMERAS, cameras)
             .field("rebalances", load(&stats.rebalances))
             .field(fields::RECORDS_IN_FLIGHT, in_flight)
             .field("records-failed-downstream", failed_downstream)
@@ -595,6 +635,7 @@ impl BaseSrcImpl for KafkaSrc {
             Window {
                 stop: stop_at.map(|at_ms| StopAt::new(at_ms, key.is_some())),
                 key,
+                max_age_ms: (settings.max_age_ms > 0).then_some(i64::from(settings.max_age_ms)),
             },
             stats,
             self.obj().name(),
@@ -744,9 +785,7 @@ fn stop_overdue(state: &Started) -> bool {
     let Some(at_ms) = state.streams.stop_at_ms() else {
         return false;
     };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = kafkavision::clock::unix_time_ms();
     now_ms > at_ms.saturating_add(STOP_GRACE.as_millis() as i64)
         && state.last_push.elapsed() > STOP_GRACE
 }

@@ -7,6 +7,7 @@ use gst::prelude::*;
 mod consumer;
 mod imp;
 mod payload;
+mod sequence;
 mod streams;
 mod window;
 

@@ -16,6 +16,7 @@ use kafkavision::{Envelope, Flags, RecordKind};
 use super::consumer::Stats;
 use super::imp::CAT;
 use super::payload::check_payload;
+use super::sequence::{Arrival, Sequence};
 use super::window::{StopAt, StopCheck, record_time_ms};
 use crate::record::{self, Retime};
 
@@ -53,7 +54,7 @@ pub enum Outcome {
 /// What the source knows about one stream (one `kafkasink` run) it reads.
 struct StreamState {
     partition: i32,
-    next_seq: u64,
+    sequence: Sequence,
     /// False until the first keyframe after joining.
     synced: bool,
     /// Running time minus original time, fixed at the first pushed buffer.
@@ -91,6 +92,8 @@ pub struct Window {
     /// Records of other keys are skipped.
     pub key: Option<Vec<u8>>,
     pub stop: Option<StopAt>,
+    /// `max-age`: records captured longer ago than this (ms) on arrival are skipped.
+    pub max_age_ms: Option<i64>,
 }
 
 impl Streams {
@@ -192,6 +195,12 @@ impl Streams {
         };
         let caps = self.buffer_caps(fallback.to_string(), |_| Ok(fallback.clone()))?;
         check_payload(&caps.caps, record.value)?;
+        if let (Some(time_ms), Some(max_age_ms)) = (record.timestamp_ms, self.window.max_age_ms)
+            && kafkavision::clock::unix_time_ms() - time_ms > max_age_ms
+        {
+            self.stats.records_too_old.fetch_add(1, Ordering::Relaxed);
+            return Ok(Outcome::Skip);
+        }
         let origin = self.origin(
             record,
             format!("partition-{}", record.partition),
@@ -221,26 +230,58 @@ impl Streams {
             .entry(envelope.stream_id.clone())
             .or_insert_with(|| StreamState {
                 partition: record.partition,
-                next_seq: envelope.seq,
+                sequence: Sequence::starting_at(envelope.seq),
                 synced: false,
                 ts_offset: None,
                 ended: false,
             });
-        let mut discont = false;
-        if envelope.seq != stream.next_seq {
-            gst::debug!(
-                CAT,
-                id = &self.log_id,
-                "Stream {}: seq {} where {} was expected",
-                envelope.stream_id,
-                envelope.seq,
-                stream.next_seq
-            );
-            self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
-            discont = true;
-        }
-        stream.next_seq = envelope.seq.wrapping_add(1);
         stream.partition = record.partition;
+        let camera = record.key.map_or_else(
+            || envelope.stream_id.clone(),
+            |key| String::from_utf8_lossy(key).into_owned(),
+        );
+        let arrival = stream.sequence.arrive(envelope.seq);
+        let time_ms = record_time_ms(Some(&envelope), record.timestamp_ms);
+        let age_ms = time_ms.map(|t| kafkavision::clock::unix_time_ms() - t);
+        {
+            let mut cameras = self.stats.cameras.lock().unwrap();
+            cameras.count(&camera, &arrival);
+            if let (Some(age_ms), Some(_)) = (age_ms, &caps) {
+                cameras.heard(&camera).latency.observe(age_ms as f64);
+            }
+        }
+        let mut discont = false;
+        match arrival {
+            Arrival::Next => {}
+            Arrival::After { missing } => {
+                gst::debug!(
+                    CAT,
+                    id = &self.log_id,
+                    "Stream {}: seq {} where {} was expected",
+                    envelope.stream_id,
+                    envelope.seq,
+                    envelope.seq - missing
+                );
+                self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+                discont = true;
+            }
+            Arrival::Duplicate | Arrival::Late => {
+                let counter = if arrival == Arrival::Duplicate {
+                    &self.stats.frames_duplicated
+                } else {
+                    &self.stats.frames_out_of_order
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                gst::debug!(
+                    CAT,
+                    id = &self.log_id,
+                    "Stream {}: skipping seq {} ({arrival:?})",
+                    envelope.stream_id,
+                    envelope.seq
+                );
+                return Ok(Outcome::Skip);
+            }
+        }
 
         let Some(caps) = caps else {
             self.stats.eos_records.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +300,15 @@ impl Streams {
             });
         };
         stream.ended = false;
+
+        if let (Some(age_ms), Some(max_age_ms)) = (age_ms, self.window.max_age_ms)
+            && age_ms > max_age_ms
+        {
+            self.stats.records_too_old.fetch_add(1, Ordering::Relaxed);
+            // The frames after a skipped one may refer to it: wait for a keyframe.
+            stream.synced = false;
+            return Ok(Outcome::Skip);
+        }
 
         if !stream.synced {
             if envelope.flags.contains(Flags::DELTA_UNIT) {
@@ -538,6 +588,71 @@ mod tests {
         assert_eq!(count(&stats.sequence_gaps), 1);
     }
 
+    /// (missing, duplicated, out of order) of each camera, in stats.
+    fn camera_figures(stats: &Stats) -> Vec<(String, u64, u64, u64)> {
+        let cameras = stats.cameras.lock().unwrap();
+        cameras
+            .iter()
+            .map(|(c, f)| (c.clone(), f.missing, f.duplicated, f.out_of_order))
+            .collect()
+    }
+
+    #[test]
+    fn lost_duplicated_and_reordered_frames_are_counted_exactly_and_a_restart_is_no_loss() {
+        let (mut streams, stats) = new_streams(None, false);
+        let at = |stream: &str, seq| {
+            let mut written = Written::of(&frame(stream, seq, seq > 0));
+            written.key = Some(b"cam1".to_vec());
+            written
+        };
+        // 0 1 _ 3 5 4 4 1 7 _ 9: 2 and 8 lost, 4 late, 4 and 1 again, 6 lost.
+        let mut pushed_seqs = Vec::new();
+        for seq in [0, 1, 3, 5, 4, 4, 1, 7, 9] {
+            if let Outcome::Push { buffer, .. } = read(&mut streams, &at("cam1-a", seq)) {
+                pushed_seqs.push(buffer.offset());
+            }
+        }
+        assert_eq!(pushed_seqs, [0, 1, 3, 5, 7, 9], "late and repeated frames skipped");
+        assert_eq!(camera_figures(&stats), [("cam1".into(), 3, 2, 1)]);
+        // The camera restarts: a new stream from 0, nothing lost in between.
+        for seq in 0..3 {
+            read(&mut streams, &at("cam1-b", seq));
+        }
+        assert_eq!(camera_figures(&stats), [("cam1".into(), 3, 2, 1)]);
+        assert_eq!(count(&stats.frames_duplicated), 2);
+        assert_eq!(count(&stats.frames_out_of_order), 1);
+        let latency = stats.cameras.lock().unwrap().iter().next().unwrap().1.latency.clone();
+        assert_eq!(latency.count(), 9 + 3, "every buffer record's arrival");
+    }
+
+    #[test]
+    fn frames_older_than_max_age_are_skipped_and_the_stream_waits_for_a_keyframe() {
+        let window = Window {
+            max_age_ms: Some(2_000),
+            ..Default::default()
+        };
+        let (mut streams, stats) = windowed(None, false, window);
+        let now_ms = kafkavision::clock::unix_time_ms() as u64;
+        let at = |seq: u64, age_ms: u64, delta: bool| {
+            let mut envelope = frame("cam1-a", seq, delta);
+            envelope.capture_time_ns = Some((now_ms - age_ms) * 1_000_000);
+            Written::of(&envelope)
+        };
+        // A backlog 10.5 s deep, a frame a second, a keyframe every 5 frames.
+        let mut kept = Vec::new();
+        for seq in 0..14u64 {
+            let age_ms = 10_500u64.saturating_sub(seq * 1_000);
+            if let Outcome::Push { buffer, .. } = read(&mut streams, &at(seq, age_ms, seq % 5 != 0)) {
+                kept.push(buffer.offset());
+            }
+        }
+        // 0..=8 are older than 2 s; 9 is a delta unit after skipped frames.
+        assert_eq!(kept, [10, 11, 12, 13]);
+        assert_eq!(count(&stats.records_too_old), 9);
+        assert_eq!(count(&stats.delta_units_skipped), 1);
+        assert_eq!(camera_figures(&stats), [("cam1-a".into(), 0, 0, 0)]);
+    }
+
     #[test]
     fn end_of_stream_records_end_once_every_stream_has_ended() {
         let (mut streams, stats) = new_streams(None, true);
@@ -739,6 +854,7 @@ mod tests {
         let window = Window {
             key: Some(b"cam1".to_vec()),
             stop: None,
+            ..Default::default()
         };
         let (mut streams, stats) = windowed(None, false, window);
         let (buffer, _) = pushed(read(&mut streams, &keyed("cam1", 0, 1000)));
@@ -766,6 +882,7 @@ mod tests {
         let window = Window {
             key: Some(b"cam1".to_vec()),
             stop: Some(StopAt::new(2000, true)),
+            ..Default::default()
         };
         let (mut streams, stats) = windowed(None, false, window);
         assert_eq!(streams.stop_at_ms(), Some(2000));
@@ -788,6 +905,7 @@ mod tests {
         let window = Window {
             key: None,
             stop: Some(StopAt::new(2000, false)),
+            ..Default::default()
         };
         let (mut streams, stats) = windowed(None, false, window);
         stats.partitions_assigned.store(2, Ordering::Relaxed);

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Frames lost, duplicated and reordered between a camera's `kafkasink` and this source,
+//! from each stream's `gkv-seq`, and the latency from capture to arrival, per camera.
+//! A stream is one run of a sink: a camera that restarts starts a new stream, which is a
+//! restart, not a loss.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kafkavision::latency::Histogram;
+
+/// How far back (in frames) a stream remembers which numbers it is missing: a frame
+/// further back than this that arrives again counts as duplicated.
+pub const WINDOW: u64 = 4096;
+
+/// A camera not heard of for this long has its figures (and series) dropped.
+pub const CAMERA_RETIREMENT: Duration = Duration::from_secs(600);
+
+/// How one frame's number compares with those seen before in its stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The number after the highest so far.
+    Next,
+    /// Past the next number: the frames in between are missing (for now).
+    After { missing: u64 },
+    /// Seen before.
+    Duplicate,
+    /// One of the missing frames, arriving after later ones.
+    Late,
+}
+
+/// The numbers one stream has delivered.
+#[derive(Debug)]
+pub struct Sequence {
+    next: u64,
+    /// Missing numbers of the last [`WINDOW`] before `next`.
+    missing: BTreeSet<u64>,
+}
+
+impl Sequence {
+    /// A stream first seen at frame `seq` (joined mid-way: what came before is not ours).
+    pub fn starting_at(seq: u64) -> Sequence {
+        Sequence {
+            next: seq,
+            missing: BTreeSet::new(),
+        }
+    }
+
+    pub fn arrive(&mut self, seq: u64) -> Arrival {
+        if seq == self.next {
+            self.next += 1;
+            return Arrival::Next;
+        }
+        if seq > self.next {
+            let missing = seq - self.next;
+            self.missing
+                .extend(self.next.max((seq + 1).saturating_sub(WINDOW))..seq);
+            self.next = seq + 1;
+            let oldest = self.next.saturating_sub(WINDOW);
+            if self.missing.first().is_some_and(|first| *first < oldest) {
+                self.missing = self.missing.split_off(&oldest);
+            }
+            return Arrival::After { missing };
+        }
+        if self.missing.remove(&seq) {
+            Arrival::Late
+        } else {
+            Arrival::Duplicate
+        }
+    }
+}
+
+/// One camera's figures since the source started.
+#[derive(Debug, Clone)]
+pub struct CameraFigures {
+    pub missing: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    /// Capture (else the sink's time, else the Kafka timestamp) to arrival here.
+    pub latency: Histogram,
+    last_heard: Instant,
+}
+
+impl Default for CameraFigures {
+    fn default() -> Self {
+        CameraFigures {
+            missing: 0,
+            duplicated: 0,
+            out_of_order: 0,
+            latency: Histogram::default(),
+            last_heard: Instant::now(),
+        }
+    }
+}
+
+/// Every camera's figures, by camera (the record key, else the stream id).
+#[derive(Debug, Default)]
+pub struct Cameras(BTreeMap<String, CameraFigures>);
+
+impl Cameras {
+    /// The camera's figures, heard of now; cameras silent for [`CAMERA_RETIREMENT`] go.
+    pub fn heard(&mut self, camera: &str) -> &mut CameraFigures {
+        let now = Instant::now();
+        if !self.0.contains_key(camera) {
+            self.0
+                .retain(|_, figures| now.duration_since(figures.last_heard) < CAMERA_RETIREMENT);
+        }
+        let figures = self.0.entry(camera.to_string()).or_default();
+        figures.last_heard = now;
+        figures
+    }
+
+    /// Counts one arrival of `camera`'s stream.
+    pub fn count(&mut self, camera: &str, arrival: &Arrival) {
+        let figures = self.heard(camera);
+        match arrival {
+            Arrival::Next => {}
+            Arrival::After { missing } => figures.missing += missing,
+            Arrival::Duplicate => figures.duplicated += 1,
+            Arrival::Late => {
+                figures.missing = figures.missing.saturating_sub(1);
+                figures.out_of_order += 1;
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &CameraFigures)> {
+        self.0.iter()
+    }
+
+    /// Totals over the cameras still known: (missing, duplicated, out of order).
+    pub fn totals(&self) -> (u64, u64, u64) {
+        self.0.values().fold((0, 0, 0), |(m, d, o), f| {
+            (m + f.missing, d + f.duplicated, o + f.out_of_order)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_duplicates_and_late_frames_are_told_apart() {
+        let mut sequence = Sequence::starting_at(10);
+        assert_eq!(sequence.arrive(10), Arrival::Next);
+        assert_eq!(sequence.arrive(11), Arrival::Next);
+        assert_eq!(sequence.arrive(15), Arrival::After { missing: 3 });
+        assert_eq!(sequence.arrive(13), Arrival::Late);
+        assert_eq!(sequence.arrive(13), Arrival::Duplicate);
+        assert_eq!(sequence.arrive(15), Arrival::Duplicate);
+        assert_eq!(sequence.arrive(11), Arrival::Duplicate);
+        assert_eq!(sequence.arrive(16), Arrival::Next);
+        assert_eq!(sequence.arrive(9), Arrival::Duplicate, "before the join");
+    }
+
+    #[test]
+    fn only_a_window_of_missing_numbers_is_remembered() {
+        let mut sequence = Sequence::starting_at(0);
+        assert_eq!(
+            sequence.arrive(1_000_000),
+            Arrival::After { missing: 1_000_000 }
+        );
+        assert_eq!(sequence.missing.len() as u64, WINDOW - 1);
+        assert_eq!(sequence.arrive(1_000_001 - WINDOW), Arrival::Late);
+        assert_eq!(sequence.arrive(1_000_000 - WINDOW), Arrival::Duplicate);
+        assert_eq!(sequence.arrive(1_000_000 + 2 * WINDOW), Arrival::After {
+            missing: 2 * WINDOW - 1
+        });
+        assert!(sequence.missing.len() as u64 <= WINDOW);
+    }
+
+    #[test]
+    fn cameras_count_apart_and_a_late_frame_is_no_longer_missing() {
+        let mut cameras = Cameras::default();
+        cameras.count("cam1", &Arrival::After { missing: 2 });
+        cameras.count("cam1", &Arrival::Late);
+        cameras.count("cam2", &Arrival::Duplicate);
+        cameras.count("cam2", &Arrival::Next);
+        let figures: Vec<_> = cameras
+            .iter()
+            .map(|(camera, f)| (camera.as_str(), f.missing, f.duplicated, f.out_of_order))
+            .collect();
+        assert_eq!(figures, [("cam1", 1, 0, 1), ("cam2", 0, 1, 0)]);
+        assert_eq!(cameras.totals(), (1, 1, 1));
+    }
+}
