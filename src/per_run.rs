@@ -3,6 +3,18 @@
 
 use std::sync::{Arc, Mutex};
 
+/// The field of a `stats` structure that names its counters, as an array of strings: the
+/// fields that only grow during a run (served to Prometheus as counters, which a restart
+/// resets). The structure's other numbers are gauges.
+pub const COUNTERS: &str = "counters";
+
+/// The value of [`COUNTERS`] for these field names.
+#[cfg(feature = "gst")]
+pub fn counters(fields: &[&str]) -> gst::Array {
+    use gst::prelude::ToSendValue;
+    fields.iter().map(|field| field.to_send_value()).collect()
+}
+
 /// An element's counters for its current run: fresh at each start, still readable after
 /// stop until the next start, so that every element's `stats` covers the same span. The
 /// counters are shared (`Arc`) with whoever updates them besides the element, such as a

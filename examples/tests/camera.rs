@@ -327,7 +327,7 @@ fn the_publisher_reconnects_after_a_camera_restart_as_a_new_stream() {
     assert_eq!(status, 200);
     let sent = |page: &str| -> u64 {
         page.lines()
-            .find_map(|l| l.strip_prefix("gkv_kafkasink_records_sent{element=\"sink\"} "))
+            .find_map(|l| l.strip_prefix("gkv_kafkasink_records_sent_total{element=\"sink\"} "))
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no records_sent in {page}"))
     };

@@ -10,7 +10,9 @@ use testkit::*;
 
 const FRAMES: usize = 10;
 
-fn scrape(url: &str) -> HashMap<String, f64> {
+/// The samples of `url`'s metrics, and each family's type, as Prometheus' OpenMetrics
+/// parser reads them.
+fn scrape_with_types(url: &str) -> (Metrics, HashMap<String, String>) {
     let output = command("python")
         .arg(repo().join("examples/tests/scrape_metrics.py"))
         .arg(url)
@@ -21,7 +23,17 @@ fn scrape(url: &str) -> HashMap<String, f64> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    #[derive(serde::Deserialize)]
+    struct Scraped {
+        samples: Metrics,
+        types: HashMap<String, String>,
+    }
+    let scraped: Scraped = serde_json::from_slice(&output.stdout).unwrap();
+    (scraped.samples, scraped.types)
+}
+
+fn scrape(url: &str) -> Metrics {
+    scrape_with_types(url).0
 }
 
 type Metrics = HashMap<String, f64>;
@@ -86,12 +98,14 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     );
     let address = format!("127.0.0.1:{}", free_port());
     let mut worker = worker(&frames, [&annotated, &detections], &address, &[]);
+    let first = scrape(&format!("http://{address}/metrics"));
 
     // Every frame through, and committed: the lag is back to zero.
     let metrics = scrape_until(&address, "never complete", |m| {
-        m.get("gkv_kafkasrc_buffers_pushed{element=src}") == Some(&(FRAMES as f64))
+        m.get("gkv_kafkasrc_buffers_pushed_total{element=src}") == Some(&(FRAMES as f64))
             && m.get("gkv_kafkasrc_consumer_lag{element=src,partition=0}") == Some(&0.0)
-            && m.get("gkv_kafkasink_records_sent{element=detections}") == Some(&(FRAMES as f64))
+            && m.get("gkv_kafkasink_records_sent_total{element=detections}")
+                == Some(&(FRAMES as f64))
     });
     let value = |name: &str| {
         *metrics
@@ -99,27 +113,65 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
             .unwrap_or_else(|| panic!("no {name} in {metrics:?}"))
     };
     assert_eq!(
-        value("gkv_kafkasrc_records_received{element=src}"),
+        value("gkv_kafkasrc_records_received_total{element=src}"),
         FRAMES as f64 + 1.0,
         "and the end-of-stream record"
     );
-    assert_eq!(value("gkv_kafkasrc_eos_records{element=src}"), 1.0);
-    assert_eq!(value("gkv_kafkasrc_bad_records{element=src}"), 0.0);
+    assert_eq!(value("gkv_kafkasrc_eos_records_total{element=src}"), 1.0);
+    assert_eq!(value("gkv_kafkasrc_bad_records_total{element=src}"), 0.0);
     assert_eq!(value("gkv_kafkasrc_broker_down_ms{element=src}"), 0.0);
     assert_eq!(
-        value("gkv_yolodetect_inferred{element=detect}"),
+        value("gkv_yolodetect_inferred_total{element=detect}"),
         FRAMES as f64
     );
     assert!(value("gkv_yolodetect_infer_ms{element=detect}") > 0.0);
     assert_eq!(
-        value("gkv_kafkasink_records_sent{element=annotated}"),
+        value("gkv_kafkasink_records_sent_total{element=annotated}"),
         FRAMES as f64
     );
     assert_eq!(
-        value("gkv_kafkasink_delivery_failures{element=detections}"),
+        value("gkv_kafkasink_delivery_failures_total{element=detections}"),
         0.0
     );
     assert_eq!(value("gkv_pipeline_healthy{}"), 1.0);
+
+    // Types as Prometheus reads them: counters, gauges, a latency histogram per camera.
+    let (last, types) = scrape_with_types(&format!("http://{address}/metrics"));
+    let type_of = |family: &str| types.get(family).map(String::as_str);
+    assert_eq!(type_of("gkv_kafkasrc_buffers_pushed"), Some("counter"));
+    assert_eq!(type_of("gkv_kafkasink_records_sent"), Some("counter"));
+    assert_eq!(type_of("gkv_kafkasrc_records_in_flight"), Some("gauge"));
+    assert_eq!(type_of("gkv_kafkasrc_camera_frames_missing"), Some("gauge"));
+    assert_eq!(type_of("gkv_kafkasrc_camera_latency_ms"), Some("histogram"));
+    let bucket = |le: &str| {
+        last.get(&format!(
+            "gkv_kafkasrc_camera_latency_ms_bucket{{camera=cam1,element=src,le={le}}}"
+        ))
+        .copied()
+    };
+    assert_eq!(bucket("+Inf"), Some(FRAMES as f64), "{last:?}");
+    assert!(bucket("1.0") <= bucket("1000.0"), "cumulative buckets");
+    assert_eq!(
+        last.get("gkv_kafkasrc_camera_frames_missing{camera=cam1,element=src}"),
+        Some(&0.0)
+    );
+    // Counters never go back between scrapes.
+    let counters: Vec<&String> = first
+        .keys()
+        .filter(|name| {
+            types.get(name.split('{').next().unwrap().trim_end_matches("_total"))
+                == Some(&"counter".to_string())
+        })
+        .collect();
+    assert!(counters.len() >= 10, "{counters:?}");
+    for name in counters {
+        assert!(
+            last[name] >= first[name],
+            "{name}: {} then {}",
+            first[name],
+            last[name]
+        );
+    }
 
     assert_eq!(http_get(&address, "/healthz"), (200, "ok\n".into()));
     assert_eq!(http_get(&address, "/other").0, 404);
@@ -204,7 +256,7 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
         m.get("gkv_archive_frames{element=archive}") == Some(&(FRAMES as f64))
     });
     assert_eq!(
-        metrics["gkv_kafkasrc_buffers_pushed{element=src}"],
+        metrics["gkv_kafkasrc_buffers_pushed_total{element=src}"],
         FRAMES as f64
     );
     assert_eq!(http_get(&address, "/healthz"), (200, "ok\n".into()));
@@ -261,8 +313,8 @@ fn a_stalled_worker_with_records_waiting_turns_unhealthy() {
     // no frame to wait for.
     assert_eq!(
         source("records_in_flight"),
-        source("records_received")
-            .zip(source("eos_records"))
+        source("records_received_total")
+            .zip(source("eos_records_total"))
             .map(|(r, e)| r - e),
         "every frame record received waits: {metrics:?}"
     );

@@ -350,7 +350,7 @@ fn the_programs_run_on_a_tls_broker_with_logins_and_a_camera_with_a_password() {
         let (code, metrics) = http_get(&address, "/metrics");
         let pushed = metrics
             .lines()
-            .find(|l| l.starts_with("gkv_kafkasrc_buffers_pushed{"))
+            .find(|l| l.starts_with("gkv_kafkasrc_buffers_pushed_total{"))
             .map(|l| format!("{l}\n"));
         if code == 200 && pushed.is_some_and(|l| l.ends_with(&frames_read)) {
             break;

@@ -171,7 +171,7 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
     let (status, metrics) = testkit::http_get(&address, "/metrics");
     assert!(
         status == 200
-            && metrics.contains("gkv_kafkasrc_buffers_pushed{element=\"")
+            && metrics.contains("gkv_kafkasrc_buffers_pushed_total{element=\"")
             && metrics.contains("gkv_pipeline_healthy 1"),
         "{metrics}"
     );

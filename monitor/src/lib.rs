@@ -25,24 +25,33 @@
 //! of silently disabling a check.
 //!
 //! Metric names are `gkv_<stats structure name without -stats>_<field>`, with `-` as `_`,
-//! labelled with the element's name: `gkv_kafkasrc_buffers_pushed{element="src"} 42`.
-//! Numeric and boolean fields become gauges; a field that is itself a structure (such as
-//! `kafkasrc`'s `consumer-lag`, fields `partition-N`) becomes one series per field, its
-//! name split at the last `-` into a label: `gkv_kafkasrc_consumer_lag{element="src",
-//! partition="0"} 3`.
+//! labelled with the element's name, in the OpenMetrics text format written by
+//! `prometheus-client`: the fields a structure names in its `counters` array
+//! (`kafkavision::per_run::COUNTERS`) are counters (`gkv_kafkasrc_buffers_pushed_total{
+//! element="src"} 42`), a histogram structure (`kafkavision::latency`) a histogram, other
+//! numbers and booleans gauges. A field that is itself a structure (such as `kafkasrc`'s
+//! `consumer-lag`, fields `partition-N`) becomes one series per field, its name split at
+//! the last `-` into a label: `gkv_kafkasrc_consumer_lag{element="src",partition="0"} 3`.
+//! An array of structures (`kafkasrc`'s `cameras`) gives series named after the
+//! structures, labelled by their string fields: `gkv_kafkasrc_camera_frames_missing{
+//! element="src",camera="cam1"} 2`, `gkv_kafkasrc_camera_latency_ms_bucket{...,le="50.0"}`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstkafka::stats::{BROKER_DOWN_MS, kafkasink, kafkasrc};
+use kafkavision::latency;
+use kafkavision::per_run::COUNTERS;
 
 /// A program's own `stats` with this counter and a [`kafkasrc::CONSUMER_LAG`] structure
 /// stall like a `kafkasrc` (see [`Monitor::add_stats`]).
 pub const RECORDS_CONSUMED: &str = "records-consumed";
+
+/// The content type of [`Monitor::metrics`]' text.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// When the pipeline counts as unhealthy.
 #[derive(Clone, Copy, Debug)]
@@ -158,51 +167,30 @@ impl Monitor {
         all
     }
 
-    /// The metrics in Prometheus' text format.
+    /// The metrics in the OpenMetrics text format (which Prometheus reads), written by
+    /// `prometheus-client`.
     pub fn metrics(&self) -> String {
-        // metric name -> lines, so that each name's samples follow its TYPE line.
-        let mut series: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut families = Families::default();
         for (element, stats) in self.stats() {
             let prefix = format!(
                 "gkv_{}",
                 metric_name(stats.name().trim_end_matches("-stats"))
             );
-            let element = escape(&element);
-            for (field, value) in stats.iter() {
-                let name = format!("{prefix}_{}", metric_name(field));
-                if let Ok(nested) = value.get::<gst::Structure>() {
-                    for (key, value) in nested.iter() {
-                        let Some(number) = number(value) else {
-                            continue;
-                        };
-                        let (label, label_value) =
-                            key.rsplit_once('-').unwrap_or(("key", key.as_str()));
-                        series.entry(name.clone()).or_default().push(format!(
-                            "{name}{{element=\"{element}\",{}=\"{}\"}} {number}",
-                            metric_name(label),
-                            escape(label_value)
-                        ));
-                    }
-                } else if let Some(number) = number(value) {
-                    series
-                        .entry(name.clone())
-                        .or_default()
-                        .push(format!("{name}{{element=\"{element}\"}} {number}"));
-                }
-            }
+            families.add_structure(&prefix, &[("element".into(), element)], &stats);
         }
         let healthy = self.health().is_ok();
-        series.insert(
+        families.add(
             "gkv_pipeline_healthy".into(),
-            vec![format!("gkv_pipeline_healthy {}", u8::from(healthy))],
+            Kind::Gauge,
+            "1 while healthy (see /healthz), else 0",
+            Vec::new(),
+            Value::Number(f64::from(u8::from(healthy))),
         );
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(families));
         let mut text = String::new();
-        for (name, lines) in series {
-            let _ = writeln!(text, "# TYPE {name} gauge");
-            for line in lines {
-                let _ = writeln!(text, "{line}");
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
     }
 
@@ -299,11 +287,7 @@ impl Monitor {
                         break;
                     };
                     let (status, body, content_type) = match request.url() {
-                        "/metrics" => (
-                            200,
-                            monitor.metrics(),
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        ),
+                        "/metrics" => (200, monitor.metrics(), METRICS_CONTENT_TYPE),
                         "/healthz" => match monitor.health() {
                             Ok(()) => (200, "ok\n".to_string(), "text/plain"),
                             Err(reasons) => (503, reasons.join("\n") + "\n", "text/plain"),
@@ -325,22 +309,189 @@ impl Monitor {
     }
 }
 
-/// A stats value as a Prometheus number, if it is one.
-fn number(value: &gst::glib::SendValue) -> Option<String> {
+/// A stats value as a number, if it is one (a boolean is 0 or 1).
+fn number(value: &gst::glib::SendValue) -> Option<f64> {
     if let Ok(v) = value.get::<u64>() {
-        Some(v.to_string())
+        Some(v as f64)
     } else if let Ok(v) = value.get::<i64>() {
-        Some(v.to_string())
+        Some(v as f64)
     } else if let Ok(v) = value.get::<u32>() {
-        Some(v.to_string())
+        Some(f64::from(v))
     } else if let Ok(v) = value.get::<i32>() {
-        Some(v.to_string())
+        Some(f64::from(v))
     } else if let Ok(v) = value.get::<f64>() {
-        Some(v.to_string())
+        Some(v)
     } else if let Ok(v) = value.get::<bool>() {
-        Some(u8::from(v).to_string())
+        Some(f64::from(u8::from(v)))
     } else {
         None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+#[derive(Debug)]
+enum Value {
+    Number(f64),
+    /// Sum, count and (upper bound, count) per bucket, not cumulative.
+    Histogram(f64, u64, Vec<(f64, u64)>),
+}
+
+type Labels = Vec<(String, String)>;
+
+/// One metric's type and its samples.
+#[derive(Debug)]
+struct Family {
+    kind: Kind,
+    help: String,
+    samples: Vec<(Labels, Value)>,
+}
+
+/// Every metric of one scrape, by name.
+#[derive(Debug, Default)]
+struct Families(BTreeMap<String, Family>);
+
+impl Families {
+    fn add(&mut self, name: String, kind: Kind, help: &str, labels: Labels, value: Value) {
+        let family = self.0.entry(name).or_insert_with(|| Family {
+            kind,
+            help: help.to_string(),
+            samples: Vec::new(),
+        });
+        // One name, one type: a sample of another type (an element of another project
+        // that disagrees) is left out rather than served wrong.
+        if family.kind == kind {
+            family.samples.push((labels, value));
+        }
+    }
+
+    /// A `stats` structure's fields as metrics named `prefix_field`: the fields it names
+    /// in `counters` as counters, histogram structures as histograms, a nested structure's
+    /// fields (`partition-0`) as one labelled series each, an array of structures (one per
+    /// camera) as series labelled by their string fields; every other number a gauge.
+    fn add_structure(
+        &mut self,
+        prefix: &str,
+        labels: &[(String, String)],
+        stats: &gst::StructureRef,
+    ) {
+        let counters: Vec<String> = stats
+            .get::<gst::Array>(COUNTERS)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.get::<String>().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (field, value) in stats.iter() {
+            if field == COUNTERS {
+                continue;
+            }
+            let name = format!("{prefix}_{}", metric_name(field));
+            let help = format!("{field} in {}", stats.name());
+            if let Ok(nested) = value.get::<gst::Structure>() {
+                if nested.name() == latency::STRUCTURE_NAME {
+                    let buckets = latency::buckets_of(&nested);
+                    let mut below = 0;
+                    let per_bucket = buckets
+                        .iter()
+                        .map(|&(bound, count)| {
+                            let within = count.saturating_sub(below);
+                            below = count;
+                            (bound, within)
+                        })
+                        .collect();
+                    let sum = nested.get::<f64>("sum").unwrap_or(0.0);
+                    let count = nested.get::<u64>("count").unwrap_or(below);
+                    let value = Value::Histogram(sum, count, per_bucket);
+                    self.add(name, Kind::Histogram, &help, labels.to_vec(), value);
+                    continue;
+                }
+                for (key, value) in nested.iter() {
+                    let Some(number) = number(value) else {
+                        continue;
+                    };
+                    let (label, label_value) =
+                        key.rsplit_once('-').unwrap_or(("key", key.as_str()));
+                    let mut labels = labels.to_vec();
+                    labels.push((metric_name(label), label_value.to_string()));
+                    self.add(
+                        name.clone(),
+                        Kind::Gauge,
+                        &help,
+                        labels,
+                        Value::Number(number),
+                    );
+                }
+            } else if let Ok(array) = value.get::<gst::Array>() {
+                for item in array.iter() {
+                    let Ok(item) = item.get::<gst::Structure>() else {
+                        continue;
+                    };
+                    let mut labels = labels.to_vec();
+                    for (key, value) in item.iter() {
+                        if let Ok(text) = value.get::<String>() {
+                            labels.push((metric_name(key), text));
+                        }
+                    }
+                    let item_prefix = format!("{prefix}_{}", metric_name(item.name()));
+                    self.add_structure(&item_prefix, &labels, &item);
+                }
+            } else if let Some(number) = number(value) {
+                let kind = if counters.iter().any(|c| c == field.as_str()) {
+                    Kind::Counter
+                } else {
+                    Kind::Gauge
+                };
+                self.add(name, kind, &help, labels.to_vec(), Value::Number(number));
+            }
+        }
+    }
+}
+
+impl prometheus_client::collector::Collector for Families {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::NoLabelSet;
+        use prometheus_client::metrics::MetricType;
+        for (name, family) in &self.0 {
+            let metric_type = match family.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Histogram => MetricType::Histogram,
+            };
+            let mut metric = encoder.encode_descriptor(name, &family.help, None, metric_type)?;
+            for (labels, value) in &family.samples {
+                let mut sample = metric.encode_family(labels)?;
+                // Counts as integers (`42`, not `42.0`).
+                let integral = |v: f64| v.fract() == 0.0 && v.abs() < 9e15;
+                match (family.kind, value) {
+                    (Kind::Counter, Value::Number(v)) if integral(*v) && *v >= 0.0 => {
+                        sample.encode_counter::<NoLabelSet, _, u64>(&(*v as u64), None)?
+                    }
+                    (Kind::Counter, Value::Number(v)) => {
+                        sample.encode_counter::<NoLabelSet, _, f64>(v, None)?
+                    }
+                    (Kind::Gauge, Value::Number(v)) if integral(*v) => {
+                        sample.encode_gauge(&(*v as i64))?
+                    }
+                    (Kind::Gauge, Value::Number(v)) => sample.encode_gauge(v)?,
+                    (Kind::Histogram, Value::Histogram(sum, count, buckets)) => {
+                        sample.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -349,13 +500,6 @@ fn metric_name(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
-}
-
-/// A label value with `\`, `"` and newlines escaped.
-fn escape(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -375,9 +519,10 @@ mod tests {
         let monitor = Monitor::new(&pipeline, HealthLimits::default());
         let text = monitor.metrics();
         assert!(
-            text.contains("# TYPE gkv_pipeline_healthy gauge\ngkv_pipeline_healthy 1\n"),
+            text.contains("# TYPE gkv_pipeline_healthy gauge\n"),
             "{text}"
         );
+        assert!(text.contains("\ngkv_pipeline_healthy 1\n"), "{text}");
         assert!(text.contains("element=\"pass \\\"1\\\"\""), "{text}");
         monitor.failed("decoder: not negotiated");
         assert_eq!(
@@ -489,8 +634,56 @@ mod tests {
     }
 
     #[test]
-    fn names_and_label_values_are_made_safe() {
+    fn names_are_made_safe() {
         assert_eq!(metric_name("records-in-flight"), "records_in_flight");
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn counters_histograms_and_cameras_get_their_types_and_labels() {
+        gst::init().unwrap();
+        let monitor = Monitor::without_pipeline(HealthLimits::default());
+        monitor.add_stats("src", || {
+            let mut latency = latency::Histogram::default();
+            for ms in [3.0, 40.0, 40.0] {
+                latency.observe(ms);
+            }
+            let camera = |name: &str, missing: u64| {
+                gst::Structure::builder("camera")
+                    .field("camera", name)
+                    .field("frames-missing", missing)
+                    .field("latency-ms", latency.to_structure())
+                    .build()
+                    .to_send_value()
+            };
+            gst::Structure::builder("kafkasrc-stats")
+                .field("buffers-pushed", 42u64)
+                .field("records-in-flight", 2u64)
+                .field(
+                    COUNTERS,
+                    kafkavision::per_run::counters(&["buffers-pushed"]),
+                )
+                .field(
+                    "cameras",
+                    gst::Array::new([camera("cam1", 2), camera("cam \"2\"", 0)]),
+                )
+                .build()
+        });
+        let text = monitor.metrics();
+        for line in [
+            "# TYPE gkv_kafkasrc_buffers_pushed counter",
+            "gkv_kafkasrc_buffers_pushed_total{element=\"src\"} 42",
+            "# TYPE gkv_kafkasrc_records_in_flight gauge",
+            "gkv_kafkasrc_records_in_flight{element=\"src\"} 2",
+            "gkv_kafkasrc_camera_frames_missing{element=\"src\",camera=\"cam1\"} 2",
+            "gkv_kafkasrc_camera_frames_missing{element=\"src\",camera=\"cam \\\"2\\\"\"} 0",
+            "# TYPE gkv_kafkasrc_camera_latency_ms histogram",
+            "gkv_kafkasrc_camera_latency_ms_bucket{le=\"5.0\",element=\"src\",camera=\"cam1\"} 1",
+            "gkv_kafkasrc_camera_latency_ms_bucket{le=\"50.0\",element=\"src\",camera=\"cam1\"} 3",
+            "gkv_kafkasrc_camera_latency_ms_count{element=\"src\",camera=\"cam1\"} 3",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+        assert!(!text.contains("counters"), "{text}");
     }
 }

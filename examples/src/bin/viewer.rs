@@ -509,8 +509,12 @@ fn handle(shared: Arc<Shared>, request: tiny_http::Request) {
         }
         "/metrics" => {
             let text = shared.monitor.metrics();
-            let kind = "text/plain; version=0.0.4; charset=utf-8";
-            respond(request, 200, kind, text.into_bytes());
+            respond(
+                request,
+                200,
+                kafkamonitor::METRICS_CONTENT_TYPE,
+                text.into_bytes(),
+            );
         }
         "/healthz" => match shared.monitor.health() {
             Ok(()) => respond(request, 200, "text/plain", b"ok\n".to_vec()),

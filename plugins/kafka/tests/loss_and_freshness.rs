@@ -123,8 +123,12 @@ fn a_stalled_consumer_with_max_age_skips_to_the_newest_frames_and_commits_the_sk
     let captured = Arc::new(Mutex::new(Vec::<i64>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producer = {
-        let (camera, captured, stop, topic) =
-            (camera.clone(), captured.clone(), stop.clone(), topic.clone());
+        let (camera, captured, stop, topic) = (
+            camera.clone(),
+            captured.clone(),
+            stop.clone(),
+            topic.clone(),
+        );
         std::thread::spawn(move || {
             let start = Instant::now();
             for seq in 0..camera.units.len() as u64 {
@@ -153,7 +157,11 @@ fn a_stalled_consumer_with_max_age_skips_to_the_newest_frames_and_commits_the_sk
     {
         let (arrived, stalled_at, captured) =
             (arrived.clone(), stalled_at.clone(), captured.clone());
-        let pad = pipeline.by_name("sink").unwrap().static_pad("sink").unwrap();
+        let pad = pipeline
+            .by_name("sink")
+            .unwrap()
+            .static_pad("sink")
+            .unwrap();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(buffer) = info.buffer() else {
                 return gst::PadProbeReturn::Ok;
@@ -180,9 +188,11 @@ fn a_stalled_consumer_with_max_age_skips_to_the_newest_frames_and_commits_the_sk
     producer.join().unwrap();
     let written = captured.lock().unwrap().len() as i64;
     // Everything written is handled and committed, the skipped frames too.
-    wait_until("the group committed every record", Duration::from_secs(30), || {
-        group_lag(&brokers(), &topic, 1, &group) == 0
-    });
+    wait_until(
+        "the group committed every record",
+        Duration::from_secs(30),
+        || group_lag(&brokers(), &topic, 1, &group) == 0,
+    );
     let stats = stats(&src);
     pipeline.set_state(gst::State::Null).unwrap();
 

@@ -48,7 +48,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use kafkavision::Envelope;
 use kafkavision::meta::{KafkaHeaders, RecordMeta};
-use kafkavision::per_run::PerRun;
+use kafkavision::per_run::{COUNTERS, PerRun, counters};
 
 use super::producer::{
     Deliveries, OutRecord, QueueFullPolicy, SendError, Sent, SinkContext, SinkProducer,
@@ -484,6 +484,16 @@ impl KafkaSink {
             .field("queue-depth", queued)
             .field("streams", streams)
             .field(fields::BROKER_DOWN_MS, self.health.broker_down_ms())
+            .field(
+                COUNTERS,
+                counters(&[
+                    fields::RECORDS_SENT,
+                    "bytes-sent",
+                    "delivery-failures",
+                    "records-dropped",
+                    "streams",
+                ]),
+            )
             .build()
     }
 

@@ -60,6 +60,7 @@ use super::window::StopAt;
 use crate::client::{ClientBlurbs, ClientHealth, ClientLog, ClientSettings};
 use crate::release::OffsetTracker;
 use crate::stats::kafkasrc as fields;
+use kafkavision::per_run::{COUNTERS, counters};
 
 const DEFAULT_START_FROM: &str = "committed";
 const DEFAULT_STOP_ON_EOS: bool = false;
@@ -496,6 +497,10 @@ impl KafkaSrc {
                         .field(fields::FRAMES_DUPLICATED, figures.duplicated)
                         .field(fields::FRAMES_OUT_OF_ORDER, figures.out_of_order)
                         .field(fields::LATENCY_MS, figures.latency.to_structure())
+                        .field(
+                            COUNTERS,
+                            counters(&[fields::FRAMES_DUPLICATED, fields::FRAMES_OUT_OF_ORDER]),
+                        )
                         .build()
                         .to_send_value()
                 })
@@ -515,7 +520,10 @@ impl KafkaSrc {
             .field("records-too-old", load(&stats.records_too_old))
             .field(fields::FRAMES_MISSING, missing)
             .field(fields::FRAMES_DUPLICATED, load(&stats.frames_duplicated))
-            .field(fields::FRAMES_OUT_OF_ORDER, load(&stats.frames_out_of_order))
+            .field(
+                fields::FRAMES_OUT_OF_ORDER,
+                load(&stats.frames_out_of_order),
+            )
             .field(fields::CAMERAS, cameras)
             .field("rebalances", load(&stats.rebalances))
             .field(fields::RECORDS_IN_FLIGHT, in_flight)
@@ -526,6 +534,24 @@ impl KafkaSrc {
             )
             .field(fields::BROKER_DOWN_MS, self.health.broker_down_ms())
             .field(fields::CONSUMER_LAG, self.health.consumer_lag())
+            .field(
+                COUNTERS,
+                counters(&[
+                    "records-received",
+                    "bytes-received",
+                    fields::BUFFERS_PUSHED,
+                    "delta-units-skipped",
+                    "bad-records",
+                    "eos-records",
+                    "sequence-gaps",
+                    "records-other-key",
+                    "records-past-stop",
+                    "records-too-old",
+                    fields::FRAMES_DUPLICATED,
+                    fields::FRAMES_OUT_OF_ORDER,
+                    "rebalances",
+                ]),
+            )
             .build()
     }
 

@@ -164,9 +164,12 @@ mod tests {
         assert_eq!(sequence.missing.len() as u64, WINDOW - 1);
         assert_eq!(sequence.arrive(1_000_001 - WINDOW), Arrival::Late);
         assert_eq!(sequence.arrive(1_000_000 - WINDOW), Arrival::Duplicate);
-        assert_eq!(sequence.arrive(1_000_000 + 2 * WINDOW), Arrival::After {
-            missing: 2 * WINDOW - 1
-        });
+        assert_eq!(
+            sequence.arrive(1_000_000 + 2 * WINDOW),
+            Arrival::After {
+                missing: 2 * WINDOW - 1
+            }
+        );
         assert!(sequence.missing.len() as u64 <= WINDOW);
     }
 

@@ -612,7 +612,11 @@ mod tests {
                 pushed_seqs.push(buffer.offset());
             }
         }
-        assert_eq!(pushed_seqs, [0, 1, 3, 5, 7, 9], "late and repeated frames skipped");
+        assert_eq!(
+            pushed_seqs,
+            [0, 1, 3, 5, 7, 9],
+            "late and repeated frames skipped"
+        );
         assert_eq!(camera_figures(&stats), [("cam1".into(), 3, 2, 1)]);
         // The camera restarts: a new stream from 0, nothing lost in between.
         for seq in 0..3 {
@@ -621,7 +625,16 @@ mod tests {
         assert_eq!(camera_figures(&stats), [("cam1".into(), 3, 2, 1)]);
         assert_eq!(count(&stats.frames_duplicated), 2);
         assert_eq!(count(&stats.frames_out_of_order), 1);
-        let latency = stats.cameras.lock().unwrap().iter().next().unwrap().1.latency.clone();
+        let latency = stats
+            .cameras
+            .lock()
+            .unwrap()
+            .iter()
+            .next()
+            .unwrap()
+            .1
+            .latency
+            .clone();
         assert_eq!(latency.count(), 9 + 3, "every buffer record's arrival");
     }
 
@@ -642,7 +655,8 @@ mod tests {
         let mut kept = Vec::new();
         for seq in 0..14u64 {
             let age_ms = 10_500u64.saturating_sub(seq * 1_000);
-            if let Outcome::Push { buffer, .. } = read(&mut streams, &at(seq, age_ms, seq % 5 != 0)) {
+            if let Outcome::Push { buffer, .. } = read(&mut streams, &at(seq, age_ms, seq % 5 != 0))
+            {
                 kept.push(buffer.offset());
             }
         }

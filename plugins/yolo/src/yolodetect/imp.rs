@@ -64,7 +64,7 @@ use kafkavision::detections::Rect;
 use kafkavision::detections::meta as detections_meta;
 use kafkavision::frames_wanted::FramesWanted;
 use kafkavision::meta::{RecordMeta, capture_time};
-use kafkavision::per_run::PerRun;
+use kafkavision::per_run::{COUNTERS, PerRun, counters};
 
 const DEFAULT_CONF_THRESHOLD: f64 = 0.25;
 const DEFAULT_IOU_THRESHOLD: f64 = 0.45;
@@ -647,6 +647,17 @@ impl YoloDetect {
             .field("execution-provider", *s.provider.lock().unwrap())
             .field("streams", load(&s.streams))
             .field("streams-retired", load(&s.streams_retired))
+            .field(
+                COUNTERS,
+                counters(&[
+                    "frames-in",
+                    "inferred",
+                    "skipped",
+                    "skipped-still",
+                    "dropped",
+                    "streams-retired",
+                ]),
+            )
             .build()
     }
 
