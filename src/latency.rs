@@ -87,6 +87,61 @@ impl Histogram {
     }
 }
 
+/// A camera not heard of for this long is forgotten by [`ByCamera`], so that the series of
+/// cameras that retired go away.
+pub const CAMERA_RETIREMENT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Figures per camera (a record key), bounded: cameras silent for [`CAMERA_RETIREMENT`] go.
+#[derive(Debug)]
+pub struct ByCamera<T>(std::collections::BTreeMap<String, (T, std::time::Instant)>);
+
+impl<T> Default for ByCamera<T> {
+    fn default() -> Self {
+        ByCamera(std::collections::BTreeMap::new())
+    }
+}
+
+impl<T: Default> ByCamera<T> {
+    /// The camera's figures, heard of now.
+    pub fn heard(&mut self, camera: &str) -> &mut T {
+        let now = std::time::Instant::now();
+        if !self.0.contains_key(camera) {
+            self.0
+                .retain(|_, (_, heard)| now.duration_since(*heard) < CAMERA_RETIREMENT);
+        }
+        let entry = self
+            .0
+            .entry(camera.to_string())
+            .or_insert_with(|| (T::default(), now));
+        entry.1 = now;
+        &mut entry.0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
+        self.0
+            .iter()
+            .map(|(camera, (figures, _))| (camera, figures))
+    }
+}
+
+impl ByCamera<Histogram> {
+    /// For `stats`: an array of structures named `camera`, each with `camera` and the
+    /// histogram in `field`.
+    #[cfg(feature = "gst")]
+    pub fn to_stats(&self, field: &str) -> gst::Array {
+        use gst::prelude::ToSendValue;
+        self.iter()
+            .map(|(camera, histogram)| {
+                gst::Structure::builder("camera")
+                    .field("camera", camera)
+                    .field(field, histogram.to_structure())
+                    .build()
+                    .to_send_value()
+            })
+            .collect()
+    }
+}
+
 /// The field of a bucket in a histogram's structure: `le-<bound>` or `le-inf`.
 pub fn bucket_field(bound: f64) -> String {
     if bound.is_infinite() {

@@ -150,6 +150,20 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
         .copied()
     };
     assert_eq!(bucket("+Inf"), Some(FRAMES as f64), "{last:?}");
+    // Every hop of the worker: arrival, detections, records acknowledged by the broker.
+    for (kind, element) in [
+        ("kafkasrc", "src"),
+        ("yolodetect", "detect"),
+        ("kafkasink", "detections"),
+        ("kafkasink", "annotated"),
+    ] {
+        let series = format!("gkv_{kind}_camera_latency_ms_count{{camera=cam1,element={element}}}");
+        assert_eq!(
+            last.get(&series),
+            Some(&(FRAMES as f64)),
+            "{series}: {last:?}"
+        );
+    }
     assert!(bucket("1.0") <= bucket("1000.0"), "cumulative buckets");
     assert_eq!(
         last.get("gkv_kafkasrc_camera_frames_missing{camera=cam1,element=src}"),

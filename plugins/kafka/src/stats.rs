@@ -43,4 +43,10 @@ pub mod kafkasink {
     pub const NAME: &str = "kafkasink-stats";
     /// Records the broker acknowledged so far: the sink's progress.
     pub const RECORDS_SENT: &str = "records-sent";
+    /// An array of structures named `camera`, one per record key heard of in the last ten
+    /// minutes: `camera` and [`LATENCY_MS`].
+    pub use super::kafkasrc::CAMERAS;
+    /// Capture to the broker's acknowledgement of the record, a histogram structure
+    /// (`kafkavision::latency`), for records that carry a capture time.
+    pub use super::kafkasrc::LATENCY_MS;
 }

@@ -485,6 +485,14 @@ impl KafkaSink {
             .field("streams", streams)
             .field(fields::BROKER_DOWN_MS, self.health.broker_down_ms())
             .field(
+                fields::CAMERAS,
+                deliveries
+                    .latency
+                    .lock()
+                    .unwrap()
+                    .to_stats(fields::LATENCY_MS),
+            )
+            .field(
                 COUNTERS,
                 counters(&[
                     fields::RECORDS_SENT,

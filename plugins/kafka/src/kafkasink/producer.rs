@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
+use kafkavision::latency::{ByCamera, Histogram};
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -45,6 +46,9 @@ pub struct Deliveries {
     pub bytes: AtomicU64,
     pub failures: AtomicU64,
     pub dropped: AtomicU64,
+    /// Per camera (record key): capture to the broker's acknowledgement, for records that
+    /// carry a capture time.
+    pub latency: Mutex<ByCamera<Histogram>>,
     first_failure: Mutex<Option<String>>,
 }
 
@@ -91,6 +95,19 @@ impl ClientContext for SinkContext {
     }
 }
 
+/// The capture time (Unix ms) a written record carries in its envelope.
+fn capture_time_ms(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<i64> {
+    use rdkafka::Message;
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    let value = headers
+        .iter()
+        .find(|h| h.key == kafkavision::envelope::header::CAPTURE_TIME)?
+        .value?;
+    let ns: u64 = std::str::from_utf8(value).ok()?.parse().ok()?;
+    Some((ns / 1_000_000) as i64)
+}
+
 /// The token of the `kafkasrc` record a record was written from, if any: the source may
 /// commit that record once this one is delivered.
 type Source = Box<Option<ReleaseToken>>;
@@ -106,6 +123,15 @@ impl ProducerContext for SinkContext {
                 self.deliveries
                     .bytes
                     .fetch_add(message.payload_len() as u64, Ordering::Relaxed);
+                if let Some(capture_ms) = capture_time_ms(message) {
+                    let camera = message
+                        .key()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default();
+                    let age_ms = kafkavision::clock::unix_time_ms() - capture_ms;
+                    let mut latency = self.deliveries.latency.lock().unwrap();
+                    latency.heard(&camera).observe(age_ms as f64);
+                }
             }
             Err((err, message)) => {
                 if let Some(token) = source.as_ref() {

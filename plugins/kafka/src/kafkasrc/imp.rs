@@ -505,7 +505,7 @@ impl KafkaSrc {
                         .to_send_value()
                 })
                 .collect();
-            (cameras.totals().0, per_camera)
+            (cameras.missing(), per_camera)
         };
         gst::Structure::builder(fields::NAME)
             .field("records-received", load(&stats.records))

@@ -4,17 +4,13 @@
 //! A stream is one run of a sink: a camera that restarts starts a new stream, which is a
 //! restart, not a loss.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
 
-use kafkavision::latency::Histogram;
+use kafkavision::latency::{ByCamera, Histogram};
 
 /// How far back (in frames) a stream remembers which numbers it is missing: a frame
 /// further back than this that arrives again counts as duplicated.
 pub const WINDOW: u64 = 4096;
-
-/// A camera not heard of for this long has its figures (and series) dropped.
-pub const CAMERA_RETIREMENT: Duration = Duration::from_secs(600);
 
 /// How one frame's number compares with those seen before in its stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -71,43 +67,23 @@ impl Sequence {
 }
 
 /// One camera's figures since the source started.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CameraFigures {
     pub missing: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
     /// Capture (else the sink's time, else the Kafka timestamp) to arrival here.
     pub latency: Histogram,
-    last_heard: Instant,
-}
-
-impl Default for CameraFigures {
-    fn default() -> Self {
-        CameraFigures {
-            missing: 0,
-            duplicated: 0,
-            out_of_order: 0,
-            latency: Histogram::default(),
-            last_heard: Instant::now(),
-        }
-    }
 }
 
 /// Every camera's figures, by camera (the record key, else the stream id).
 #[derive(Debug, Default)]
-pub struct Cameras(BTreeMap<String, CameraFigures>);
+pub struct Cameras(ByCamera<CameraFigures>);
 
 impl Cameras {
-    /// The camera's figures, heard of now; cameras silent for [`CAMERA_RETIREMENT`] go.
+    /// The camera's figures, heard of now; cameras silent for ten minutes go.
     pub fn heard(&mut self, camera: &str) -> &mut CameraFigures {
-        let now = Instant::now();
-        if !self.0.contains_key(camera) {
-            self.0
-                .retain(|_, figures| now.duration_since(figures.last_heard) < CAMERA_RETIREMENT);
-        }
-        let figures = self.0.entry(camera.to_string()).or_default();
-        figures.last_heard = now;
-        figures
+        self.0.heard(camera)
     }
 
     /// Counts one arrival of `camera`'s stream.
@@ -128,11 +104,9 @@ impl Cameras {
         self.0.iter()
     }
 
-    /// Totals over the cameras still known: (missing, duplicated, out of order).
-    pub fn totals(&self) -> (u64, u64, u64) {
-        self.0.values().fold((0, 0, 0), |(m, d, o), f| {
-            (m + f.missing, d + f.duplicated, o + f.out_of_order)
-        })
+    /// Frames missing over the cameras still known.
+    pub fn missing(&self) -> u64 {
+        self.0.iter().map(|(_, f)| f.missing).sum()
     }
 }
 
@@ -185,6 +159,6 @@ mod tests {
             .map(|(camera, f)| (camera.as_str(), f.missing, f.duplicated, f.out_of_order))
             .collect();
         assert_eq!(figures, [("cam1", 1, 0, 1), ("cam2", 0, 1, 0)]);
-        assert_eq!(cameras.totals(), (1, 1, 1));
+        assert_eq!(cameras.missing(), 1);
     }
 }

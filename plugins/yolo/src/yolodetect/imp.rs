@@ -63,6 +63,7 @@ use super::streams::{MAX_STREAMS, Pace, Streams};
 use kafkavision::detections::Rect;
 use kafkavision::detections::meta as detections_meta;
 use kafkavision::frames_wanted::FramesWanted;
+use kafkavision::latency::{ByCamera, Histogram};
 use kafkavision::meta::{RecordMeta, capture_time};
 use kafkavision::per_run::{COUNTERS, PerRun, counters};
 
@@ -248,6 +249,9 @@ struct Stats {
     streams_retired: AtomicU64,
     /// The execution provider that runs the model (its nick), once started.
     provider: Mutex<&'static str>,
+    /// Per camera (record key): capture to detections, for inferred frames that carry a
+    /// capture time.
+    latency: Mutex<ByCamera<Histogram>>,
 }
 
 struct State {
@@ -647,6 +651,7 @@ impl YoloDetect {
             .field("execution-provider", *s.provider.lock().unwrap())
             .field("streams", load(&s.streams))
             .field("streams-retired", load(&s.streams_retired))
+            .field("cameras", s.latency.lock().unwrap().to_stats("latency-ms"))
             .field(
                 COUNTERS,
                 counters(&[
@@ -996,6 +1001,12 @@ impl BaseTransformImpl for YoloDetect {
             stream.inferred(time_ns);
             let done = Instant::now();
             stats.inferred.fetch_add(1, Ordering::Relaxed);
+            if let Some(captured_ns) = capture_time(buffer) {
+                let camera = record.as_ref().and_then(|r| r.key.as_deref()).unwrap_or("");
+                let age_ms = kafkavision::clock::unix_time_ms() - (captured_ns / 1_000_000) as i64;
+                let mut latency = stats.latency.lock().unwrap();
+                latency.heard(camera).observe(age_ms as f64);
+            }
             stats
                 .infer_us
                 .fetch_add(us(pre_done, infer_done), Ordering::Relaxed);
