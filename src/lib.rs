@@ -13,6 +13,7 @@
 //! - [`identity`]: ids that come out the same when the same thing is computed again
 //!   (an event's `event_id`, track ids), on every machine.
 //! - [`latency`]: capture-to-here latency histograms with the same bounds everywhere.
+//! - [`sequence`]: frames missing, repeated and late in a stream, from `gkv-seq`.
 //! - [`per_run`]: the counters behind an element's `stats`, fresh at each start.
 //! - [`frames_wanted`] (feature `gst`): how often a stage downstream uses a camera's
 //!   frames, so that a decoder upstream decodes no more than that.
@@ -31,5 +32,6 @@ pub mod latency;
 #[cfg(feature = "gst")]
 pub mod meta;
 pub mod per_run;
+pub mod sequence;
 
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, Flags, RecordKind};

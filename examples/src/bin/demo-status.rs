@@ -3,7 +3,11 @@
 //! frames detected, the detector group's lag, detections per second and frames per second
 //! of each worker (from the `NAME-PID-CAMERA` streams `detector-worker` writes), event
 //! records per second, the line crossings counted since it started, and restarts of
-//! supervised processes (lines a supervisor appends to `--restarts FILE`).
+//! supervised processes (lines a supervisor appends to `--restarts FILE`); the detector
+//! group's lag also in seconds (since the capture of the oldest frame it has not finished).
+//! Then a line per camera, measured from the records as any reader sees them: latency from
+//! capture to each topic (frames, detections, events) as p50/p99 since it started, and
+//! the frames lost, duplicated and late in the frames topic (from `gkv-seq`).
 //!
 //! `demo-status --brokers B [--frames-topic frames] [--annotated-topic annotated]
 //!  [--detections-topic detections] [--events-topic events] [--group detectors] [--every 2]`
@@ -14,7 +18,10 @@ use gst_kafka_vision_examples::{Args, KafkaClient};
 use std::collections::BTreeMap;
 
 use kafkavision::detections::FrameDetections;
+use kafkavision::envelope::Envelope;
 use kafkavision::events::{Event, EventKind};
+use kafkavision::latency::Histogram;
+use kafkavision::sequence::{Arrival, Sequence};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -78,6 +85,63 @@ fn worker_of(message: &rdkafka::message::BorrowedMessage<'_>) -> String {
     }
 }
 
+/// What one camera's records told so far.
+#[derive(Default)]
+struct CameraStatus {
+    /// Capture to the record being readable, per topic: frames, detections, events.
+    hops: [Histogram; 3],
+    /// Per stream (one run of the camera's sink): the frame numbers seen.
+    streams: BTreeMap<String, Sequence>,
+    lost: u64,
+    duplicated: u64,
+    late: u64,
+}
+
+impl CameraStatus {
+    fn line(&self, camera: &str) -> String {
+        let hops: Vec<String> = ["frames", "detections", "events"]
+            .iter()
+            .zip(&self.hops)
+            .filter(|(_, histogram)| histogram.count() > 0)
+            .map(|(hop, histogram)| {
+                let ms = |q| histogram.quantile(q).map_or(0.0, |v| v);
+                format!("{hop} p50 {:.0} ms p99 {:.0} ms", ms(0.5), ms(0.99))
+            })
+            .collect();
+        format!(
+            "  {camera}: {} | frames lost {}, duplicated {}, late {}",
+            hops.join(", "),
+            self.lost,
+            self.duplicated,
+            self.late
+        )
+    }
+}
+
+/// The record's envelope, if it has one.
+fn envelope_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Envelope> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    Envelope::from_headers(headers.iter().map(|h| (h.key, h.value))).ok()?
+}
+
+/// The capture time (Unix ms) of the record at `offset`, read with `reader`.
+fn captured_at(reader: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .ok()?;
+    reader.assign(&tpl).ok()?;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) {
+            let envelope = envelope_of(&message)?;
+            let ns = envelope.capture_time_ns.or(envelope.sink_time_ns)?;
+            return Some((ns / 1_000_000) as i64);
+        }
+    }
+    None
+}
+
 fn run() -> Result<(), String> {
     let args = Args::parse(USAGE);
     let client = KafkaClient::from_args(&args)?;
@@ -91,6 +155,16 @@ fn run() -> Result<(), String> {
     // Reads new detections records to count detections per second.
     let reader = consumer(&client, "demo-status")?;
     let (mut tpl, _) = written(&reader, &detections_topic)?;
+    // And new frames, for their latency and sequence numbers.
+    if let Ok((frames, _)) = written(&reader, &frames_topic) {
+        for e in frames.elements() {
+            tpl.add_partition_offset(e.topic(), e.partition(), e.offset())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    // Reads the oldest frame the detector group has not finished, for its age.
+    let oldest_reader = consumer(&client, "demo-status-lag")?;
+    let mut cameras: BTreeMap<String, CameraStatus> = BTreeMap::new();
     // And new events, when the workers count lines (the topic may not exist).
     let events_topic = args.get("events-topic", "events");
     if let Ok((events, _)) = written(&reader, &events_topic) {
@@ -115,6 +189,51 @@ fn run() -> Result<(), String> {
                 continue;
             };
             let payload = message.payload().unwrap_or_default();
+            let envelope = envelope_of(&message);
+            let camera = message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default();
+            let hop = if message.topic() == frames_topic {
+                0
+            } else if message.topic() == events_topic {
+                2
+            } else {
+                1
+            };
+            if let Some(envelope) = &envelope
+                && !camera.is_empty()
+            {
+                let status = cameras.entry(camera.clone()).or_default();
+                if let Some(ns) = envelope.capture_time_ns {
+                    let age_ms = kafkavision::clock::unix_time_ms() - (ns / 1_000_000) as i64;
+                    status.hops[hop].observe(age_ms as f64);
+                }
+                if hop == 0 {
+                    let arrival = status
+                        .streams
+                        .entry(envelope.stream_id.clone())
+                        .or_insert_with(|| Sequence::starting_at(envelope.seq))
+                        .arrive(envelope.seq);
+                    match arrival {
+                        Arrival::Next => {}
+                        Arrival::After { missing } => status.lost += missing,
+                        Arrival::Duplicate => status.duplicated += 1,
+                        Arrival::Late => {
+                            status.lost = status.lost.saturating_sub(1);
+                            status.late += 1;
+                        }
+                    }
+                    // A camera restarted a few times keeps a few streams, not all.
+                    while status.streams.len() > 8 {
+                        let oldest = status.streams.keys().next().cloned().unwrap_or_default();
+                        status.streams.remove(&oldest);
+                    }
+                }
+            }
+            if hop == 0 {
+                continue;
+            }
             if message.topic() == events_topic {
                 if let Ok(event) = Event::from_json(payload) {
                     events += 1;
@@ -135,6 +254,7 @@ fn run() -> Result<(), String> {
         let committed = group
             .committed_offsets(frames_tpl.clone(), Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
+        let mut oldest_waiting_ms: Option<i64> = None;
         let lag: i64 = frames_tpl
             .elements()
             .iter()
@@ -145,9 +265,17 @@ fn run() -> Result<(), String> {
                     .and_then(|c| c.offset().to_raw())
                     .filter(|o| *o >= 0)
                     .unwrap_or(0);
+                if high > done
+                    && let Some(at) = captured_at(&oldest_reader, e.topic(), e.partition(), done)
+                {
+                    oldest_waiting_ms = Some(oldest_waiting_ms.map_or(at, |o| o.min(at)));
+                }
                 (high - done).max(0)
             })
             .sum();
+        let lag_seconds = oldest_waiting_ms.map_or(0.0, |at| {
+            (kafkavision::clock::unix_time_ms() - at) as f64 / 1000.0
+        });
         let secs = every.as_secs_f64();
         let workers: Vec<String> = per_worker
             .iter()
@@ -164,7 +292,8 @@ fn run() -> Result<(), String> {
             .collect();
         println!(
             "[{:>5.0} s] published {published} ({:.1}/s) | detected {detected} ({:.1}/s) | \
-             detector lag {lag} | {:.1} detections/s | {:.1} events/s{}{}{}",
+             detector lag {lag} frames ({lag_seconds:.1} s) | {:.1} detections/s | \
+             {:.1} events/s{}{}{}",
             started.elapsed().as_secs_f64(),
             (published - last_published) as f64 / secs,
             (detected - last_detected) as f64 / secs,
@@ -186,6 +315,9 @@ fn run() -> Result<(), String> {
                 format!(" | restarted: {}", restarts.join(", "))
             }
         );
+        for (camera, status) in &cameras {
+            println!("{}", status.line(camera));
+        }
         (last_published, last_detected) = (published, detected);
         if count > 0 && round >= count {
             break;
