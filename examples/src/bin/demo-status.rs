@@ -6,7 +6,7 @@
 //! supervised processes (lines a supervisor appends to `--restarts FILE`); the detector
 //! group's lag also in seconds (since the capture of the oldest frame it has not finished).
 //! Then a line per camera, measured from the records as any reader sees them: latency from
-//! capture to each topic (frames, detections, events) as p50/p99 since it started, and
+//! capture to each topic (frames, detections, events) as p50/p99 over the last 15 rounds, and
 //! the frames lost, duplicated and late in the frames topic (from `gkv-seq`).
 //!
 //! `demo-status --brokers B [--frames-topic frames] [--annotated-topic annotated]
@@ -33,8 +33,13 @@ const USAGE: &str = concat!(
 );
 
 fn consumer(client: &KafkaClient, group: &str) -> Result<BaseConsumer, String> {
+    // librdkafka's default fetch wait (500 ms) would be most of the latency it measures.
     client
-        .rdkafka_config(&[("group.id", group), ("enable.auto.commit", "false")])
+        .rdkafka_config(&[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("fetch.wait.max.ms", "20"),
+        ])
         .create()
         .map_err(|e| e.to_string())
 }
@@ -85,11 +90,15 @@ fn worker_of(message: &rdkafka::message::BorrowedMessage<'_>) -> String {
     }
 }
 
+/// Rounds the latency quantiles cover: the start-up backlog should not weigh forever.
+const LATENCY_ROUNDS: usize = 15;
+
 /// What one camera's records told so far.
 #[derive(Default)]
 struct CameraStatus {
-    /// Capture to the record being readable, per topic: frames, detections, events.
-    hops: [Histogram; 3],
+    /// Capture to the record being readable, per topic (frames, detections, events), per
+    /// round, the newest last; at most [`LATENCY_ROUNDS`].
+    rounds: std::collections::VecDeque<[Histogram; 3]>,
     /// Per stream (one run of the camera's sink): the frame numbers seen.
     streams: BTreeMap<String, Sequence>,
     lost: u64,
@@ -98,10 +107,32 @@ struct CameraStatus {
 }
 
 impl CameraStatus {
+    fn observe(&mut self, hop: usize, ms: f64) {
+        if self.rounds.is_empty() {
+            self.rounds.push_back(Default::default());
+        }
+        if let Some(round) = self.rounds.back_mut() {
+            round[hop].observe(ms);
+        }
+    }
+
+    fn next_round(&mut self) {
+        self.rounds.push_back(Default::default());
+        while self.rounds.len() > LATENCY_ROUNDS {
+            self.rounds.pop_front();
+        }
+    }
+
     fn line(&self, camera: &str) -> String {
+        let mut hops: [Histogram; 3] = Default::default();
+        for round in &self.rounds {
+            for (all, one) in hops.iter_mut().zip(round) {
+                all.merge(one);
+            }
+        }
         let hops: Vec<String> = ["frames", "detections", "events"]
             .iter()
-            .zip(&self.hops)
+            .zip(&hops)
             .filter(|(_, histogram)| histogram.count() > 0)
             .map(|(hop, histogram)| {
                 let ms = |q| histogram.quantile(q).map_or(0.0, |v| v);
@@ -207,7 +238,7 @@ fn run() -> Result<(), String> {
                 let status = cameras.entry(camera.clone()).or_default();
                 if let Some(ns) = envelope.capture_time_ns {
                     let age_ms = kafkavision::clock::unix_time_ms() - (ns / 1_000_000) as i64;
-                    status.hops[hop].observe(age_ms as f64);
+                    status.observe(hop, age_ms as f64);
                 }
                 if hop == 0 {
                     let arrival = status
@@ -315,8 +346,9 @@ fn run() -> Result<(), String> {
                 format!(" | restarted: {}", restarts.join(", "))
             }
         );
-        for (camera, status) in &cameras {
+        for (camera, status) in &mut cameras {
             println!("{}", status.line(camera));
+            status.next_round();
         }
         (last_published, last_detected) = (published, detected);
         if count > 0 && round >= count {

@@ -290,7 +290,9 @@ def cmd_create_topic(args):
     except KafkaException as e:
         if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             fail(f"creating topic {args.topic!r}: {e}")
-        emit({"exists": args.topic})
+        metadata = admin.list_topics(args.topic, timeout=10).topics.get(args.topic)
+        partitions = len(metadata.partitions) if metadata is not None else None
+        emit({"exists": args.topic, "partitions": partitions})
 
 
 def main():
