@@ -22,7 +22,10 @@ use rdkafka::producer::{
 };
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use testkit::{client_config, try_create_topic, unique_name};
+use testkit::{client_config, try_create_topic_with, unique_name};
+
+/// Topics hold raw 720p frames (1.4 MB): above a broker's 1 MB default.
+const LARGE_RECORDS: &[(&str, &str)] = &[("max.message.bytes", "4000000")];
 
 /// kafkasrc's defaults without a group (librdkafka needs a group id for assign()).
 const BARE_CONSUMER_CONFIG: &str =
@@ -275,8 +278,8 @@ fn throughput(
         eprintln!("{name}: round {}/{}", round + 1, options.rounds);
         let ours = unique_name("bench-ours");
         let bare = unique_name("bench-bare");
-        try_create_topic(&options.brokers, "", &ours, 1)?;
-        try_create_topic(&options.brokers, "", &bare, 1)?;
+        try_create_topic_with(&options.brokers, "", &ours, 1, LARGE_RECORDS)?;
+        try_create_topic_with(&options.brokers, "", &bare, 1, LARGE_RECORDS)?;
         // Alternate who goes first, so neither always gets the warmer broker.
         if round % 2 == 0 {
             sink_s.push(sink_produce(&options.brokers, &ours, caps, buffer, n)?);
@@ -320,7 +323,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Milliseconds from `kafkasink` receiving a frame to `kafkasrc` pushing it, at 30 frames/s.
 fn element_latency(options: &Options) -> Result<Vec<f64>, String> {
     let topic = unique_name("bench-latency");
-    try_create_topic(&options.brokers, "", &topic, 1)?;
+    try_create_topic_with(&options.brokers, "", &topic, 1, LARGE_RECORDS)?;
     let frames = options.latency_seconds * 30;
     let reader = harness::pipeline(
         "kafkasrc name=src stop-on-eos=true ! appsink name=out sync=false",
@@ -394,7 +397,7 @@ fn element_latency(options: &Options) -> Result<Vec<f64>, String> {
 /// header, a consumer measuring on arrival.
 fn bare_latency(options: &Options, bytes: &[u8]) -> Result<Vec<f64>, String> {
     let topic = unique_name("bench-latency-bare");
-    try_create_topic(&options.brokers, "", &topic, 1)?;
+    try_create_topic_with(&options.brokers, "", &topic, 1, LARGE_RECORDS)?;
     let frames = options.latency_seconds * 30;
     let consumer: BaseConsumer = client_config(&options.brokers, BARE_CONSUMER_CONFIG)?
         .create()
