@@ -244,10 +244,13 @@ fn run() -> Result<(), String> {
                     let arrival = status
                         .streams
                         .entry(envelope.stream_id.clone())
-                        .or_insert_with(|| Sequence::starting_at(envelope.seq))
-                        .arrive(envelope.seq);
+                        .or_insert_with(|| Sequence::starting_at(envelope.seq, message.partition()))
+                        .arrive(envelope.seq, message.partition());
                     match arrival {
                         Arrival::Next => {}
+                        Arrival::Unordered { retracted } => {
+                            status.lost = status.lost.saturating_sub(retracted)
+                        }
                         Arrival::After { missing } => status.lost += missing,
                         Arrival::Duplicate => status.duplicated += 1,
                         Arrival::Late => {

@@ -31,6 +31,9 @@ impl Cameras {
         let figures = self.heard(camera);
         match arrival {
             Arrival::Next => {}
+            Arrival::Unordered { retracted } => {
+                figures.missing = figures.missing.saturating_sub(*retracted)
+            }
             Arrival::After { missing } => figures.missing += missing,
             Arrival::Duplicate => figures.duplicated += 1,
             Arrival::Late => {
