@@ -190,6 +190,13 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
     }
     let stats = http_get(&address, "/stats");
     assert!(stats.contains("\"duplicate_events_dropped\":3"), "{stats}");
+    // Per camera, what its kafkasrc tells: latency from capture, nothing lost.
+    assert!(stats.contains("\"latency_p99_ms\":"), "{stats}");
+    assert!(!stats.contains("\"latency_p99_ms\":null"), "{stats}");
+    assert!(
+        stats.contains("\"frames_lost\":0,\"frames_duplicated\":0,\"frames_late\":0"),
+        "{stats}"
+    );
     // Whatever numbers the tracker gives.
     let tracked = stats
         .split("\"track_id\":")
@@ -219,6 +226,11 @@ fn the_viewer_page_shows_live_frames_with_boxes_in_chromium() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     assert!(frames > 0, "frame counter in the page: {dom}");
+    // The camera table: latency p50 / p99 from capture, and lost / repeated / late frames.
+    assert!(
+        dom.contains("<td>0 / 0 / 0</td>") && dom.contains("capture to here p50 / p99 ms"),
+        "per-camera latency and loss in the page: {dom}"
+    );
 
     // A screenshot shows the boxes yolodetect drew (class 32's colour, 255/56/56).
     let shot = profile.join("shot.png");

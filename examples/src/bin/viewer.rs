@@ -164,11 +164,57 @@ struct CameraJson<'a> {
     offset: i64,
     seq: Option<u64>,
     jpeg_bytes: usize,
+    /// Capture to arrival here (the detector's output, read by the viewer): p50 and p99
+    /// since the viewer started, from its `kafkasrc`'s histogram.
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    /// Frames missing, repeated and late in the topic the viewer reads (`gkv-seq`).
+    frames_lost: u64,
+    frames_duplicated: u64,
+    frames_late: u64,
     /// Detections of the latest frame per label.
     counts: BTreeMap<&'a str, u32>,
     /// Crossings per line.
     crossings: BTreeMap<&'a str, CrossingsJson>,
     detections: Vec<DetectionJson<'a>>,
+}
+
+/// What the viewer's `kafkasrc` tells of one camera.
+#[derive(Clone, Copy, Default)]
+struct SourceCamera {
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    lost: u64,
+    duplicated: u64,
+    late: u64,
+}
+
+/// Per camera, from the `cameras` array of `kafkasrc`'s `stats`.
+fn source_cameras(stats: &gst::Structure) -> BTreeMap<String, SourceCamera> {
+    use kafkavision::latency::{buckets_of, quantile_of};
+    let Ok(cameras) = stats.get::<gst::Array>("cameras") else {
+        return BTreeMap::new();
+    };
+    cameras
+        .iter()
+        .filter_map(|value| value.get::<gst::Structure>().ok())
+        .filter_map(|camera| {
+            let name = camera.get::<String>("camera").ok()?;
+            let buckets = camera
+                .get::<gst::Structure>("latency-ms")
+                .map(|h| buckets_of(&h))
+                .unwrap_or_default();
+            let count = |field: &str| camera.get::<u64>(field).unwrap_or(0);
+            let figures = SourceCamera {
+                p50_ms: quantile_of(&buckets, 0.5),
+                p99_ms: quantile_of(&buckets, 0.99),
+                lost: count("frames-missing"),
+                duplicated: count("frames-duplicated"),
+                late: count("frames-out-of-order"),
+            };
+            Some((name, figures))
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -349,6 +395,7 @@ impl Shared {
     fn stats_json(&self) -> Vec<u8> {
         let kafka = self.source.property::<gst::Structure>("stats");
         let kafka_field = |name: &str| kafka.get::<u64>(name).unwrap_or(0);
+        let per_camera = source_cameras(&kafka);
         let now = Instant::now();
         let state = self.state.lock().unwrap();
         let cameras = state
@@ -371,6 +418,7 @@ impl Shared {
                         (line, counts)
                     })
                     .collect();
+                let source = per_camera.get(name.as_str()).copied().unwrap_or_default();
                 let camera = CameraJson {
                     frames: cam.frames,
                     fps: rounded(cam.fps(now), 1),
@@ -382,6 +430,11 @@ impl Shared {
                     offset: cam.offset,
                     seq: cam.seq,
                     jpeg_bytes: cam.jpeg.len(),
+                    latency_p50_ms: source.p50_ms.map(|v| rounded(v, 1)),
+                    latency_p99_ms: source.p99_ms.map(|v| rounded(v, 1)),
+                    frames_lost: source.lost,
+                    frames_duplicated: source.duplicated,
+                    frames_late: source.late,
                     counts,
                     crossings,
                     detections: cam.detections.iter().map(DetectionJson::of).collect(),
