@@ -2,7 +2,9 @@
 //! The camera simulator and the publisher, as real processes against the broker that
 //! `scripts/test` started (KAFKA_BROKERS): 30 frames arrive decodable; the publisher
 //! survives a camera restart (two streams in Kafka, both decodable); without retries a
-//! lost camera fails clearly; a missing topic is fatal.
+//! lost camera fails clearly; a missing topic is fatal; the README's one-line
+//! `gst-launch-1.0` camera publishes, ends when the camera goes away and publishes a new
+//! stream when run again.
 //!
 //! Every child process sits in a guard that kills it on drop, so a failing test leaves
 //! nothing behind.
@@ -447,4 +449,112 @@ fn a_missing_topic_is_fatal_with_kafkasinks_message() {
         "{log}"
     );
     assert!(!log.contains("reconnecting"), "{log}");
+}
+
+// ---- the README's gst-launch line ---------------------------------------------------
+
+/// The words of the README's "An RTSP camera in one gst-launch line" command, after
+/// `gst-launch-1.0`, continuation lines joined, the camera URL, brokers and topic made
+/// this test's.
+fn readme_rtsp_line(url: &str, topic: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(testkit::repo().join("examples/README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .find(|block| block.starts_with("gst-launch-1.0 -e rtspsrc "))
+        .expect("examples/README.md has the rtspsrc line");
+    let block = &block[..block.find("```").unwrap()];
+    let words: Vec<String> = block
+        .lines()
+        .flat_map(|line| line.trim_end_matches('\\').split_whitespace())
+        .skip(1)
+        .map(|word| match word {
+            "location=rtsp://127.0.0.1:8554/cam1" => format!("location={url}"),
+            "brokers=127.0.0.1:9092" => format!("brokers={}", brokers()),
+            "topic=frames" => format!("topic={topic}"),
+            other => other.to_string(),
+        })
+        .collect();
+    let line = words.join(" ");
+    assert!(
+        !line.contains(":8554") && !line.contains(":9092") && line.contains(topic),
+        "{line}"
+    );
+    words
+}
+
+fn gst_launch(words: &[String]) -> Running {
+    let args: Vec<&str> = words.iter().map(String::as_str).collect();
+    Running::start("gst-launch-1.0", &args)
+}
+
+/// The README's line run by `gst-launch-1.0` as written: it publishes the camera; when the
+/// camera goes away `rtspsrc` ends the stream and gst-launch exits with status 0 (so a unit
+/// restarting only on failure would not bring it back); started while the camera is still
+/// away it fails; run again once the camera is back, it publishes a new stream of the key
+/// from a keyframe. Both streams are complete in the topic.
+#[test]
+fn the_readmes_rtsp_line_publishes_a_camera_and_comes_back_when_run_again() {
+    let (mut camera, urls) = camera_sim(1, 0);
+    let port = port_of(&urls[0]);
+    let topic = unique("camera-readme");
+    create_topic(&topic, 1);
+    let line = readme_rtsp_line(&urls[0], &topic);
+    let mut launch = gst_launch(&line);
+    let records = read_until(&topic, 1, Duration::from_secs(30), |r| r.len() >= 10);
+    assert!(
+        records.len() >= 10,
+        "{} records:\n{}",
+        records.len(),
+        launch.stderr()
+    );
+
+    // The camera goes away: rtspsrc (TCP) sees the connection close and ends the stream.
+    let gone = Instant::now();
+    camera.kill();
+    let status = launch.wait(Duration::from_secs(30));
+    eprintln!(
+        "gst-launch ended {:?} after the camera went away: {status}",
+        gone.elapsed()
+    );
+    assert!(status.success(), "{status}:\n{}", launch.stderr());
+    assert!(
+        launch.lines().iter().any(|l| l.contains("EOS")),
+        "{:?}",
+        launch.lines()
+    );
+
+    // Started again while the camera is away: an error, a failed exit.
+    let mut early = gst_launch(&line);
+    let status = early.wait(Duration::from_secs(60));
+    assert!(!status.success(), "started without its camera: {status}");
+    eprintln!("without its camera: {status}: {}", early.stderr());
+
+    // The camera is back: the same line publishes again (a new stream of key cam1).
+    let (_camera, _) = camera_sim(1, port);
+    let mut again = gst_launch(&line);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = read_until(&topic, 1, Duration::from_secs(5), |_| false);
+        if by_stream(&records).len() == 2 && by_stream(&records)[1].1.len() >= 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second stream:\n{}",
+            again.stderr()
+        );
+    }
+    testkit::interrupt(again.child.id());
+    assert!(
+        again.wait(Duration::from_secs(30)).success(),
+        "{}",
+        again.stderr()
+    );
+
+    let records = read_until(&topic, 1, Duration::from_secs(5), |_| false);
+    let streams = by_stream(&records);
+    assert_eq!(streams.len(), 2, "one stream per run of the line");
+    for (id, records) in &streams {
+        check_stream(id, records, "cam1");
+    }
 }
