@@ -12,6 +12,7 @@
 //! `demo-status --brokers B [--frames-topic frames] [--annotated-topic annotated]
 //!  [--detections-topic detections] [--events-topic events] [--group detectors] [--every 2]`
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gst_kafka_vision_examples::{Args, KafkaClient};
@@ -23,6 +24,7 @@ use kafkavision::events::{Event, EventKind};
 use kafkavision::latency::Histogram;
 use kafkavision::sequence::{Arrival, Sequence};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 const USAGE: &str = concat!(
@@ -68,7 +70,7 @@ fn written(consumer: &BaseConsumer, topic: &str) -> Result<(TopicPartitionList, 
 
 /// The worker that wrote a record: its `gkv-stream` header `NAME-PID-CAMERA` without the
 /// camera (the record key) and the pid.
-fn worker_of(message: &rdkafka::message::BorrowedMessage<'_>) -> String {
+fn worker_of(message: &impl Message) -> String {
     use rdkafka::message::Headers;
     let stream = message
         .headers()
@@ -150,10 +152,29 @@ impl CameraStatus {
 }
 
 /// The record's envelope, if it has one.
-fn envelope_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Envelope> {
+fn envelope_of(message: &impl Message) -> Option<Envelope> {
     use rdkafka::message::Headers;
     let headers = message.headers()?;
     Envelope::from_headers(headers.iter().map(|h| (h.key, h.value))).ok()?
+}
+
+/// Polls `reader` in a thread of its own, each record with the Unix ms it arrived at: the
+/// queries each round makes (watermarks, committed offsets, the oldest frame waiting) take
+/// up to a second, and records read after them would look that much later than they are.
+fn read_in_background(reader: BaseConsumer) -> mpsc::Receiver<(OwnedMessage, i64)> {
+    // Bounded: a main loop that stalls holds back the reader, not memory.
+    let (sender, receiver) = mpsc::sync_channel(1000);
+    std::thread::spawn(move || {
+        loop {
+            if let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) {
+                let arrived_ms = kafkavision::clock::unix_time_ms();
+                if sender.send((message.detach(), arrived_ms)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
 }
 
 /// The capture time (Unix ms) of the record at `offset`, read with `reader`.
@@ -205,6 +226,7 @@ fn run() -> Result<(), String> {
         }
     }
     reader.assign(&tpl).map_err(|e| e.to_string())?;
+    let arrivals = read_in_background(reader);
     // (line, direction) -> crossings since start.
     let mut crossings: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
 
@@ -215,9 +237,13 @@ fn run() -> Result<(), String> {
         let (mut detections, mut events) = (0u64, 0u64);
         // Frames each worker detected in this window.
         let mut per_worker: BTreeMap<String, u64> = BTreeMap::new();
-        while window.elapsed() < every {
-            let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) else {
-                continue;
+        while let Some(left) = every.checked_sub(window.elapsed()) {
+            let (message, arrived_ms) = match arrivals.recv_timeout(left) {
+                Ok(arrival) => arrival,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the reader stopped".into());
+                }
             };
             let payload = message.payload().unwrap_or_default();
             let envelope = envelope_of(&message);
@@ -237,7 +263,7 @@ fn run() -> Result<(), String> {
             {
                 let status = cameras.entry(camera.clone()).or_default();
                 if let Some(ns) = envelope.capture_time_ns {
-                    let age_ms = kafkavision::clock::unix_time_ms() - (ns / 1_000_000) as i64;
+                    let age_ms = arrived_ms - (ns / 1_000_000) as i64;
                     status.observe(hop, age_ms as f64);
                 }
                 if hop == 0 {
