@@ -56,7 +56,7 @@ pub fn machine_line() -> String {
 
 /// kafkasink's producer defaults, stated for the bench's own producer too.
 pub const PRODUCER_CONFIG: &str =
-    "acks=all,enable.idempotence=true,linger.ms=5,message.max.bytes=4000000";
+    "acks=all,enable.idempotence=true,linger.ms=0,message.max.bytes=4000000";
 
 /// A reader that assigns partitions itself (librdkafka wants a group id for assign()
 /// even when nothing is committed).

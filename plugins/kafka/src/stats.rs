@@ -16,6 +16,8 @@ pub mod kafkasrc {
     pub const NAME: &str = "kafkasrc-stats";
     /// Buffers handed downstream so far: the source's progress.
     pub const BUFFERS_PUSHED: &str = "buffers-pushed";
+    /// Partitions this source reads now (its share of the group).
+    pub const PARTITIONS_ASSIGNED: &str = "partitions-assigned";
     /// Records handed downstream and not released yet.
     pub const RECORDS_IN_FLIGHT: &str = "records-in-flight";
     /// A structure: per partition (fields `partition-N`, `i64`), newest minus committed

@@ -529,7 +529,7 @@ impl KafkaSrc {
             .field(fields::RECORDS_IN_FLIGHT, in_flight)
             .field("records-failed-downstream", failed_downstream)
             .field(
-                "partitions-assigned",
+                fields::PARTITIONS_ASSIGNED,
                 stats.partitions_assigned.load(Ordering::Relaxed),
             )
             .field(fields::BROKER_DOWN_MS, self.health.broker_down_ms())
