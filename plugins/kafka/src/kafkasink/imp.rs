@@ -615,6 +615,10 @@ impl BaseSinkImpl for KafkaSink {
             // queues while a request is in flight is still sent as one batch.
             // (`scripts/bench latency`: p50 from capture to the worker 15 -> 10 ms.)
             ("linger.ms", "0"),
+            // librdkafka derives this from linger.ms (twice it): with 0, records without a
+            // key or partition would each go to a random partition. 10 ms is what it was
+            // with linger.ms=5: a burst of keyless frames stays in one partition, in order.
+            ("sticky.partitioning.linger.ms", "10"),
             // Back within a second of a broker restart, not librdkafka's 10 s backoff.
             ("reconnect.backoff.max.ms", "1000"),
             // A misspelt 'topic' is an error at start, not a new topic that brokers with
