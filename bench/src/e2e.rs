@@ -118,24 +118,9 @@ fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| format!("the pipeline did not start: {e}"))?;
-    let result = wait_eos(pipeline);
+    let result = harness::wait_eos(pipeline, 900);
     pipeline.set_state(gst::State::Null).unwrap();
     result
-}
-
-fn wait_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(900),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .ok_or("no end of stream within 15 minutes")?;
-    match msg.view() {
-        gst::MessageView::Error(e) => Err(format!("{} {:?}", e.error(), e.debug())),
-        _ => Ok(()),
-    }
 }
 
 /// How a candidate differs from the element defaults.
@@ -431,7 +416,7 @@ fn decode_ms(frames: usize) -> Result<f64, String> {
         src.push_buffer(buffer).map_err(|e| format!("{e:?}"))?;
     }
     src.end_of_stream().map_err(|e| format!("{e:?}"))?;
-    let result = wait_eos(&pipeline);
+    let result = harness::wait_eos(&pipeline, 900);
     let elapsed = started.elapsed().as_secs_f64();
     pipeline.set_state(gst::State::Null).unwrap();
     result?;

@@ -93,6 +93,24 @@ pub fn pipeline(
     Ok(pipeline)
 }
 
+/// Waits up to `seconds` for the pipeline's end of stream; its error message if one comes
+/// first.
+pub fn wait_eos(pipeline: &gst::Pipeline, seconds: u64) -> Result<(), String> {
+    use gst::prelude::*;
+    let message = pipeline
+        .bus()
+        .ok_or("a pipeline without a bus")?
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(seconds),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .ok_or(format!("no end of stream within {seconds} s"))?;
+    match message.view() {
+        gst::MessageView::Error(e) => Err(format!("{} {:?}", e.error(), e.debug())),
+        _ => Ok(()),
+    }
+}
+
 /// A value that goes into a `gst-launch-1.0` command line (soak-bench runs gst-launch
 /// processes, as users do, and gst-launch joins its arguments into one description): only
 /// plain tokens pass, so a value cannot add elements or properties.

@@ -168,23 +168,9 @@ fn sink_produce(
         src.push_buffer(frame).map_err(|e| format!("push: {e:?}"))?;
     }
     src.end_of_stream().map_err(|e| format!("eos: {e:?}"))?;
-    let result = wait_eos(&pipeline).map(|()| started.elapsed().as_secs_f64());
+    let result = harness::wait_eos(&pipeline, 300).map(|()| started.elapsed().as_secs_f64());
     pipeline.set_state(gst::State::Null).unwrap();
     result
-}
-
-fn wait_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(300),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .ok_or("timed out")?;
-    match msg.view() {
-        gst::MessageView::Error(e) => Err(format!("{} {:?}", e.error(), e.debug())),
-        _ => Ok(()),
-    }
 }
 
 /// Seconds between the first and the last of `frames` records, bare BaseConsumer.
@@ -245,7 +231,7 @@ fn src_consume(brokers: &str, topic: &str, frames: usize) -> Result<f64, String>
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| e.to_string())?;
-    let result = wait_eos(&pipeline);
+    let result = harness::wait_eos(&pipeline, 300);
     pipeline.set_state(gst::State::Null).unwrap();
     result?;
     let (first, last) = *times.lock().unwrap();
@@ -376,10 +362,10 @@ fn element_latency(options: &Options) -> Result<Vec<f64>, String> {
     writer
         .set_state(gst::State::Playing)
         .map_err(|e| e.to_string())?;
-    let written = wait_eos(&writer);
+    let written = harness::wait_eos(&writer, 300);
     writer.set_state(gst::State::Null).unwrap();
     written?;
-    let read = wait_eos(&reader);
+    let read = harness::wait_eos(&reader, 300);
     reader.set_state(gst::State::Null).unwrap();
     read?;
     let mut values: Vec<f64> = latencies

@@ -287,7 +287,7 @@ fn run_variant(
         let _ = source.end_of_stream();
     }
     for camera in &cameras {
-        wait_eos(camera)?;
+        harness::wait_eos(camera, 60)?;
     }
     let written = sinks.iter().map(sent).sum();
     let mut ack = ack_buckets(&sinks)?;
@@ -400,21 +400,6 @@ fn ack_buckets(sinks: &[gst::Element]) -> Result<Vec<(f64, u64)>, String> {
         }
     }
     Ok(total)
-}
-
-fn wait_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
-    let message = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .ok_or("a camera did not finish within 60 s")?;
-    match message.view() {
-        gst::MessageView::Error(e) => Err(format!("{} {:?}", e.error(), e.debug())),
-        _ => Ok(()),
-    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
