@@ -35,7 +35,19 @@ fn publish_cameras(topic: &str) {
 }
 
 fn publish_cameras_with(topic: &str, encoder: &str) {
+    publish_cameras_ending_after(topic, encoder, Arc::new(|| {}));
+}
+
+/// `publish_cameras_with`, running `before_end` once when the first camera ends, before
+/// any camera writes its end-of-stream record: what it writes comes before the end of the
+/// read, however slow it is.
+fn publish_cameras_ending_after(
+    topic: &str,
+    encoder: &str,
+    before_end: Arc<dyn Fn() + Send + Sync>,
+) {
     init();
+    let once = Arc::new(std::sync::Once::new());
     // Live cameras running at once: their records interleave in the one partition.
     let cameras: Vec<gst::Pipeline> = CAMERAS
         .iter()
@@ -47,11 +59,24 @@ fn publish_cameras_with(topic: &str, encoder: &str) {
                  video/x-raw,width={width},height={height},framerate=15/1 ! \
                  {encoder} ! h264parse ! \
                  video/x-h264,stream-format=byte-stream,alignment=au ! \
-                 kafkasink brokers={} topic={topic} key={key}",
+                 kafkasink name=sink brokers={} topic={topic} key={key}",
                 brokers()
             ))
         })
         .collect();
+    for camera in &cameras {
+        let (once, before_end) = (once.clone(), before_end.clone());
+        let sink_pad = camera.by_name("sink").unwrap().static_pad("sink").unwrap();
+        sink_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data
+                && event.type_() == gst::EventType::Eos
+            {
+                // The other cameras' end-of-stream waits here until it has run.
+                once.call_once(|| before_end());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
     for camera in &cameras {
         camera.set_state(gst::State::Playing).unwrap();
     }
@@ -460,11 +485,11 @@ fn parallel_cameras_decode_at_once_in_threads_of_their_own_and_in_order() {
 #[test]
 fn parallel_decoders_still_starting_finish_before_the_output_ends() {
     let topic = new_topic("decodebin-late-start", 1);
+    // Two streams of one key at the cameras' end, before their end-of-stream records (the
+    // read ends at the last of those): the second retires the first.
     let snapshots = {
         let topic = topic.clone();
-        std::thread::spawn(move || {
-            // Two streams of one key near the cameras' end: the second retires the first.
-            std::thread::sleep(Duration::from_secs(2));
+        Arc::new(move || {
             for _ in 0..2 {
                 let snapshot = launch(&format!(
                     "videotestsrc is-live=true num-buffers=1 ! \
@@ -481,8 +506,7 @@ fn parallel_decoders_still_starting_finish_before_the_output_ends() {
             }
         })
     };
-    publish_cameras(&topic);
-    snapshots.join().unwrap();
+    publish_cameras_ending_after(&topic, ENCODER, snapshots);
 
     let (mut frames, stats) = decode_prepared(
         &topic,
