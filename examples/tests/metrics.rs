@@ -143,6 +143,29 @@ fn the_worker_serves_metrics_that_match_what_was_sent_and_is_healthy() {
     assert_eq!(type_of("gkv_kafkasrc_records_in_flight"), Some("gauge"));
     assert_eq!(type_of("gkv_kafkasrc_camera_frames_missing"), Some("gauge"));
     assert_eq!(type_of("gkv_kafkasrc_camera_latency_ms"), Some("histogram"));
+    // Every element between them declares its counters too.
+    for family in [
+        "gkv_kafkadecodebin_streams_started",
+        "gkv_kafkadecodebin_frames_skipped",
+        "gkv_objecttrack_frames",
+        "gkv_objecttrack_track_ids",
+        "gkv_crossingcount_frames",
+        "gkv_detectionsconvert_detections",
+    ] {
+        assert_eq!(type_of(family), Some("counter"), "{family}");
+    }
+    assert_eq!(type_of("gkv_kafkadecodebin_streams_active"), Some("gauge"));
+    assert_eq!(type_of("gkv_objecttrack_tracks_alive"), Some("gauge"));
+    for series in [
+        "gkv_objecttrack_frames_total{element=track}",
+        "gkv_crossingcount_frames_total{element=count}",
+    ] {
+        assert_eq!(last.get(series), Some(&(FRAMES as f64)), "{series}");
+    }
+    assert_eq!(
+        last.get("gkv_kafkadecodebin_streams_started_total{element=decode}"),
+        Some(&1.0)
+    );
     let bucket = |le: &str| {
         last.get(&format!(
             "gkv_kafkasrc_camera_latency_ms_bucket{{camera=cam1,element=src,le={le}}}"

@@ -53,7 +53,7 @@ use kafkavision::detections::meta as detections_meta;
 use kafkavision::events::{self, Event, EventKind};
 use kafkavision::identity::event_id;
 use kafkavision::meta::{RecordMeta, capture_time};
-use kafkavision::per_run::PerRun;
+use kafkavision::per_run::{COUNTERS, PerRun, counters};
 
 use super::counting::{Counter, Sighting};
 use super::geometry::{self, Layouts, Point};
@@ -334,6 +334,7 @@ impl CrossingCount {
                             .field("name", line.name.as_str())
                             .field("in", counts.crossed_in)
                             .field("out", counts.crossed_out)
+                            .field(COUNTERS, counters(&["in", "out"]))
                             .build()
                             .to_send_value(),
                     );
@@ -352,6 +353,7 @@ impl CrossingCount {
                             .field("entered", counts.entered)
                             .field("left", counts.left)
                             .field("inside", counter.inside(i))
+                            .field(COUNTERS, counters(&["entered", "left"]))
                             .build()
                             .to_send_value(),
                     );
@@ -377,6 +379,19 @@ impl CrossingCount {
             )
             .field("lines", gst::Array::new(lines))
             .field("zones", gst::Array::new(zones))
+            .field(
+                COUNTERS,
+                counters(&[
+                    "frames",
+                    "events",
+                    "cameras-retired",
+                    "already-included",
+                    "state-saved",
+                    "state-saved-bytes",
+                    "state-restored",
+                    "state-unusable",
+                ]),
+            )
             .build()
     }
 

@@ -40,7 +40,7 @@ use gst_base::subclass::prelude::*;
 use kafkavision::detections::meta::{self as detections_meta, FrameOrigin};
 use kafkavision::detections::{self, FrameDetections};
 use kafkavision::meta::{RecordMeta, capture_time};
-use kafkavision::per_run::PerRun;
+use kafkavision::per_run::{COUNTERS, PerRun, counters};
 
 use crate::output::buffer_for_frame;
 
@@ -183,6 +183,10 @@ impl ObjectImpl for DetectionsConvert {
                     .field("frames", load(&stats.frames))
                     .field("detections", load(&stats.detections))
                     .field("bad-detections", load(&stats.bad_detections))
+                    .field(
+                        COUNTERS,
+                        counters(&["frames", "detections", "bad-detections"]),
+                    )
                     .build()
                     .to_value()
             }

@@ -28,7 +28,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 use kafkavision::events::{self, Event};
-use kafkavision::per_run::PerRun;
+use kafkavision::per_run::{COUNTERS, PerRun, counters};
 
 use crate::output::buffer_for_frame;
 
@@ -87,6 +87,7 @@ impl ObjectImpl for EventsConvert {
                 gst::Structure::builder("eventsconvert-stats")
                     .field("frames", stats.frames.load(Ordering::Relaxed))
                     .field("events", stats.events.load(Ordering::Relaxed))
+                    .field(COUNTERS, counters(&["frames", "events"]))
                     .build()
                     .to_value()
             }

@@ -59,7 +59,7 @@ use gst_base::subclass::prelude::*;
 use kafkavision::detections::meta as detections_meta;
 use kafkavision::identity::track_id;
 use kafkavision::meta::RecordMeta;
-use kafkavision::per_run::PerRun;
+use kafkavision::per_run::{COUNTERS, PerRun, counters};
 
 use crate::camera_state::store::StoreStats;
 
@@ -266,6 +266,21 @@ impl ObjectImpl for ObjectTrack {
                     .field(
                         "state-unusable",
                         store_count(|s| &s.unusable) + load(&stats.unusable_parts),
+                    )
+                    .field(
+                        COUNTERS,
+                        counters(&[
+                            "frames",
+                            "tracked-detections",
+                            "track-ids",
+                            "cameras-retired",
+                            "sequence-gaps",
+                            "already-included",
+                            "state-saved",
+                            "state-saved-bytes",
+                            "state-restored",
+                            "state-unusable",
+                        ]),
                     )
                     .build()
                     .to_value()

@@ -45,6 +45,7 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use kafkavision::per_run::{COUNTERS, counters};
 
 use super::DecodePolicy;
 use super::router::Router;
@@ -201,25 +202,31 @@ impl ObjectImpl for KafkaDecodeBin {
             "decode" => self.settings.lock().unwrap().decode.to_value(),
             "parallel" => self.settings.lock().unwrap().parallel.to_value(),
             "stats" => {
-                let counters = self.inner().router.imp().counters.current();
+                let run = self.inner().router.imp().counters.current();
                 gst::Structure::builder("kafkadecodebin-stats")
                     .field(
                         "streams-active",
                         self.inner().router.active_streams() as u32,
                     )
-                    .field("streams-started", counters.started.load(Ordering::Relaxed))
-                    .field("streams-retired", counters.retired.load(Ordering::Relaxed))
+                    .field("streams-started", run.started.load(Ordering::Relaxed))
+                    .field("streams-retired", run.retired.load(Ordering::Relaxed))
                     .field(
                         "delta-units-skipped",
-                        counters.delta_units_skipped.load(Ordering::Relaxed),
+                        run.delta_units_skipped.load(Ordering::Relaxed),
                     )
-                    .field(
-                        "frames-skipped",
-                        counters.frames_skipped.load(Ordering::Relaxed),
-                    )
+                    .field("frames-skipped", run.frames_skipped.load(Ordering::Relaxed))
                     .field(
                         "streams-keyframes-only",
                         self.inner().router.keyframes_only_streams() as u32,
+                    )
+                    .field(
+                        COUNTERS,
+                        counters(&[
+                            "streams-started",
+                            "streams-retired",
+                            "delta-units-skipped",
+                            "frames-skipped",
+                        ]),
                     )
                     .build()
                     .to_value()

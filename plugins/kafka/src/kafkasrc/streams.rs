@@ -60,7 +60,15 @@ struct StreamState {
     /// Running time minus original time, fixed at the first pushed buffer.
     ts_offset: Option<i128>,
     ended: bool,
+    /// When it was last read, in records read by this source: the least recent goes
+    /// first when the map is full.
+    last_read: u64,
 }
+
+/// Streams remembered at most. Every camera restart is a new stream, so a long-lived
+/// source would otherwise keep one entry per restart forever; the cap is far above the
+/// cameras one source reads, so only long-gone streams are forgotten (ended ones first).
+pub const MAX_STREAMS: usize = 10_000;
 
 /// The caps a record's buffer goes out with.
 struct BufferCaps {
@@ -75,6 +83,8 @@ struct BufferCaps {
 pub struct Streams {
     topic: String,
     by_id: HashMap<String, StreamState>,
+    /// Enveloped records read so far, the clock of `StreamState::last_read`.
+    reads: u64,
     /// Caps pushed downstream last, and the text they were parsed from.
     current_caps: Option<(String, gst::Caps)>,
     /// The `caps` property: caps of records without envelope or without `gkv-caps`.
@@ -108,6 +118,7 @@ impl Streams {
         Streams {
             topic: topic.to_string(),
             by_id: HashMap::new(),
+            reads: 0,
             current_caps: None,
             fallback_caps,
             stop_on_eos,
@@ -225,6 +236,10 @@ impl Streams {
             RecordKind::EndOfStream => None,
         };
 
+        if !self.by_id.contains_key(&envelope.stream_id) && self.by_id.len() >= MAX_STREAMS {
+            self.forget_one_stream();
+        }
+        self.reads += 1;
         let stream = self
             .by_id
             .entry(envelope.stream_id.clone())
@@ -234,8 +249,10 @@ impl Streams {
                 synced: false,
                 ts_offset: None,
                 ended: false,
+                last_read: 0,
             });
         stream.partition = record.partition;
+        stream.last_read = self.reads;
         let camera = record.key.map_or_else(
             || envelope.stream_id.clone(),
             |key| String::from_utf8_lossy(key).into_owned(),
@@ -343,6 +360,26 @@ impl Streams {
             extra,
         );
         Ok(self.push(buffer, caps, accepts))
+    }
+
+    /// Makes room for a new stream: forgets an ended stream, else the one read least
+    /// recently. Should it come back, it is a stream joined mid-way (it waits for a
+    /// keyframe and is re-timed).
+    fn forget_one_stream(&mut self) {
+        let Some(id) = self
+            .by_id
+            .iter()
+            .min_by_key(|(_, s)| (!s.ended, s.last_read))
+            .map(|(id, _)| id.clone())
+        else {
+            return;
+        };
+        gst::info!(
+            CAT,
+            id = &self.log_id,
+            "Forgetting stream {id}: {MAX_STREAMS} streams remembered"
+        );
+        self.by_id.remove(&id);
     }
 
     /// The caps of an enveloped buffer (its `gkv-caps` header, else the `caps` property),
@@ -848,6 +885,34 @@ mod tests {
         let outcome = read(&mut streams, &Written::of(&frame("cam1-a", 2, true)));
         assert!(matches!(outcome, Outcome::Skip), "{outcome:?}");
         assert_eq!(count(&stats.delta_units_skipped), 1);
+    }
+
+    #[test]
+    fn the_stream_map_is_bounded_and_forgets_ended_streams_first_then_the_least_recent() {
+        let (mut streams, stats) = new_streams(None, false);
+        let first = |stream: &str| Written::of(&frame(stream, 0, false));
+        pushed(read(&mut streams, &first("early")));
+        for i in 0..MAX_STREAMS - 2 {
+            pushed(read(&mut streams, &first(&format!("filler-{i}"))));
+        }
+        pushed(read(&mut streams, &first("ended")));
+        let eos = Written::of(&Envelope::end_of_stream("ended", 1));
+        assert!(matches!(read(&mut streams, &eos), Outcome::Skip));
+        assert_eq!(streams.by_id.len(), MAX_STREAMS);
+
+        // Full: the ended stream goes though read last, then the least recent.
+        pushed(read(&mut streams, &first("new-1")));
+        assert!(!streams.by_id.contains_key("ended"));
+        assert!(streams.by_id.contains_key("early"));
+        pushed(read(&mut streams, &first("new-2")));
+        assert!(!streams.by_id.contains_key("early"));
+        assert_eq!(streams.by_id.len(), MAX_STREAMS);
+
+        // A forgotten stream that comes back is one joined mid-way: a keyframe first.
+        let outcome = read(&mut streams, &Written::of(&frame("early", 1, true)));
+        assert!(matches!(outcome, Outcome::Skip), "{outcome:?}");
+        assert_eq!(count(&stats.delta_units_skipped), 1);
+        assert_eq!(streams.by_id.len(), MAX_STREAMS);
     }
 
     #[test]
