@@ -236,7 +236,7 @@ impl Streams {
             RecordKind::EndOfStream => None,
         };
 
-        if !self.by_id.contains_key(&envelope.stream_id) && self.by_id.len() >= MAX_STREAMS {
+        if self.by_id.len() >= MAX_STREAMS && !self.by_id.contains_key(&envelope.stream_id) {
             self.forget_one_stream();
         }
         self.reads += 1;
